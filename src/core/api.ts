@@ -1,0 +1,81 @@
+import type { StreamName, TaskSpec, TaskStatus, TerminateOptions } from "../domain/task.js";
+import type { TaskView } from "../domain/view.js";
+
+/** A task state change, as published to watchers (legacy notification 100). */
+export interface TaskEvent {
+  /** Sequence number, increasing by one per event on this node. */
+  readonly seq: number;
+  /** Status after the change. */
+  readonly status: TaskStatus;
+  /** Milliseconds run at the time of the change. */
+  readonly timeMs: number;
+  /** Unix ms of the change. */
+  readonly at: number;
+}
+
+/** A piece of a task's output. */
+export interface OutputChunk {
+  readonly stream: StreamName;
+  /** Byte offset of data within its stream. */
+  readonly offset: number;
+  readonly data: Uint8Array;
+}
+
+/** One message of an attached run: accepted, output..., then the final result. */
+export type RunEvent =
+  | { readonly kind: "accepted"; readonly view: TaskView }
+  | { readonly kind: "output"; readonly chunk: OutputChunk }
+  | { readonly kind: "result"; readonly view: TaskView };
+
+/** One message of an output stream: output..., then the result once the task has ended. */
+export type OutputEvent =
+  | { readonly kind: "output"; readonly chunk: OutputChunk }
+  | { readonly kind: "result"; readonly view: TaskView };
+
+/** Result of a submission. */
+export interface SubmitOutcome {
+  /** The task's view at reply time (final for sync, NEW/QUEUED for async). */
+  readonly view: TaskView;
+  /** True when the id existed with the same request and nothing new was made. */
+  readonly existing: boolean;
+}
+
+/**
+ * The task lifecycle use cases, shared by every transport. `ref` is a task id or alias.
+ * Expected failures throw DrceError (kinds: invalid, not-found, exists, precondition,
+ * exhausted, unavailable).
+ */
+export interface TaskCore {
+  /** Sets a task tree; waits for it when its mode is sync. The signal aborts the wait only. */
+  submit(spec: TaskSpec, signal?: AbortSignal): Promise<SubmitOutcome>;
+  /** The task's state; with extended, its usage and host figures in `fields`. */
+  check(ref: string, extended: boolean): Promise<TaskView>;
+  /** Terminates a running or queued task; a final one is answered as it is (precondition). */
+  terminate(ref: string, options: TerminateOptions): Promise<TaskView>;
+  /** Output, exit status and files; deletes the data afterwards when remove is true. */
+  fetch(ref: string, remove: boolean): Promise<TaskView>;
+  /** Deletes a task's data; a running task is refused (precondition). Answers with state 9. */
+  remove(ref: string): Promise<TaskView>;
+  /** Every task the node holds, newest first. */
+  list(): readonly TaskStatus[];
+  /** Submits and streams; aborting the signal terminates the task. */
+  run(spec: TaskSpec, signal: AbortSignal): AsyncIterable<RunEvent>;
+  /** Streams output from offsets; with follow, until the task ends. */
+  streamOutput(ref: string, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal): AsyncIterable<OutputEvent>;
+  /** Streams state events after a sequence number (0 = only new ones; -1 = the whole kept history). */
+  watchEvents(afterSeq: number, ref: string, signal: AbortSignal): AsyncIterable<TaskEvent>;
+  /** Writes to the stdin of an open_stdin task. */
+  writeInput(ref: string, data: Uint8Array): Promise<void>;
+  /** Closes the stdin of an open_stdin task. */
+  endInput(ref: string): Promise<void>;
+}
+
+/** How a node names itself in results. */
+export interface NodeIdentity {
+  /** Host name or address shown in results. */
+  readonly host: string;
+  /** Port shown in results. */
+  readonly port: number;
+  /** Node name. */
+  readonly node: string;
+}

@@ -1,0 +1,96 @@
+import type { Writable } from "node:stream";
+import type { TaskSpec, TerminateOptions } from "../domain/task.js";
+
+/** Where a started process lives, as persisted before the task is reported running. */
+export interface SpawnInfo {
+  /** Leader pid (remote pid for SSH). */
+  readonly pid: number;
+  /** Process group id (remote pgid for SSH). */
+  readonly pgid: number;
+  /** /proc/<pid>/stat field 22 of a local leader, guarding against pid reuse; zero for remote. */
+  readonly procStartTicks: number;
+}
+
+/** How a started command ended. Expected outcomes are values, not exceptions. */
+export type ExecOutcome =
+  | {
+      readonly kind: "exited";
+      /** Exit code of the leader, or 128+N after signal N. */
+      readonly exitStatus: number;
+      /** Signal name that ended the leader (e.g. "SIGKILL"), or empty. */
+      readonly signal: string;
+      /** Pids of the group that could not be killed after the leader ended (no cgroup). */
+      readonly escapedPids: readonly number[];
+    }
+  | {
+      readonly kind: "failed";
+      /** Legacy error code (15 shell missing, 16 cannot execute, 101 other). */
+      readonly errorCode: number;
+      /** Message safe for a caller. */
+      readonly message: string;
+    };
+
+/** What a runner needs to start one command. */
+export interface ExecRequest {
+  /** The task (its subtasks are the core's business). */
+  readonly spec: TaskSpec;
+  /** The resolved working directory (local path, or remote path for SSH). */
+  readonly workDir: string;
+  /** Sink for stdout; the runner writes with backpressure and does not end it. */
+  readonly stdout: Writable;
+  /** Sink for stderr; the runner writes with backpressure and does not end it. */
+  readonly stderr: Writable;
+  /**
+   * Called once the process exists, before any output is delivered as "running";
+   * the core persists the spawn record in it. Its promise is awaited.
+   */
+  readonly onSpawn: (info: SpawnInfo) => Promise<void>;
+}
+
+/** A running command. */
+export interface ExecHandle {
+  /** Settles when the command has ended and its output has been written to the sinks. */
+  readonly done: Promise<ExecOutcome>;
+  /** Runs a terminate algorithm on the whole process group; settles when it ended or tries ran out. */
+  terminate(options: TerminateOptions): Promise<void>;
+  /** Writes to stdin (for open_stdin tasks); resolves when written. */
+  writeInput(data: Uint8Array): Promise<void>;
+  /** Closes stdin. */
+  endInput(): void;
+  /** Usage sample of the task's processes, or undefined when not available. */
+  sampleUsage?(): Promise<TaskUsage | undefined>;
+}
+
+/** Usage of a task's processes at one moment. */
+export interface TaskUsage {
+  /** CPU, percent of one CPU since the previous sample. */
+  readonly cpuPercent: number;
+  /** Virtual memory, bytes, summed. */
+  readonly vramBytes: number;
+  /** Resident memory, bytes, summed. */
+  readonly rramBytes: number;
+  /** Threads, summed. */
+  readonly threads: number;
+  /** Processes in the group. */
+  readonly processes: number;
+}
+
+/** File operations in a working directory; names are already checked lexically. */
+export interface FileOps {
+  /** Creates or truncates the file and writes data (parent directories created). */
+  write(workDir: string, name: string, data: Uint8Array): Promise<void>;
+  /** Deletes the file; a missing file is not an error. */
+  remove(workDir: string, name: string): Promise<void>;
+  /** Reads the whole file, up to maxBytes (throws past it). */
+  read(workDir: string, name: string, maxBytes: number): Promise<Uint8Array>;
+  /** Ensures the directory exists; returns its resolved path. */
+  prepareWorkDir(workDir: string): Promise<string>;
+}
+
+/** A way to run commands: locally, or on an SSH target. */
+export interface Runner {
+  /** Starts the command; rejects only for errors of the runner itself (e.g. SSH connection refused). */
+  start(request: ExecRequest): Promise<ExecHandle>;
+  /** File operations where the command runs. */
+  readonly files: FileOps;
+}
