@@ -1,0 +1,110 @@
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { hostname } from "node:os";
+import { TaskService } from "../gen/drce/v1/task_service_pb.js";
+import { createTokenCheck } from "./auth.js";
+import { type Config, parseHostPort, validateConfig } from "./config.js";
+import { createTaskHandler } from "./connect/task-handler.js";
+import type { NodeIdentity } from "./core/api.js";
+import { createTaskCore } from "./core/task-core.js";
+import { createLocalRunner } from "./executor/local-runner.js";
+import { createDualServer, type DualHandler } from "./http-server.js";
+import { createLogger, type Logger } from "./logger.js";
+import { createTaskStore } from "./store/task-store.js";
+import { stateNames } from "./domain/states.js";
+
+/** A node, built but not yet listening. */
+export interface App {
+  /** The node's configuration. */
+  readonly config: Config;
+  /** The task core (for tests and embedding). */
+  readonly core: ReturnType<typeof createTaskCore>;
+  /** Starts listening; returns the URL of the HTTP endpoint and the ZeroMQ endpoint. */
+  listen(): Promise<{ url: string; zmqEndpoint: string }>;
+  /** Stops listening, terminates running tasks within the grace period, and closes. */
+  close(): Promise<void>;
+}
+
+/** Options besides the configuration, for embedding and tests. */
+export interface AppOptions {
+  /** Logger to use instead of one made from config.logLevel. */
+  readonly logger?: Logger;
+  /** Test-only: crash the node at a write point (see TaskStoreOptions.crashAt). */
+  readonly crashAt?: string;
+}
+
+/**
+ * The composition root: builds the store, runners, core, Connect routes and gateways of a
+ * node from its configuration. Nothing listens until `listen()`.
+ */
+export async function createApp(config: Config, appOptions: AppOptions = {}): Promise<App> {
+  validateConfig(config);
+  const logger = appOptions.logger ?? createLogger(config.logLevel);
+  const store = await createTaskStore({ dataDir: config.dataDir, crashAt: appOptions.crashAt ?? process.env["DRCE_TEST_CRASH_AT"] });
+  const address = parseHostPort(config.listen, "--listen");
+  const identity: { -readonly [K in keyof NodeIdentity]: NodeIdentity[K] } = { host: address.host === "0.0.0.0" ? hostname() : address.host, port: address.port, node: config.name };
+
+  const core = createTaskCore({
+    store,
+    localRunner: createLocalRunner(),
+    maxConcurrent: config.maxConcurrent,
+    maxQueue: config.maxQueue,
+    maxOutputBytes: config.maxOutputBytes,
+    maxTaskMs: config.maxTaskMs,
+    maxFileBytes: config.maxFileBytes,
+    allowedDirs: config.allowedDirs,
+    allowEnv: config.allowEnv,
+    eventHistory: config.eventHistory,
+    sampleIntervalMs: config.sampleIntervalMs,
+    onEvent: (event) => {
+      const s = event.status;
+      logger.info({ task: s.id, alias: s.alias || undefined, state: s.state, stateName: stateNames[s.state], exitStatus: s.exitStatus, errorCode: s.errorCode || undefined, durationMs: event.timeMs }, "task state");
+    },
+  });
+  const { recovered, loaded } = await core.init();
+  if (recovered > 0) logger.warn({ recovered }, "tasks left unfinished by a previous run were marked crashed");
+  logger.debug({ loaded }, "task store loaded");
+
+  const checkToken = createTokenCheck(config.token);
+  const auth: Interceptor = (next) => async (request) => {
+    if (!checkToken(request.header.get("authorization"))) throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
+    return next(request);
+  };
+  const shutdown = new AbortController();
+  const connect = connectNodeAdapter({
+    routes: (router: ConnectRouter) => {
+      router.service(TaskService, createTaskHandler({ core, identity }));
+    },
+    interceptors: [auth],
+    readMaxBytes: config.maxRequestBytes,
+    shutdownSignal: shutdown.signal,
+  });
+  const handler: DualHandler = (req, res) => {
+    connect(req as never, res as never);
+  };
+  const server = createDualServer({
+    handler,
+    http2Settings: { initialWindowSize: 4 * 1024 * 1024, maxFrameSize: 1024 * 1024 },
+  });
+
+  let closed = false;
+  return {
+    config,
+    core,
+    async listen() {
+      const bound = await server.listen(address.host, address.port);
+      identity.port = bound.port;
+      const host = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
+      const url = `http://${host}:${bound.port}`;
+      logger.info({ url, dataDir: config.dataDir, name: config.name }, "drce node listening");
+      return { url, zmqEndpoint: "" };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await core.shutdown(config.shutdownGraceMs);
+      shutdown.abort();
+      await server.close();
+    },
+  };
+}

@@ -1,0 +1,59 @@
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { TaskService } from "../../gen/drce/v1/task_service_pb.js";
+import { UsageError } from "./errors.js";
+import { defaultServer } from "./options.js";
+
+/** A TaskService client and the connection it holds. */
+export interface TaskClient {
+  /** The generated promise client. */
+  readonly client: Client<typeof TaskService>;
+  /** Closes the HTTP/2 connection so that the process can exit at once. */
+  close(): void;
+}
+
+/** Options of {@link createTaskClient}. */
+export interface TaskClientOptions {
+  /** Base URL of the node (http:// or https://). */
+  readonly server: string;
+  /** Bearer token sent in `Authorization`; empty sends none. */
+  readonly token: string;
+}
+
+/**
+ * The server URL a command uses: `--server`, else `DRCE_SERVER`, else the default
+ * loopback node.
+ */
+export function serverUrl(flag: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
+  const server = flag ?? (env["DRCE_SERVER"] || undefined) ?? defaultServer;
+  let url: URL;
+  try {
+    url = new URL(server);
+  } catch {
+    throw new UsageError(`--server ${JSON.stringify(server)}: not a URL (e.g. http://127.0.0.1:8470)`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--server ${server}: use an http:// or https:// URL`);
+  return server;
+}
+
+/**
+ * Creates a Connect client of TaskService over HTTP/2. The connection belongs to this
+ * client alone, so `close()` can end it: an idle HTTP/2 session would otherwise keep the
+ * process alive for its idle timeout.
+ */
+export function createTaskClient(options: TaskClientOptions): TaskClient {
+  const sessionManager = new Http2SessionManager(options.server);
+  const interceptors: Interceptor[] = [];
+  if (options.token !== "") {
+    const authorization = `Bearer ${options.token}`;
+    interceptors.push((next) => (request) => {
+      request.header.set("Authorization", authorization);
+      return next(request);
+    });
+  }
+  const transport = createConnectTransport({ baseUrl: options.server, httpVersion: "2", sessionManager, interceptors });
+  return {
+    client: createClient(TaskService, transport),
+    close: () => sessionManager.abort(),
+  };
+}

@@ -1,0 +1,54 @@
+import { FetchTaskResponseSchema } from "../../gen/drce/v1/task_service_pb.js";
+import { oneRef, reportProblem, showUsage, summaryLine, withClient } from "./common.js";
+import { exitCodeForResult } from "./exit-codes.js";
+import type { CliIo } from "./io.js";
+import { commonOptions, parseOptions } from "./options.js";
+import { writeBytes, writeJson, writeLines } from "./output.js";
+import { writeFilesUnder } from "./result-files.js";
+
+/** Usage of `drce fetch`. */
+export const fetchUsage = `usage: drce fetch [--keep] [--files-dir DIR] [--verbose] [--server URL] [--json] REF
+
+Gets a task's result: writes its stdout to stdout and its stderr to stderr, and
+exits with its exit status. The task's data is deleted on the node afterwards
+unless --keep is given.
+      --keep               keep the task's data on the node
+      --files-dir DIR      write the files the task returned (--get) under DIR;
+                           names that would leave DIR are skipped
+  -v, --verbose            a one-line summary on stderr
+
+Exit status: as drce run (the task's own status; 124 expired; 125 refused,
+crashed or not finished yet; 128+N terminated); 3 unknown task.`;
+
+const fetchOptions = {
+  ...commonOptions,
+  keep: { type: "boolean" },
+  "files-dir": { type: "string" },
+  verbose: { type: "boolean", short: "v" },
+} as const;
+
+/** `drce fetch REF`: FetchTask. */
+export async function fetchCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseOptions(argv, fetchOptions);
+  if (values.help === true) return showUsage(io, fetchUsage);
+  const task = oneRef(positionals);
+  return withClient(values, io, async (client) => {
+    const response = await client.fetchTask({ task, delete: values.keep !== true });
+    const result = response.result;
+    if (result === undefined) throw new Error("the node answered without a result");
+    if (values.json === true) {
+      await writeJson(io.stdout, FetchTaskResponseSchema, response);
+    } else {
+      await writeBytes(io.stdout, result.stdout);
+      await writeBytes(io.stderr, result.stderr);
+    }
+    const filesDir = values["files-dir"];
+    if (filesDir !== undefined) await writeFilesUnder(filesDir, result.files, io);
+    if (result.stdoutTruncated || result.stderrTruncated) {
+      await writeLines(io.stderr, [`drce: the output of task ${result.id} exceeded the node's cap; only its head and tail were kept`]);
+    }
+    if (values.verbose === true) await writeLines(io.stderr, [`drce: ${summaryLine(result).replaceAll("\t", " ")}`]);
+    await reportProblem(io, result);
+    return exitCodeForResult(result);
+  });
+}

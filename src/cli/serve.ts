@@ -1,0 +1,43 @@
+import { createApp } from "../app.js";
+import { ConfigError, parseServeConfig, serveUsage } from "../config.js";
+import type { CliIo } from "./io.js";
+
+/**
+ * `drce serve`: starts a node and runs until SIGTERM or SIGINT, then shuts down
+ * gracefully within the configured grace period.
+ */
+export async function serve(argv: string[], io: CliIo): Promise<number> {
+  let config;
+  try {
+    config = parseServeConfig(argv, io.env);
+  } catch (error) {
+    if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS") === true) {
+      io.stderr.write(`drce serve: ${(error as Error).message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  if (config === "help") {
+    io.stdout.write(`${serveUsage}\n`);
+    return 0;
+  }
+  const app = await createApp(config);
+  try {
+    await app.listen();
+  } catch (error) {
+    io.stderr.write(`drce serve: cannot listen on ${config.listen}: ${(error as Error).message}\n`);
+    await app.close();
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      resolve();
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+  });
+  await app.close();
+  return 0;
+}

@@ -1,0 +1,192 @@
+import { cpus, hostname } from "node:os";
+import { resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+/** Everything a node needs to start: one validated, readonly value. */
+export interface Config {
+  /** host:port for Connect, gRPC, gRPC-Web and the legacy HTTP gateway. */
+  readonly listen: string;
+  /** host:port of the legacy ZeroMQ gateway; empty disables it. */
+  readonly zmqListen: string;
+  /** Data directory (tasks live in `<dataDir>/tasks`). */
+  readonly dataDir: string;
+  /** Node name shown in results. */
+  readonly name: string;
+  /** Tasks running at once; the rest queue (state 8). */
+  readonly maxConcurrent: number;
+  /** Tasks waiting at most; past it submission is refused. */
+  readonly maxQueue: number;
+  /** Bytes kept per output stream (head and tail past it); zero: unlimited. */
+  readonly maxOutputBytes: number;
+  /** Ceiling on a task's running time, ms; zero: none. */
+  readonly maxTaskMs: number;
+  /** Largest request body accepted, bytes. */
+  readonly maxRequestBytes: number;
+  /** Largest file returned by a read-after action, bytes. */
+  readonly maxFileBytes: number;
+  /** Absolute directories a task's work_dir may name, besides its own directory. */
+  readonly allowedDirs: readonly string[];
+  /** Dangerous environment names tasks may set anyway. */
+  readonly allowEnv: readonly string[];
+  /** Task events kept for watchers that resume. */
+  readonly eventHistory: number;
+  /** How often running tasks and the host are sampled, ms. */
+  readonly sampleIntervalMs: number;
+  /** Bearer token every API requires; empty: none. */
+  readonly token: string;
+  /** Grace period for a graceful shutdown, ms. */
+  readonly shutdownGraceMs: number;
+  /** known_hosts file for SSH sessions. */
+  readonly sshKnownHosts: string;
+  /** Record unknown SSH host keys instead of refusing them. */
+  readonly sshTrustOnFirstUse: boolean;
+  /** pino log level ("info", "debug", "silent", ...). */
+  readonly logLevel: string;
+}
+
+/** The embedded defaults: a usable node on loopback with data in ./.drce. */
+export function defaultConfig(): Config {
+  return {
+    listen: "127.0.0.1:8470",
+    zmqListen: "127.0.0.1:5557",
+    dataDir: resolve(".drce"),
+    name: hostname(),
+    maxConcurrent: Math.max(4, cpus().length * 8),
+    maxQueue: 10_000,
+    maxOutputBytes: 256 * 1024 * 1024,
+    maxTaskMs: 0,
+    maxRequestBytes: 16 * 1024 * 1024,
+    maxFileBytes: 16 * 1024 * 1024,
+    allowedDirs: [],
+    allowEnv: [],
+    eventHistory: 10_000,
+    sampleIntervalMs: 1000,
+    token: "",
+    shutdownGraceMs: 10_000,
+    sshKnownHosts: resolve(process.env["HOME"] ?? "/root", ".ssh/known_hosts"),
+    sshTrustOnFirstUse: false,
+    logLevel: "info",
+  };
+}
+
+/** A configuration error, shown to the operator as is. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Splits "host:port" (IPv6 in brackets) and checks the port. */
+export function parseHostPort(value: string, what: string): { host: string; port: number } {
+  const match = /^\[?([^\]]*?)\]?:(\d+)$/.exec(value);
+  if (match === null) throw new ConfigError(`${what} must be host:port, got ${JSON.stringify(value)}`);
+  const port = Number(match[2]);
+  if (port > 65535) throw new ConfigError(`${what}: port ${port} is out of range`);
+  return { host: match[1] ?? "", port };
+}
+
+/** Tells whether an address is loopback only. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
+
+const flags = {
+  listen: { type: "string" },
+  "zmq-listen": { type: "string" },
+  "no-zmq": { type: "boolean" },
+  "data-dir": { type: "string" },
+  name: { type: "string" },
+  "max-concurrent": { type: "string" },
+  "max-queue": { type: "string" },
+  "max-output-bytes": { type: "string" },
+  "max-task-ms": { type: "string" },
+  "max-request-bytes": { type: "string" },
+  "max-file-bytes": { type: "string" },
+  "allow-dir": { type: "string", multiple: true },
+  "allow-env": { type: "string", multiple: true },
+  "event-history": { type: "string" },
+  "sample-interval-ms": { type: "string" },
+  token: { type: "string" },
+  "token-file": { type: "string" },
+  "shutdown-grace": { type: "string" },
+  "ssh-known-hosts": { type: "string" },
+  "ssh-trust-on-first-use": { type: "boolean" },
+  "log-level": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Usage text of `drce serve`. */
+export const serveUsage = `usage: drce serve [options]
+  --listen HOST:PORT          Connect/gRPC/gRPC-Web + legacy HTTP (default 127.0.0.1:8470)
+  --zmq-listen HOST:PORT      legacy ZeroMQ gateway (default 127.0.0.1:5557); --no-zmq disables
+  --data-dir DIR              task data (default ./.drce)
+  --name NAME                 node name in results (default: host name)
+  --max-concurrent N          tasks running at once (default 8 per CPU, at least 4)
+  --max-queue N               tasks waiting at most (default 10000)
+  --max-output-bytes N        bytes kept per output stream, head+tail past it (default 268435456; 0 = all)
+  --max-task-ms N             ceiling on any task's running time (default 0 = none)
+  --max-request-bytes N       largest request body (default 16777216)
+  --max-file-bytes N          largest file returned by a read-after action (default 16777216)
+  --allow-dir DIR             a directory tasks may use as work_dir (repeatable)
+  --allow-env NAME            allow a refused variable such as LD_PRELOAD (repeatable)
+  --event-history N           task events kept for resuming watchers (default 10000)
+  --sample-interval-ms N      usage sampling interval (default 1000)
+  --token T | --token-file F  require "Authorization: Bearer T" (env DRCE_TOKEN)
+  --shutdown-grace MS         graceful shutdown bound (default 10000)
+  --ssh-known-hosts FILE      known_hosts for SSH sessions (default ~/.ssh/known_hosts)
+  --ssh-trust-on-first-use    record unknown SSH host keys instead of refusing them
+  --log-level LEVEL           pino level (default info; env DRCE_LOG_LEVEL)`;
+
+function integer(value: string | undefined, fallback: number, what: string): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw new ConfigError(`--${what} must be a non-negative integer, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+/**
+ * Builds the configuration of `drce serve` from flags and environment (DRCE_TOKEN,
+ * DRCE_DATA_DIR, DRCE_LISTEN, DRCE_LOG_LEVEL), over the embedded defaults.
+ */
+export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config | "help" {
+  const { values } = parseArgs({ args: [...argv], options: flags, allowPositionals: false, strict: true });
+  if (values.help === true) return "help";
+  const base = defaultConfig();
+  let token = values.token ?? env["DRCE_TOKEN"] ?? "";
+  if (values["token-file"] !== undefined) token = readFileSync(values["token-file"], "utf8").trim();
+  const config: Config = {
+    ...base,
+    listen: values.listen ?? env["DRCE_LISTEN"] ?? base.listen,
+    zmqListen: values["no-zmq"] === true ? "" : (values["zmq-listen"] ?? base.zmqListen),
+    dataDir: resolve(values["data-dir"] ?? env["DRCE_DATA_DIR"] ?? base.dataDir),
+    name: values.name ?? base.name,
+    maxConcurrent: Math.max(1, integer(values["max-concurrent"], base.maxConcurrent, "max-concurrent")),
+    maxQueue: integer(values["max-queue"], base.maxQueue, "max-queue"),
+    maxOutputBytes: integer(values["max-output-bytes"], base.maxOutputBytes, "max-output-bytes"),
+    maxTaskMs: integer(values["max-task-ms"], base.maxTaskMs, "max-task-ms"),
+    maxRequestBytes: integer(values["max-request-bytes"], base.maxRequestBytes, "max-request-bytes"),
+    maxFileBytes: integer(values["max-file-bytes"], base.maxFileBytes, "max-file-bytes"),
+    allowedDirs: (values["allow-dir"] ?? []).map((d) => resolve(d)),
+    allowEnv: values["allow-env"] ?? [],
+    eventHistory: Math.max(1, integer(values["event-history"], base.eventHistory, "event-history")),
+    sampleIntervalMs: Math.max(50, integer(values["sample-interval-ms"], base.sampleIntervalMs, "sample-interval-ms")),
+    token,
+    shutdownGraceMs: integer(values["shutdown-grace"], base.shutdownGraceMs, "shutdown-grace"),
+    sshKnownHosts: values["ssh-known-hosts"] ?? base.sshKnownHosts,
+    sshTrustOnFirstUse: values["ssh-trust-on-first-use"] === true,
+    logLevel: values["log-level"] ?? env["DRCE_LOG_LEVEL"] ?? base.logLevel,
+  };
+  validateConfig(config);
+  return config;
+}
+
+/** Checks a configuration once; throws ConfigError saying what is wrong. */
+export function validateConfig(config: Config): void {
+  const listen = parseHostPort(config.listen, "--listen");
+  const zmq = config.zmqListen === "" ? undefined : parseHostPort(config.zmqListen, "--zmq-listen");
+  for (const address of [listen, zmq]) {
+    if (address !== undefined && !isLoopback(address.host) && config.token === "") {
+      throw new ConfigError(
+        `refusing to listen on ${address.host}: a node reachable beyond loopback runs commands for anyone who can connect; set --token (or DRCE_TOKEN / --token-file)`,
+      );
+    }
+  }
+}

@@ -1,0 +1,202 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  LimitsSchema,
+  SessionType,
+  TaskMode as ProtoTaskMode,
+  TaskResultSchema,
+  TaskState as ProtoTaskState,
+  TaskEventSchema,
+  TaskSummarySchema,
+  OutputChunkSchema,
+  Stream,
+  type Limits as ProtoLimits,
+  type OutputChunk as ProtoOutputChunk,
+  type TaskEvent as ProtoTaskEvent,
+  type TaskResult,
+  type TaskSpec as ProtoTaskSpec,
+  type TaskSummary,
+} from "../../gen/drce/v1/task_pb.js";
+import { TerminateAlgorithm, type TerminateTaskRequest } from "../../gen/drce/v1/task_service_pb.js";
+import { noLimits, taskSpec, type Limits, type Session, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
+import type { TaskView } from "../domain/view.js";
+import type { NodeIdentity, OutputChunk, TaskEvent } from "../core/api.js";
+
+/** Proto TaskState from a legacy state number (the proto enum is the legacy number plus one). */
+export function toProtoState(legacy: number): ProtoTaskState {
+  return (legacy + 1) as ProtoTaskState;
+}
+
+/** Legacy state number from a proto TaskState. */
+export function fromProtoState(state: ProtoTaskState): number {
+  return state - 1;
+}
+
+function limitsFromProto(limits: ProtoLimits | undefined): Limits {
+  if (limits === undefined) return noLimits;
+  return {
+    procMax: Number(limits.procMax),
+    threadsMax: Number(limits.threadsMax),
+    cpuMax: limits.cpuMax,
+    iowaitMax: limits.iowaitMax,
+    vramFree: limits.vramFree,
+    vramFreeMin: Number(limits.vramFreeMin),
+    rramFree: limits.rramFree,
+    rramFreeMin: Number(limits.rramFreeMin),
+    diskFree: limits.diskFree,
+    diskFreeMin: Number(limits.diskFreeMin),
+    iowaitUsageMax: limits.iowaitUsageMax,
+    vramUsageMax: limits.vramUsageMax,
+    rramUsageMax: limits.rramUsageMax,
+    diskUsageMax: limits.diskUsageMax,
+    diskUsageMaxBytes: Number(limits.diskUsageMaxBytes),
+  };
+}
+
+/** Converts a domain Limits to proto. */
+export function limitsToProto(limits: Limits): ProtoLimits {
+  return create(LimitsSchema, {
+    procMax: BigInt(limits.procMax),
+    threadsMax: BigInt(limits.threadsMax),
+    cpuMax: limits.cpuMax,
+    iowaitMax: limits.iowaitMax,
+    vramFree: limits.vramFree,
+    vramFreeMin: BigInt(limits.vramFreeMin),
+    rramFree: limits.rramFree,
+    rramFreeMin: BigInt(limits.rramFreeMin),
+    diskFree: limits.diskFree,
+    diskFreeMin: BigInt(limits.diskFreeMin),
+    iowaitUsageMax: limits.iowaitUsageMax,
+    vramUsageMax: limits.vramUsageMax,
+    rramUsageMax: limits.rramUsageMax,
+    diskUsageMax: limits.diskUsageMax,
+    diskUsageMaxBytes: BigInt(limits.diskUsageMaxBytes),
+  });
+}
+
+/** Converts a proto TaskSpec (with subtasks) to the domain form. */
+export function specFromProto(spec: ProtoTaskSpec): TaskSpec {
+  const session: Session =
+    spec.session?.type === SessionType.SSH
+      ? {
+          type: "ssh",
+          host: spec.session.host,
+          port: spec.session.port,
+          user: spec.session.user,
+          password: spec.session.password,
+          privateKey: spec.session.privateKey,
+          passphrase: spec.session.passphrase,
+          hostFingerprint: spec.session.hostFingerprint,
+        }
+      : { type: "local" };
+  return taskSpec({
+    id: spec.id,
+    alias: spec.alias,
+    command: spec.command,
+    argv: [...spec.argv],
+    input: spec.input,
+    env: { ...spec.env },
+    workDir: spec.workDir,
+    shell: spec.shell,
+    session,
+    mode: spec.mode === ProtoTaskMode.ASYNC ? 2 : 1,
+    timeoutSeconds: spec.timeoutSeconds,
+    timeMaxMs: safeNumber(spec.timeMaxMs),
+    cleanup: spec.cleanup,
+    files: spec.files.map((f) => ({ name: f.name, data: f.data, action: f.action >>> 0 })),
+    limits: limitsFromProto(spec.limits),
+    subtasks: spec.subtasks.map(specFromProto),
+    ttlMs: safeNumber(spec.ttlMs),
+    openStdin: spec.openStdin,
+  });
+}
+
+function safeNumber(value: bigint): number {
+  return value > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(value);
+}
+
+/** Converts a core TaskView to a proto TaskResult. */
+export function viewToProto(view: TaskView, identity: NodeIdentity): TaskResult {
+  const s = view.status;
+  return create(TaskResultSchema, {
+    id: s.id,
+    alias: s.alias,
+    state: toProtoState(s.state),
+    legacyState: s.state,
+    errorCode: s.errorCode,
+    errorMessage: s.errorMessage,
+    host: identity.host,
+    port: identity.port,
+    node: identity.node,
+    pid: s.pid,
+    exitStatus: s.exitStatus,
+    signal: s.signal,
+    stdout: view.stdout ?? new Uint8Array(0),
+    stderr: view.stderr ?? new Uint8Array(0),
+    files: (view.files ?? []).map((f) => ({ name: f.name, data: f.data, action: f.action })),
+    timeMs: BigInt(view.timeMs),
+    fields: { ...view.fields },
+    subtasks: view.subtasks.map((sub) => viewToProto(sub, identity)),
+    mode: s.mode === 2 ? ProtoTaskMode.ASYNC : ProtoTaskMode.SYNC,
+    startedAtMs: BigInt(s.startedAt),
+    finishedAtMs: BigInt(s.finishedAt),
+    stdoutSize: BigInt(s.stdoutSize),
+    stderrSize: BigInt(s.stderrSize),
+    stdoutTruncated: s.stdoutTruncated,
+    stderrTruncated: s.stderrTruncated,
+    escapedPids: [...s.escapedPids],
+    parentId: s.parentId,
+  });
+}
+
+/** Converts a status to a list line. */
+export function summaryToProto(s: TaskStatus): TaskSummary {
+  return create(TaskSummarySchema, {
+    id: s.id,
+    alias: s.alias,
+    state: toProtoState(s.state),
+    legacyState: s.state,
+    mode: s.mode === 2 ? ProtoTaskMode.ASYNC : ProtoTaskMode.SYNC,
+    startedAtMs: BigInt(s.startedAt || s.submittedAt),
+    command: s.command,
+    exitStatus: s.exitStatus,
+    parentId: s.parentId,
+  });
+}
+
+/** Converts an output chunk. */
+export function chunkToProto(chunk: OutputChunk): ProtoOutputChunk {
+  return create(OutputChunkSchema, {
+    stream: chunk.stream === "stdout" ? Stream.STDOUT : Stream.STDERR,
+    offset: BigInt(chunk.offset),
+    data: chunk.data,
+  });
+}
+
+/** Converts a task event. */
+export function eventToProto(event: TaskEvent): ProtoTaskEvent {
+  const s = event.status;
+  return create(TaskEventSchema, {
+    seq: BigInt(event.seq),
+    id: s.id,
+    alias: s.alias,
+    state: toProtoState(s.state),
+    legacyState: s.state,
+    errorCode: s.errorCode,
+    errorMessage: s.errorMessage,
+    exitStatus: s.exitStatus,
+    timeUnixMs: BigInt(event.at),
+    pid: s.pid,
+    timeMs: BigInt(event.timeMs),
+  });
+}
+
+/** Converts a terminate request to domain options, applying the protocol's defaults. */
+export function terminateFromProto(request: TerminateTaskRequest): TerminateOptions {
+  return {
+    alg: request.alg === TerminateAlgorithm.SIGNAL ? 2 : 1,
+    delayMs: request.delayMs === 0 ? 1000 : request.delayMs,
+    repeat: request.repeat === 0 ? 3 : request.repeat,
+    signal: request.signal === 0 ? 9 : request.signal,
+    cleanup: request.cleanup,
+  };
+}

@@ -1,0 +1,115 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  DeleteTaskResponseSchema,
+  FetchTaskResponseSchema,
+  GetTaskResponseSchema,
+  ListTasksResponseSchema,
+  RunTaskResponseSchema,
+  SendTaskInputResponseSchema,
+  StreamTaskOutputResponseSchema,
+  SubmitTaskResponseSchema,
+  TaskService,
+  TerminateTaskResponseSchema,
+  WatchTaskEventsResponseSchema,
+  type SendTaskInputRequest,
+} from "../../gen/drce/v1/task_service_pb.js";
+import type { NodeIdentity, TaskCore } from "../core/api.js";
+import { chunkToProto, eventToProto, fromProtoState, specFromProto, summaryToProto, terminateFromProto, viewToProto } from "./convert.js";
+import { toConnectError } from "./errors.js";
+
+/** Options of {@link createTaskHandler}. */
+export interface TaskHandlerOptions {
+  readonly core: TaskCore;
+  readonly identity: NodeIdentity;
+}
+
+function requireTask(task: string): string {
+  if (task === "") throw new ConnectError("task (an id or alias) is required", Code.InvalidArgument);
+  return task;
+}
+
+/**
+ * Wraps a handler body so every failure is mapped once to a ConnectError.
+ */
+async function mapped<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}
+
+async function* mappedStream<T>(body: () => AsyncIterable<T>): AsyncGenerator<T> {
+  try {
+    yield* body();
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}
+
+/** The Connect implementation of TaskService: thin translation over the core. */
+export function createTaskHandler({ core, identity }: TaskHandlerOptions): ServiceImpl<typeof TaskService> {
+  const result = (view: Parameters<typeof viewToProto>[0]) => viewToProto(view, identity);
+  return {
+    submitTask: (request, context) =>
+      mapped(async () => {
+        if (request.task === undefined) throw new ConnectError("task is required", Code.InvalidArgument);
+        const outcome = await core.submit(specFromProto(request.task), context.signal);
+        return create(SubmitTaskResponseSchema, { result: result(outcome.view), existing: outcome.existing });
+      }),
+    getTask: (request) =>
+      mapped(async () => create(GetTaskResponseSchema, { result: result(await core.check(requireTask(request.task), request.extended)) })),
+    terminateTask: (request) =>
+      mapped(async () =>
+        create(TerminateTaskResponseSchema, { result: result(await core.terminate(requireTask(request.task), terminateFromProto(request))) }),
+      ),
+    fetchTask: (request) =>
+      mapped(async () => create(FetchTaskResponseSchema, { result: result(await core.fetch(requireTask(request.task), request.delete)) })),
+    deleteTask: (request) =>
+      mapped(async () => create(DeleteTaskResponseSchema, { result: result(await core.remove(requireTask(request.task))) })),
+    listTasks: (request) =>
+      mapped(async () => {
+        const wanted = new Set(request.states.map(fromProtoState));
+        const tasks = core.list().filter((s) => wanted.size === 0 || wanted.has(s.state));
+        return create(ListTasksResponseSchema, { tasks: tasks.map(summaryToProto) });
+      }),
+    runTask: (request, context: HandlerContext) =>
+      mappedStream(async function* () {
+        if (request.task === undefined) throw new ConnectError("task is required", Code.InvalidArgument);
+        for await (const event of core.run(specFromProto(request.task), context.signal)) {
+          if (event.kind === "output") yield create(RunTaskResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) } });
+          else yield create(RunTaskResponseSchema, { event: { case: event.kind, value: result(event.view) } });
+        }
+      }),
+    sendTaskInput: (requests: AsyncIterable<SendTaskInputRequest>) =>
+      mapped(async () => {
+        let task = "";
+        let written = 0;
+        for await (const request of requests) {
+          if (task === "") task = requireTask(request.task);
+          if (request.data.length > 0) {
+            await core.writeInput(task, request.data);
+            written += request.data.length;
+          }
+        }
+        if (task !== "") await core.endInput(task);
+        return create(SendTaskInputResponseSchema, { written: BigInt(written) });
+      }),
+    streamTaskOutput: (request, context) =>
+      mappedStream(async function* () {
+        const offsets = { stdout: Number(request.stdoutOffset), stderr: Number(request.stderrOffset) };
+        for await (const event of core.streamOutput(requireTask(request.task), offsets, request.follow, context.signal)) {
+          if (event.kind === "output") yield create(StreamTaskOutputResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) } });
+          else yield create(StreamTaskOutputResponseSchema, { event: { case: "result", value: result(event.view) } });
+        }
+      }),
+    watchTaskEvents: (request, context) =>
+      mappedStream(async function* () {
+        const after = request.afterSeq === 0n && request.fromStart ? -1 : Number(request.afterSeq);
+        for await (const event of core.watchEvents(after, request.task, context.signal)) {
+          yield create(WatchTaskEventsResponseSchema, { event: eventToProto(event) });
+        }
+      }),
+  };
+}

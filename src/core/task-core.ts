@@ -1,0 +1,901 @@
+import { open } from "node:fs/promises";
+import { isAbsolute, join, resolve as resolvePath } from "node:path";
+import { finished } from "node:stream/promises";
+import { mkdir, realpath, writeFile } from "node:fs/promises";
+import { DrceError, ErrorCode } from "../domain/errors.js";
+import { fromStoredSpec, specDigest, toStoredSpec } from "../domain/spec-json.js";
+import { isFinalState, TaskState } from "../domain/states.js";
+import { defaultTerminate, FileAction, type FileResult, type StreamName, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
+import { validateSpec } from "../domain/validate.js";
+import type { TaskView } from "../domain/view.js";
+import type { ExecHandle, FileOps, Runner, TaskUsage } from "../executor/runner.js";
+import { isInside } from "../executor/local-files.js";
+import { OutputSpool } from "../store/spool.js";
+import type { TaskStore } from "../store/task-store.js";
+import type { OutputEvent, RunEvent, SubmitOutcome, TaskCore, TaskEvent } from "./api.js";
+import { EventLog } from "./event-log.js";
+import { Slots } from "./slots.js";
+import { recoverTask } from "./recovery.js";
+
+/** A refusal of a start limit, as the limits checker reports it. */
+export interface LimitRefusal {
+  /** The protocol's limit name, e.g. "rram_free_min". */
+  readonly name: string;
+  /** Message naming the limit and the measured value. */
+  readonly message: string;
+}
+
+/** Node-wide resource hooks the core consults; all optional. */
+export interface ResourceHooks {
+  /** Checks a task's start limits against the host; returns a refusal or undefined. */
+  checkStart?(spec: TaskSpec, workDir: string): LimitRefusal | undefined;
+  /** Checks a running task's usage against its *_usage_max limits. */
+  checkRun?(spec: TaskSpec, usage: TaskUsage & { readonly diskBytes: number }): LimitRefusal | undefined;
+  /** Bytes written in a directory (for disk_usage_max). */
+  directoryBytes?(dir: string): Promise<number>;
+  /** HOST_* figures for an extended check. */
+  hostFields?(): Readonly<Record<string, number>>;
+}
+
+/** Options of {@link createTaskCore}. */
+export interface TaskCoreOptions {
+  readonly store: TaskStore;
+  /** Runner for local sessions. */
+  readonly localRunner: Runner;
+  /** Runner for SSH sessions; without it SSH tasks are refused. */
+  readonly sshRunner?: (Runner & { filesFor?(session: TaskSpec["session"]): FileOps }) | undefined;
+  /** Tasks running at once; the rest queue (state 8). */
+  readonly maxConcurrent: number;
+  /** Tasks waiting at most; past it submission is refused (exhausted). */
+  readonly maxQueue: number;
+  /** Bytes kept per output stream (head and tail past it); zero: unlimited. */
+  readonly maxOutputBytes: number;
+  /** Ceiling on any task's running time in ms; zero: none. */
+  readonly maxTaskMs: number;
+  /** Largest file returned by a read-after action. */
+  readonly maxFileBytes: number;
+  /** Absolute directories a task's work_dir may name (besides its own directory). */
+  readonly allowedDirs: readonly string[];
+  /** Dangerous environment names the operator allows. */
+  readonly allowEnv: readonly string[];
+  /** Events kept for watchers that resume. */
+  readonly eventHistory: number;
+  /** How often a running task's usage is sampled, ms. */
+  readonly sampleIntervalMs: number;
+  /** Resource hooks. */
+  readonly resources?: ResourceHooks | undefined;
+  /** Called with each event (logging, metrics, notifications). */
+  readonly onEvent?: ((event: TaskEvent) => void) | undefined;
+}
+
+/** Why a running task is being stopped. */
+interface StopReason {
+  readonly state: TaskState;
+  readonly errorCode: number;
+  readonly message: string;
+}
+
+/** Live state of a task that has not reached its final state. */
+interface Live {
+  handle: ExecHandle | undefined;
+  spools: Record<StreamName, OutputSpool> | undefined;
+  stop: StopReason | undefined;
+  /** Aborted when the task is terminated or expires: stops waiting for a slot. */
+  readonly abort: AbortController;
+  /** Resolves once the process has started (or will never start). */
+  readonly started: Promise<void>;
+  markStarted: () => void;
+  /** The most recent usage sample. */
+  usage: TaskUsage | undefined;
+}
+
+/** A task known to the node. */
+interface Entry {
+  status: TaskStatus;
+  readonly digest: string;
+  /** The request; secrets are present only for tasks submitted since start. */
+  readonly spec: TaskSpec;
+  live: Live | undefined;
+  /** Resolves when the task is final (its own command and its sync subtasks). */
+  readonly done: Promise<void>;
+  resolveDone: () => void;
+  /** Resolves when the submission that made this entry is durable (or rejects). */
+  accepted: Promise<void>;
+}
+
+let idCounter = 0;
+
+/** Generates a numeric task id, unique on this node (legacy callers expect numbers). */
+function generateId(taken: (id: string) => boolean): string {
+  for (;;) {
+    idCounter = (idCounter + 1) % 1000;
+    const id = String(Date.now() * 1000 + idCounter);
+    if (!taken(id)) return id;
+  }
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves when the signal aborts (never rejects). */
+const aborted = (signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
+
+/** The command summary shown in lists. */
+function commandSummary(spec: TaskSpec): string {
+  const text = spec.command !== "" ? spec.command : spec.argv.join(" ");
+  return text.length > 200 ? `${text.slice(0, 197)}...` : text;
+}
+
+/**
+ * Creates the task core: submission, scheduling, execution, subtasks, termination,
+ * fetching, deletion and event streams over the store and the runners. Call `init()`
+ * once before use: it loads the store and recovers tasks left by a dead node.
+ */
+export function createTaskCore(options: TaskCoreOptions): TaskCore & {
+  init(): Promise<{ recovered: number; loaded: number }>;
+  shutdown(graceMs: number): Promise<void>;
+  readonly events: EventLog;
+  readonly slots: Slots;
+  /** Number of tasks the node holds. */
+  size(): number;
+} {
+  const { store } = options;
+  const entries = new Map<string, Entry>();
+  const aliases = new Map<string, string>();
+  const events = new EventLog(options.eventHistory);
+  const slots = new Slots(options.maxConcurrent, options.maxQueue);
+  let closing = false;
+
+  const timeOf = (status: TaskStatus): number =>
+    status.startedAt === 0 ? 0 : Math.max(0, (status.finishedAt === 0 ? Date.now() : status.finishedAt) - status.startedAt);
+
+  const publish = (status: TaskStatus): void => {
+    const event = events.publish(status, timeOf(status));
+    options.onEvent?.(event);
+  };
+
+  /** Changes a task's status in memory, persists it, and publishes the change. */
+  const update = async (entry: Entry, changes: Partial<TaskStatus>, point?: string): Promise<void> => {
+    const stateChanged = changes.state !== undefined && changes.state !== entry.status.state;
+    entry.status = { ...entry.status, ...changes };
+    await store.saveStatus(entry.status, point);
+    if (stateChanged) publish(entry.status);
+  };
+
+  const resolveRef = (ref: string): Entry => {
+    const entry = entries.get(ref) ?? entries.get(aliases.get(ref) ?? "");
+    if (entry === undefined) throw new DrceError("not-found", `no task ${JSON.stringify(ref)}`, { legacyCode: ErrorCode.None });
+    return entry;
+  };
+
+  const filesOf = (spec: TaskSpec): FileOps => {
+    if (spec.session.type === "ssh") {
+      const ssh = options.sshRunner;
+      if (ssh === undefined) throw new DrceError("invalid", "SSH sessions are not enabled on this node", { legacyCode: ErrorCode.NodeModeNotSupported });
+      return ssh.filesFor?.(spec.session) ?? ssh.files;
+    }
+    return options.localRunner.files;
+  };
+
+  /** Resolves and checks a task's working directory. */
+  const resolveWorkDir = async (spec: TaskSpec): Promise<string> => {
+    if (spec.session.type === "ssh") {
+      return spec.workDir !== "" ? spec.workDir : `.drce/tasks/${spec.id}`;
+    }
+    const own = store.workDir(spec.id);
+    if (spec.workDir === "") return own;
+    const wanted = isAbsolute(spec.workDir) ? resolvePath(spec.workDir) : resolvePath(own, spec.workDir);
+    const roots = [own, ...options.allowedDirs];
+    let real: string;
+    try {
+      await mkdir(wanted, { recursive: true, mode: 0o700 }).catch(() => undefined);
+      real = await realpath(wanted);
+    } catch {
+      throw new DrceError("invalid", `home_dir ${JSON.stringify(spec.workDir)} does not exist`, { legacyCode: ErrorCode.SetHomeDir });
+    }
+    for (const root of roots) {
+      const realRoot = await realpath(root).catch(() => undefined);
+      if (realRoot !== undefined && isInside(realRoot, real)) return real;
+    }
+    throw new DrceError("invalid", `home_dir ${JSON.stringify(spec.workDir)} is outside the directories this node allows`, {
+      legacyCode: ErrorCode.SetHomeDir,
+    });
+  };
+
+  // ---- views -------------------------------------------------------------
+
+  const viewOf = async (entry: Entry, withOutput: boolean, extended: boolean): Promise<TaskView> => {
+    const status = entry.status;
+    const subtasks = await Promise.all(
+      status.subtaskIds.map((id) => entries.get(id)).filter((e): e is Entry => e !== undefined).map((e) => viewOf(e, withOutput, extended)),
+    );
+    const view: { -readonly [K in keyof TaskView]: TaskView[K] } = { status, timeMs: timeOf(status), subtasks };
+    if (withOutput) {
+      const live = entry.live?.spools;
+      // A running task's spool may be past its head; what is in the file is what we have.
+      view.stdout = await store.readOutput(status.id, "stdout");
+      view.stderr = await store.readOutput(status.id, "stderr");
+      if (live !== undefined) {
+        view.stdout = view.stdout.subarray(0, live.stdout.available);
+        view.stderr = view.stderr.subarray(0, live.stderr.available);
+      }
+      view.files = await readResultFiles(status);
+    }
+    if (extended) view.fields = fieldsOf(entry);
+    return view;
+  };
+
+  const readResultFiles = async (status: TaskStatus): Promise<FileResult[]> => {
+    const results: FileResult[] = [];
+    for (const [index, file] of status.files.entries()) {
+      try {
+        const handle = await open(store.filePath(status.id, index), "r");
+        try {
+          results.push({ name: file.name, action: file.action, data: await handle.readFile() });
+        } finally {
+          await handle.close();
+        }
+      } catch {
+        results.push({ name: file.name, action: file.action, data: new Uint8Array(0) });
+      }
+    }
+    return results;
+  };
+
+  const fieldsOf = (entry: Entry): Record<string, number> => {
+    const usage = entry.live?.usage;
+    const peak = entry.status.usage;
+    return {
+      TASK_CPU: usage?.cpuPercent ?? peak["TASK_CPU"] ?? 0,
+      TASK_VRAM: usage?.vramBytes ?? peak["TASK_VRAM"] ?? 0,
+      TASK_RRAM: usage?.rramBytes ?? peak["TASK_RRAM"] ?? 0,
+      TASK_THREADS: usage?.threads ?? peak["TASK_THREADS"] ?? 0,
+      HOST_CPU: 0,
+      HOST_IOWAIT: 0,
+      HOST_VRAM: 0,
+      HOST_RRAM: 0,
+      HOST_DISK: 0,
+      HOST_PROCESSES: 0,
+      HOST_THREADS: 0,
+      ...options.resources?.hostFields?.(),
+    };
+  };
+
+  // ---- execution -----------------------------------------------------------
+
+  /** Marks a task that never started as final with the given reason. */
+  const refuse = async (entry: Entry, reason: StopReason): Promise<void> => {
+    await update(entry, { state: reason.state, errorCode: reason.errorCode, errorMessage: reason.message, finishedAt: Date.now() }, "final");
+  };
+
+  /** Stops a live task for a reason: aborts its wait for a slot, or terminates its process. */
+  const stopLive = (entry: Entry, reason: StopReason, terminate: TerminateOptions): Promise<void> => {
+    const live = entry.live;
+    if (live === undefined) return Promise.resolve();
+    live.stop ??= reason;
+    live.abort.abort();
+    return live.handle?.terminate(terminate) ?? Promise.resolve();
+  };
+
+  /** Stops every live task of a subtree (used by terminate and by the tree deadline). */
+  const stopTree = async (entry: Entry, reason: StopReason, subReason: StopReason, terminate: TerminateOptions): Promise<void> => {
+    const jobs: Promise<void>[] = [stopLive(entry, reason, terminate)];
+    for (const id of entry.status.subtaskIds) {
+      const sub = entries.get(id);
+      if (sub !== undefined && !isFinalState(sub.status.state)) jobs.push(stopTree(sub, subReason, subReason, terminate));
+    }
+    await Promise.all(jobs);
+  };
+
+  const expiryTerminate: TerminateOptions = { alg: 1, delayMs: 1000, repeat: 3, signal: 9, cleanup: false };
+
+  /**
+   * Runs one task: waits for a slot, checks limits, handles files, runs the command,
+   * then its subtasks in order. Resolves when the task is final.
+   */
+  const runTask = async (entry: Entry, treeDeadline: number): Promise<void> => {
+    const spec = entry.spec;
+    const live = entry.live!;
+    let slotHeld = false;
+    try {
+      // Wait for a slot; a ttl ends the wait.
+      if (!slots.free) await update(entry, { state: TaskState.Queued });
+      const ttlTimer = spec.ttlMs > 0 ? setTimeout(() => live.abort.abort(), spec.ttlMs) : undefined;
+      slotHeld = await slots.acquire(live.abort.signal);
+      clearTimeout(ttlTimer);
+      if (!slotHeld) {
+        live.markStarted();
+        await refuse(
+          entry,
+          live.stop ?? { state: TaskState.NotSet, errorCode: ErrorCode.CreateTask, message: `ttl of ${spec.ttlMs} ms passed while the task was queued` },
+        );
+        await cancelSubtasks(entry, live.stop ?? { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "parent task did not run" });
+        return;
+      }
+      if (live.stop !== undefined) {
+        live.markStarted();
+        await refuse(entry, live.stop);
+        await cancelSubtasks(entry, live.stop);
+        return;
+      }
+      await runCommand(entry, treeDeadline);
+    } catch (error) {
+      live.markStarted();
+      const reason: StopReason =
+        error instanceof DrceError
+          ? { state: TaskState.NotSet, errorCode: error.legacyCode, message: error.message }
+          : { state: TaskState.NotSet, errorCode: ErrorCode.ExecuteTask, message: "internal error while running the task" };
+      if (!isFinalState(entry.status.state)) await refuse(entry, reason).catch(() => undefined);
+      await cancelSubtasks(entry, { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "parent task did not run" }).catch(() => undefined);
+      return;
+    } finally {
+      if (slotHeld) slots.release();
+    }
+  };
+
+  /** Marks subtasks that will never start as final. */
+  const cancelSubtasks = async (entry: Entry, reason: StopReason): Promise<void> => {
+    for (const id of entry.status.subtaskIds) {
+      const sub = entries.get(id);
+      if (sub === undefined || isFinalState(sub.status.state)) continue;
+      sub.live?.markStarted();
+      await refuse(sub, reason);
+      await cancelSubtasks(sub, reason);
+      finalize(sub);
+    }
+  };
+
+  const finalize = (entry: Entry): void => {
+    entry.live = undefined;
+    entry.resolveDone();
+  };
+
+  const runCommand = async (entry: Entry, treeDeadline: number): Promise<void> => {
+    const spec = entry.spec;
+    const live = entry.live!;
+    const runner = spec.session.type === "ssh" ? options.sshRunner : options.localRunner;
+    if (runner === undefined) throw new DrceError("invalid", "SSH sessions are not enabled on this node", { legacyCode: ErrorCode.NodeModeNotSupported });
+    const files = filesOf(spec);
+    const workDir = await files.prepareWorkDir(await resolveWorkDir(spec));
+
+    const refusal = options.resources?.checkStart?.(spec, workDir);
+    if (refusal !== undefined) throw new DrceError("exhausted", refusal.message, { legacyCode: ErrorCode.ResourceLimits });
+
+    for (const file of spec.files) {
+      if (file.action & FileAction.DeleteBefore) await files.remove(workDir, file.name);
+      if (file.action & FileAction.CreateBefore) await files.write(workDir, file.name, file.data);
+    }
+
+    const spools = {
+      stdout: new OutputSpool(store.outputPath(spec.id, "stdout"), options.maxOutputBytes),
+      stderr: new OutputSpool(store.outputPath(spec.id, "stderr"), options.maxOutputBytes),
+    };
+    await Promise.all([spools.stdout.openFile(), spools.stderr.openFile()]);
+    live.spools = spools;
+
+    const handle = await runner.start({
+      spec,
+      workDir,
+      stdout: spools.stdout,
+      stderr: spools.stderr,
+      onSpawn: async (info) => {
+        await update(entry, { state: TaskState.InProgress, pid: info.pid, pgid: info.pgid, procStartTicks: info.procStartTicks, startedAt: Date.now() }, "spawned");
+      },
+    });
+    live.handle = handle;
+    live.markStarted();
+    // A stop that arrived while the process was starting applies now.
+    if (live.stop !== undefined) void handle.terminate(defaultTerminate);
+
+    // Time limits: the task's own (timeout, time_max, the node's ceiling) and its tree's.
+    const started = entry.status.startedAt || Date.now();
+    const limits = [spec.timeoutSeconds * 1000, spec.timeMaxMs, options.maxTaskMs].filter((v) => v > 0);
+    const ownDeadline = limits.length > 0 ? started + Math.min(...limits) : Number.POSITIVE_INFINITY;
+    const timers: NodeJS.Timeout[] = [];
+    if (Number.isFinite(ownDeadline)) {
+      timers.push(
+        setTimeout(() => {
+          void stopLive(entry, { state: TaskState.Expired, errorCode: ErrorCode.TerminatedExpired, message: "time limit passed; the task was terminated" }, expiryTerminate);
+        }, Math.max(0, ownDeadline - Date.now())),
+      );
+    }
+    const sampler = startSampling(entry, handle, workDir);
+    let outcome;
+    try {
+      outcome = await handle.done;
+    } finally {
+      for (const timer of timers) clearTimeout(timer);
+      clearInterval(sampler);
+    }
+    for (const spool of [spools.stdout, spools.stderr]) {
+      if (!spool.writableEnded) spool.end();
+      await finished(spool).catch(() => undefined);
+      await spool.finish();
+    }
+
+    // Files after the command.
+    let fileError: DrceError | undefined;
+    const kept: { name: string; action: number }[] = [];
+    for (const file of spec.files) {
+      try {
+        if (file.action & FileAction.ReadAfter) {
+          const data = await files.read(workDir, file.name, options.maxFileBytes);
+          const index = kept.length;
+          await mkdir(join(store.taskDir(spec.id), "files"), { recursive: true });
+          await writeFile(store.filePath(spec.id, index), data);
+          kept.push({ name: file.name, action: file.action >>> 0 });
+        }
+        if (file.action & FileAction.DeleteAfter) await files.remove(workDir, file.name);
+      } catch (error) {
+        const code = file.action & FileAction.ReadAfter ? ErrorCode.FileRead : ErrorCode.FileDeleteAfter;
+        fileError ??= error instanceof DrceError ? new DrceError("invalid", error.message, { legacyCode: code }) : new DrceError("invalid", `file ${file.name}: failed`, { legacyCode: code });
+      }
+    }
+
+    const stop = live.stop;
+    const base: Partial<TaskStatus> = {
+      stdoutSize: spools.stdout.total,
+      stderrSize: spools.stderr.total,
+      stdoutTruncated: spools.stdout.truncated,
+      stderrTruncated: spools.stderr.truncated,
+      files: kept,
+      usage: entry.status.usage,
+    };
+    let finalStatus: Partial<TaskStatus>;
+    if (outcome.kind === "failed") {
+      finalStatus = { ...base, state: TaskState.NotSet, errorCode: outcome.errorCode, errorMessage: outcome.message };
+    } else {
+      finalStatus = {
+        ...base,
+        state: stop?.state ?? TaskState.Finished,
+        errorCode: stop?.errorCode ?? fileError?.legacyCode ?? ErrorCode.None,
+        errorMessage: stop?.message ?? fileError?.message ?? "",
+        exitStatus: outcome.exitStatus,
+        signal: outcome.signal,
+        escapedPids: outcome.escapedPids,
+      };
+    }
+    // The task stays "in progress" until its sync subtasks are done; its own figures are kept now.
+    entry.status = { ...entry.status, ...finalStatus, state: entry.status.state };
+    live.handle = undefined;
+
+    // Subtasks, in order: a sync one finishes before the next starts; an async one is
+    // started and the next goes on. A parent that was stopped runs none of them.
+    if (stop !== undefined || outcome.kind === "failed") {
+      await cancelSubtasks(entry, { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "parent task was stopped" });
+    } else {
+      const subDeadline = Math.min(treeDeadline, spec.timeMaxMs > 0 ? started + spec.timeMaxMs : Number.POSITIVE_INFINITY);
+      for (const id of entry.status.subtaskIds) {
+        const sub = entries.get(id);
+        if (sub === undefined) continue;
+        if (entry.live?.stop !== undefined) {
+          await cancelSubtasks(entry, { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "parent task was stopped" });
+          break;
+        }
+        const run = startTree(sub, subDeadline);
+        if (sub.spec.mode === 1) await run;
+      }
+    }
+    await update(entry, { ...finalStatus, usage: entry.status.usage, finishedAt: Date.now() }, "final");
+  };
+
+  /** Samples a running task's usage and enforces its *_usage_max limits. */
+  const startSampling = (entry: Entry, handle: ExecHandle, workDir: string): NodeJS.Timeout => {
+    const timer = setInterval(() => {
+      void (async () => {
+        const usage = await handle.sampleUsage?.().catch(() => undefined);
+        if (usage === undefined || entry.live === undefined) return;
+        entry.live.usage = usage;
+        const peak = entry.status.usage;
+        entry.status = {
+          ...entry.status,
+          usage: {
+            TASK_CPU: Math.max(peak["TASK_CPU"] ?? 0, usage.cpuPercent),
+            TASK_VRAM: Math.max(peak["TASK_VRAM"] ?? 0, usage.vramBytes),
+            TASK_RRAM: Math.max(peak["TASK_RRAM"] ?? 0, usage.rramBytes),
+            TASK_THREADS: Math.max(peak["TASK_THREADS"] ?? 0, usage.threads),
+          },
+        };
+        const hooks = options.resources;
+        if (hooks?.checkRun !== undefined) {
+          const diskBytes = (await hooks.directoryBytes?.(workDir).catch(() => 0)) ?? 0;
+          const refusal = hooks.checkRun(entry.spec, { ...usage, diskBytes });
+          if (refusal !== undefined) {
+            void stopLive(entry, { state: TaskState.Terminated, errorCode: ErrorCode.ResourceLimits, message: refusal.message }, expiryTerminate);
+          }
+        }
+      })();
+    }, options.sampleIntervalMs);
+    timer.unref();
+    return timer;
+  };
+
+  /**
+   * Starts a task and arms its tree deadline (the parent's time_max bounds the whole tree;
+   * subtasks still running when it passes are stopped with error 117).
+   */
+  const startTree = (entry: Entry, treeDeadline: number): Promise<void> => {
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    if (Number.isFinite(treeDeadline)) {
+      deadlineTimer = setTimeout(
+        () => {
+          void stopTree(
+            entry,
+            { state: TaskState.Expired, errorCode: ErrorCode.TerminatedSubtaskExpired, message: "parent task's time_max passed; the subtask was terminated" },
+            { state: TaskState.Expired, errorCode: ErrorCode.TerminatedSubtaskExpired, message: "parent task's time_max passed; the subtask was terminated" },
+            expiryTerminate,
+          );
+        },
+        Math.max(0, treeDeadline - Date.now()),
+      );
+    }
+    return runTask(entry, treeDeadline).finally(() => {
+      clearTimeout(deadlineTimer);
+      finalize(entry);
+      if (entry.spec.cleanup && entry.status.parentId === "" && entry.spec.mode === 2) {
+        // Async tasks with cleanup are deleted when their result is fetched; see fetch().
+      }
+    });
+  };
+
+  // ---- submission ------------------------------------------------------------
+
+  const makeEntry = (spec: TaskSpec, parentId: string, digest: string): Entry => {
+    const done = deferred();
+    const started = deferred();
+    const now = Date.now();
+    const status: TaskStatus = {
+      id: spec.id,
+      alias: spec.alias,
+      parentId,
+      subtaskIds: spec.subtasks.map((s) => s.id),
+      mode: spec.mode,
+      state: parentId === "" ? TaskState.New : TaskState.Queued,
+      errorCode: 0,
+      errorMessage: "",
+      pid: 0,
+      pgid: 0,
+      procStartTicks: 0,
+      exitStatus: 0,
+      signal: "",
+      submittedAt: now,
+      startedAt: 0,
+      finishedAt: 0,
+      stdoutSize: 0,
+      stderrSize: 0,
+      stdoutTruncated: false,
+      stderrTruncated: false,
+      files: [],
+      escapedPids: [],
+      command: commandSummary(spec),
+      usage: {},
+    };
+    return {
+      status,
+      digest,
+      spec,
+      live: {
+        handle: undefined,
+        spools: undefined,
+        stop: undefined,
+        abort: new AbortController(),
+        started: started.promise,
+        markStarted: started.resolve,
+        usage: undefined,
+      },
+      done: done.promise,
+      resolveDone: done.resolve,
+      accepted: Promise.resolve(),
+    };
+  };
+
+  /** Gives ids to tasks of a tree that have none. */
+  const withIds = (spec: TaskSpec, reserved: Set<string>): TaskSpec => {
+    const id = spec.id !== "" ? spec.id : generateId((candidate) => entries.has(candidate) || reserved.has(candidate));
+    reserved.add(id);
+    return { ...spec, id, subtasks: spec.subtasks.map((sub) => withIds(sub, reserved)) };
+  };
+
+  const flatten = (spec: TaskSpec, parentId: string, out: { spec: TaskSpec; parentId: string }[] = []): { spec: TaskSpec; parentId: string }[] => {
+    out.push({ spec, parentId });
+    for (const sub of spec.subtasks) flatten(sub, spec.id, out);
+    return out;
+  };
+
+  const submit = async (input: TaskSpec, signal?: AbortSignal): Promise<SubmitOutcome> => {
+    if (closing) throw new DrceError("unavailable", "the node is shutting down");
+    validateSpec(input, { allowEnv: options.allowEnv });
+    const spec = withIds(input, new Set());
+    const digest = specDigest(spec);
+
+    // Everything from here to the reservation is synchronous, so concurrent identical
+    // submissions see each other: exactly one of them creates the task.
+    const existing = entries.get(spec.id);
+    if (existing !== undefined) {
+      if (existing.digest !== digest || existing.status.parentId !== "") {
+        throw new DrceError("exists", `task id ${spec.id} is already used by a different request`, { legacyCode: ErrorCode.CreateTask });
+      }
+      await existing.accepted;
+      if (spec.mode === 1) await waitDone(existing, signal);
+      return { view: await viewOf(existing, spec.mode === 1, false), existing: true };
+    }
+    const tree = flatten(spec, "");
+    for (const { spec: task } of tree) {
+      if (entries.has(task.id)) throw new DrceError("exists", `task id ${task.id} is already used`, { legacyCode: ErrorCode.CreateTask });
+      if (task.alias !== "") {
+        const holder = entries.get(aliases.get(task.alias) ?? "");
+        if (holder !== undefined && !isFinalState(holder.status.state)) {
+          throw new DrceError("exists", `alias ${task.alias} is held by unfinished task ${holder.status.id}`, { legacyCode: ErrorCode.CreateTask });
+        }
+      }
+    }
+    slots.ensureRoom(tree.length);
+    const made = tree.map(({ spec: task, parentId }) => makeEntry(task, parentId, parentId === "" ? digest : specDigest(task)));
+    const accepted = Promise.all(made.map((entry) => store.create({ digest: entry.digest, spec: toStoredSpec(entry.spec) }, entry.status))).then(() => undefined);
+    for (const entry of made) {
+      entry.accepted = accepted;
+      entries.set(entry.status.id, entry);
+      if (entry.status.alias !== "") aliases.set(entry.status.alias, entry.status.id);
+    }
+    try {
+      await accepted;
+    } catch (error) {
+      for (const entry of made) {
+        entries.delete(entry.status.id);
+        if (aliases.get(entry.status.alias) === entry.status.id) aliases.delete(entry.status.alias);
+        void store.remove(entry.status.id).catch(() => undefined);
+      }
+      throw error;
+    }
+    const root = made[0]!;
+    for (const entry of made) publish(entry.status);
+    const treeDeadline = spec.timeMaxMs > 0 ? Date.now() + spec.timeMaxMs : Number.POSITIVE_INFINITY;
+    void startTree(root, treeDeadline);
+    if (spec.mode === 2) return { view: await viewOf(root, false, false), existing: false };
+    await waitDone(root, signal);
+    const view = await viewOf(root, true, false);
+    if (spec.cleanup) await removeTree(root).catch(() => undefined);
+    return { view, existing: false };
+  };
+
+  const waitDone = async (entry: Entry, signal?: AbortSignal): Promise<void> => {
+    if (signal === undefined) return entry.done;
+    if (signal.aborted) throw new DrceError("unavailable", "the call was cancelled");
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(new DrceError("unavailable", "the call was cancelled"));
+      signal.addEventListener("abort", onAbort, { once: true });
+      void entry.done.then(() => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      });
+    });
+  };
+
+  // ---- other calls -----------------------------------------------------------
+
+  const removeTree = async (entry: Entry): Promise<void> => {
+    for (const id of entry.status.subtaskIds) {
+      const sub = entries.get(id);
+      if (sub !== undefined) await removeTree(sub);
+    }
+    entries.delete(entry.status.id);
+    if (aliases.get(entry.status.alias) === entry.status.id) aliases.delete(entry.status.alias);
+    await store.remove(entry.status.id);
+    publish({ ...entry.status, state: TaskState.Deleted });
+  };
+
+  const treeFinal = (entry: Entry): boolean =>
+    isFinalState(entry.status.state) && entry.status.subtaskIds.every((id) => {
+      const sub = entries.get(id);
+      return sub === undefined || treeFinal(sub);
+    });
+
+  const terminate = async (ref: string, request: TerminateOptions): Promise<TaskView> => {
+    const entry = resolveRef(ref);
+    if (isFinalState(entry.status.state) || entry.live === undefined) {
+      throw new DrceError("precondition", `task ${entry.status.id} is not running (state ${entry.status.state})`, { legacyCode: ErrorCode.Terminate });
+    }
+    const reason = { state: TaskState.Terminated, errorCode: ErrorCode.None, message: "" } as const;
+    const subReason = { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "parent task was terminated" } as const;
+    await stopTree(entry, reason, subReason, request);
+    // The terminate algorithm has run; the task turns final once its output is flushed.
+    await Promise.race([entry.done, sleep(Math.max(2000, request.delayMs * (request.repeat + 1)))]);
+    const view = await viewOf(entry, false, false);
+    if (request.cleanup && treeFinal(entry)) await removeTree(entry);
+    return view;
+  };
+
+  const fetch = async (ref: string, remove: boolean): Promise<TaskView> => {
+    const entry = resolveRef(ref);
+    const view = await viewOf(entry, true, false);
+    if (!treeFinal(entry)) {
+      return { ...view, status: { ...view.status, errorCode: ErrorCode.GetDataStillRunning, errorMessage: "the task is still running" } };
+    }
+    if (remove || entry.spec.cleanup) await removeTree(entry);
+    return view;
+  };
+
+  const remove = async (ref: string): Promise<TaskView> => {
+    const entry = resolveRef(ref);
+    if (!treeFinal(entry)) {
+      throw new DrceError("precondition", `task ${entry.status.id} is still running; terminate it first`, { legacyCode: ErrorCode.DeleteData });
+    }
+    await removeTree(entry);
+    return { status: { ...entry.status, state: TaskState.Deleted }, timeMs: timeOf(entry.status), subtasks: [] };
+  };
+
+  /** Streams a task's output from offsets; with follow, until the task is final. */
+  async function* streamOutput(ref: string, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal): AsyncGenerator<OutputEvent> {
+    const entry = resolveRef(ref);
+    const id = entry.status.id;
+    const position: Record<StreamName, number> = { stdout: offsets.stdout, stderr: offsets.stderr };
+    const handles: Partial<Record<StreamName, Awaited<ReturnType<typeof open>>>> = {};
+    const buffer = Buffer.allocUnsafe(256 * 1024);
+    try {
+      for (;;) {
+        if (signal.aborted) return;
+        // Snapshot before reading: if the task was final before this pass, this pass
+        // reads everything there will ever be.
+        const finalBefore = entry.live === undefined || isFinalState(entry.status.state);
+        await entry.live?.started;
+        const spools = entry.live?.spools;
+        let progressed = false;
+        for (const stream of ["stdout", "stderr"] as const) {
+          const available = spools !== undefined && entry.live !== undefined ? spools[stream].available : await store.outputSize(id, stream);
+          while (position[stream] < available && !signal.aborted) {
+            handles[stream] ??= await open(store.outputPath(id, stream), "r");
+            const length = Math.min(buffer.length, available - position[stream]);
+            const { bytesRead } = await handles[stream].read(buffer, 0, length, position[stream]);
+            if (bytesRead === 0) break;
+            const data = Buffer.from(buffer.subarray(0, bytesRead));
+            yield { kind: "output", chunk: { stream, offset: position[stream], data } };
+            position[stream] += bytesRead;
+            progressed = true;
+          }
+        }
+        if (!follow) return;
+        if (finalBefore && !progressed) {
+          yield { kind: "result", view: await viewOf(entry, false, false) };
+          return;
+        }
+        if (!progressed && spools !== undefined && entry.live !== undefined && !(spools.stdout.complete && spools.stderr.complete)) {
+          await Promise.race([spools.stdout.changed(signal), spools.stderr.changed(signal), entry.done]);
+        } else if (!progressed && entry.live !== undefined) {
+          // Output is complete; the task turns final once its files and status are written.
+          await Promise.race([entry.done, aborted(signal)]);
+        } else if (!progressed) {
+          await Promise.race([entry.done, sleep(50)]);
+        }
+      }
+    } finally {
+      for (const handle of Object.values(handles)) await handle?.close();
+    }
+  }
+
+  async function* run(input: TaskSpec, signal: AbortSignal): AsyncGenerator<RunEvent> {
+    const outcome = await submit({ ...input, mode: 2 });
+    const id = outcome.view.status.id;
+    yield { kind: "accepted", view: outcome.view };
+    const entry = entries.get(id);
+    if (entry === undefined) throw new DrceError("not-found", `task ${id} vanished`);
+    const onAbort = (): void => {
+      if (!isFinalState(entry.status.state)) void terminate(id, defaultTerminate).catch(() => undefined);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const event of streamOutput(id, { stdout: 0, stderr: 0 }, true, signal)) {
+        if (event.kind === "output") yield event;
+        else {
+          yield { kind: "result", view: await viewOf(entry, false, false) };
+          if (entry.spec.cleanup) await removeTree(entry).catch(() => undefined);
+        }
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      // A consumer that stops reading early (cancelled call) terminates the task.
+      if (!isFinalState(entry.status.state)) void terminate(id, defaultTerminate).catch(() => undefined);
+    }
+  }
+
+  const liveHandle = async (ref: string): Promise<ExecHandle> => {
+    const entry = resolveRef(ref);
+    if (!entry.spec.openStdin) throw new DrceError("precondition", `task ${entry.status.id} was not submitted with open stdin`);
+    await entry.live?.started;
+    const handle = entry.live?.handle;
+    if (handle === undefined) throw new DrceError("precondition", `task ${entry.status.id} is not running`);
+    return handle;
+  };
+
+  return {
+    events,
+    slots,
+    size: () => entries.size,
+    async init() {
+      const loaded = await store.load();
+      let recovered = 0;
+      for (const { status, request } of loaded) {
+        let current = status;
+        if (!isFinalState(status.state)) {
+          current = await recoverTask(status, store);
+          await store.saveStatus(current);
+          recovered++;
+        }
+        const spec = request !== undefined ? fromStoredSpec(request.spec) : fromStoredSpec(toStoredSpec({ ...emptySpec, id: status.id }));
+        const entry: Entry = {
+          status: current,
+          digest: request?.digest ?? "",
+          spec,
+          live: undefined,
+          done: Promise.resolve(),
+          resolveDone: () => undefined,
+          accepted: Promise.resolve(),
+        };
+        entries.set(current.id, entry);
+        if (current.alias !== "") {
+          const holder = entries.get(aliases.get(current.alias) ?? "");
+          if (holder === undefined || holder.status.submittedAt < current.submittedAt) aliases.set(current.alias, current.id);
+        }
+        if (current !== status) publish(current);
+      }
+      return { recovered, loaded: loaded.length };
+    },
+    async shutdown(graceMs) {
+      closing = true;
+      const running = [...entries.values()].filter((e) => e.live !== undefined);
+      const stopping = running.map((entry) =>
+        stopLive(entry, { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "the node shut down" }, { alg: 1, delayMs: Math.max(100, Math.floor(graceMs / 4)), repeat: 2, signal: 9, cleanup: false }),
+      );
+      await Promise.race([Promise.all([...stopping, ...running.map((e) => e.done)]), sleep(graceMs)]);
+    },
+    submit,
+    async check(ref, extended) {
+      return viewOf(resolveRef(ref), false, extended);
+    },
+    terminate,
+    fetch,
+    remove,
+    list() {
+      return [...entries.values()].map((e) => e.status).sort((a, b) => b.submittedAt - a.submittedAt);
+    },
+    run,
+    streamOutput,
+    watchEvents(afterSeq, ref, signal) {
+      if (ref === "") return events.watch(afterSeq, signal);
+      const id = entries.get(ref)?.status.id ?? aliases.get(ref) ?? ref;
+      return events.watch(afterSeq, signal, (event) => event.status.id === id || event.status.alias === ref);
+    },
+    async writeInput(ref, data) {
+      await (await liveHandle(ref)).writeInput(data);
+    },
+    async endInput(ref) {
+      (await liveHandle(ref)).endInput();
+    },
+  };
+}
+
+const emptySpec: TaskSpec = fromStoredSpec({
+  id: "",
+  alias: "",
+  command: "",
+  argv: [],
+  input: "",
+  env: {},
+  workDir: "",
+  shell: "",
+  session: { type: "local" },
+  mode: 1,
+  timeoutSeconds: 0,
+  timeMaxMs: 0,
+  cleanup: false,
+  files: [],
+  limits: {} as TaskSpec["limits"],
+  subtasks: [],
+  ttlMs: 0,
+  openStdin: false,
+});

@@ -1,0 +1,175 @@
+import type { NodeIdentity, TaskCore } from "../core/api.js";
+import { DrceError, ErrorCode } from "../domain/errors.js";
+import { TaskState } from "../domain/states.js";
+import type { TaskView } from "../domain/view.js";
+import {
+  decodeLegacyMessage,
+  encodeDecodeFailure,
+  encodeErrorItem,
+  encodeLegacyResponse,
+  encodeTaskView,
+  LegacyRequestType,
+  type LegacyCover,
+  type LegacyRequest,
+  type LegacyResultItem,
+} from "./legacy-codec.js";
+
+/** The part of a pino logger the gateway uses. */
+export interface LegacyLogger {
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** Options of {@link createLegacyHandler}. */
+export interface LegacyHandlerOptions {
+  /** The task lifecycle use cases. */
+  readonly core: TaskCore;
+  /** How the node names itself in result items. */
+  readonly identity: NodeIdentity;
+  /** Where unexpected failures are reported (never to the caller). */
+  readonly logger?: LegacyLogger;
+}
+
+/** A reply to one legacy message, ready for any transport. */
+export interface LegacyReply {
+  /** The response JSON: an array of result items, or that array in the request's cover. */
+  readonly body: string;
+  /** HTTP status: 200, since protocol-level errors travel as items. */
+  readonly status: number;
+  /** Set when the node refused for lack of capacity: when a retry may succeed (HTTP Retry-After). */
+  readonly retryAfterMs?: number;
+}
+
+/** Answers legacy DRCE messages through the core; shared by the HTTP and ZeroMQ endpoints. */
+export interface LegacyHandler {
+  /**
+   * Decodes a message body, runs it against the core and encodes the reply. Never rejects:
+   * every failure becomes a result item. The signal aborts waiting for a sync task.
+   */
+  handle(body: string | Uint8Array, signal?: AbortSignal): Promise<LegacyReply>;
+  /** A reply carrying one error item (state 6), for transport-level refusals (body too large, bad frames). */
+  errorReply(errorCode: number, message: string): LegacyReply;
+}
+
+const genericInternalMessage = "internal error of the node";
+
+/** Creates the transport-independent handler of legacy DRCE messages. */
+export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandler {
+  const { core, identity, logger } = options;
+  if (typeof core !== "object" || core === null) throw new TypeError("createLegacyHandler: core is required");
+  if (typeof identity !== "object" || identity === null) throw new TypeError("createLegacyHandler: identity is required");
+
+  const reply = (items: LegacyResultItem[], cover?: LegacyCover, retryAfterMs?: number): LegacyReply =>
+    retryAfterMs === undefined
+      ? { body: encodeLegacyResponse(items, cover), status: 200 }
+      : { body: encodeLegacyResponse(items, cover), status: 200, retryAfterMs };
+
+  const requestType = (request: LegacyRequest): number => {
+    switch (request.kind) {
+      case "set":
+        return LegacyRequestType.SetTask;
+      case "check":
+        return LegacyRequestType.Check;
+      case "terminate":
+        return LegacyRequestType.Terminate;
+      case "fetch":
+        return LegacyRequestType.GetData;
+      case "delete":
+        return LegacyRequestType.Delete;
+    }
+  };
+
+  const run = async (request: LegacyRequest, signal: AbortSignal | undefined): Promise<TaskView> => {
+    switch (request.kind) {
+      case "set":
+        return (await core.submit(request.spec, signal)).view;
+      case "check":
+        return core.check(request.ref, request.extended);
+      case "terminate":
+        try {
+          return await core.terminate(request.ref, request.options);
+        } catch (error) {
+          // Terminating a task that has already ended answers its current state (reliability 6).
+          if (error instanceof DrceError && error.kind === "precondition") return core.check(request.ref, false);
+          throw error;
+        }
+      case "fetch":
+        return core.fetch(request.ref, request.remove);
+      case "delete":
+        return core.remove(request.ref);
+    }
+  };
+
+  /** Maps a failure of the core to the item answering it. */
+  const failureItem = async (request: LegacyRequest, error: unknown): Promise<{ item: LegacyResultItem; retryAfterMs?: number }> => {
+    const base = { id: request.id, type: requestType(request) };
+    if (!(error instanceof DrceError)) {
+      if (signalAborted(error)) {
+        return { item: encodeErrorItem(identity, { ...base, errorCode: ErrorCode.InternalFo, message: "the request was aborted", state: TaskState.Undefined }) };
+      }
+      logger?.error({ err: error, id: base.id, type: base.type }, "legacy request failed");
+      return { item: encodeErrorItem(identity, { ...base, errorCode: ErrorCode.InternalFo, message: genericInternalMessage, state: TaskState.NotSet }) };
+    }
+    switch (error.kind) {
+      case "not-found":
+        // The protocol's answer to an unknown id is state 3 with no error (legacy examples 20, 01).
+        return { item: encodeErrorItem(identity, { ...base, errorCode: error.legacyCode, message: error.legacyCode === 0 ? "" : error.message, state: TaskState.NotFound }) };
+      case "exhausted": {
+        const item = encodeErrorItem(identity, { ...base, errorCode: error.legacyCode, message: error.message, state: TaskState.NotSet });
+        return error.retryAfterMs === undefined ? { item } : { item, retryAfterMs: error.retryAfterMs };
+      }
+      case "precondition": {
+        // E.g. deleting a running task: answer with the task as it is, carrying the error.
+        if (request.kind !== "set") {
+          try {
+            const view = await core.check(request.ref, false);
+            const item = encodeTaskView(view, identity, base.type, request.id);
+            return { item: { ...item, error_code: error.legacyCode, error_message: error.message } };
+          } catch {
+            // Fall through to a plain error item.
+          }
+        }
+        return { item: encodeErrorItem(identity, { ...base, errorCode: error.legacyCode, message: error.message, state: TaskState.NotSet }) };
+      }
+      case "internal":
+        logger?.error({ err: error, id: base.id, type: base.type }, "legacy request failed");
+        return { item: encodeErrorItem(identity, { ...base, errorCode: error.legacyCode, message: genericInternalMessage, state: TaskState.NotSet }) };
+      case "unavailable":
+        logger?.warn({ err: error, id: base.id, type: base.type }, "legacy request failed: unavailable");
+        return { item: encodeErrorItem(identity, { ...base, errorCode: error.legacyCode, message: error.message, state: TaskState.NotSet }) };
+      case "invalid":
+      case "exists":
+        return { item: encodeErrorItem(identity, { ...base, errorCode: error.legacyCode, message: error.message, state: TaskState.NotSet }) };
+    }
+  };
+
+  return {
+    async handle(body, signal) {
+      const decoded = decodeLegacyMessage(body);
+      if (!decoded.ok) return reply([encodeDecodeFailure(identity, decoded.failure)], decoded.cover);
+      const { request, cover } = decoded;
+      try {
+        const view = await run(request, signal);
+        // A set request without an id gets the id the core gave the task.
+        const id = request.kind === "set" && request.spec.id === "" ? undefined : request.id;
+        return reply([encodeTaskView(view, identity, requestType(request), id)], cover);
+      } catch (error) {
+        try {
+          const { item, retryAfterMs } = await failureItem(request, error);
+          return reply([item], cover, retryAfterMs);
+        } catch (mappingError) {
+          logger?.error({ err: mappingError }, "legacy error mapping failed");
+          const item = encodeErrorItem(identity, { id: request.id, type: requestType(request), errorCode: ErrorCode.InternalFo, message: genericInternalMessage, state: TaskState.NotSet });
+          return reply([item], cover);
+        }
+      }
+    },
+    errorReply(errorCode, message) {
+      return reply([encodeErrorItem(identity, { id: 0, type: 0, errorCode, message, state: TaskState.NotSet })]);
+    },
+  };
+}
+
+function signalAborted(error: unknown): boolean {
+  return error instanceof Error && (error.name === "AbortError" || (error as { code?: unknown }).code === "ABORT_ERR");
+}

@@ -1,0 +1,104 @@
+import { Router } from "zeromq";
+import { ErrorCode } from "../domain/errors.js";
+import type { LegacyHandler, LegacyLogger } from "./legacy-handler.js";
+
+/** Options of {@link createZmqGateway}. */
+export interface ZmqGatewayOptions {
+  /** The legacy handler answering each message. */
+  readonly handler: LegacyHandler;
+  /** Where to bind, e.g. "tcp://127.0.0.1:5557"; port 0 picks a free port. */
+  readonly endpoint: string;
+  /** Largest accepted message part, in bytes; zeromq drops a peer that sends a larger one. */
+  readonly maxBodyBytes?: number;
+  /** Where send failures and loop errors are reported. */
+  readonly logger?: LegacyLogger;
+}
+
+/** A running ZeroMQ gateway. */
+export interface ZmqGateway {
+  /** The endpoint actually bound (port 0 resolved). */
+  readonly endpoint: string;
+  /** Stops receiving, lets requests in flight answer (their sync waits aborted), closes the socket. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves the legacy protocol over ZeroMQ as the original HCE nodes did: a ROUTER socket that
+ * DEALER clients (with an identity) send `[id, body]` to, optionally followed by a route frame.
+ * The ROUTER sees `[identity, id, body, ...]` and answers `[identity, id, responseBody]`.
+ * Requests are served concurrently; replies go out through one queue because a zeromq v6
+ * socket allows a single pending send.
+ */
+export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqGateway> {
+  const { handler, endpoint, logger } = options;
+  if (typeof endpoint !== "string" || !/^(tcp|ipc|inproc):\/\//.test(endpoint)) {
+    throw new TypeError(`createZmqGateway: endpoint ${JSON.stringify(endpoint)} is not a zeromq address`);
+  }
+  if (options.maxBodyBytes !== undefined && !(Number.isSafeInteger(options.maxBodyBytes) && options.maxBodyBytes > 0)) {
+    throw new TypeError("createZmqGateway: maxBodyBytes must be a positive integer");
+  }
+
+  // A short linger lets the last replies leave on close without holding shutdown up.
+  const socket = new Router({ linger: 500 });
+  if (options.maxBodyBytes !== undefined) socket.maxMessageSize = options.maxBodyBytes;
+  try {
+    await socket.bind(endpoint);
+  } catch (error) {
+    socket.close();
+    throw error;
+  }
+  const bound = socket.lastEndpoint ?? endpoint;
+
+  const controller = new AbortController();
+  const inFlight = new Set<Promise<void>>();
+  let sendChain: Promise<void> = Promise.resolve();
+
+  const send = (frames: (Buffer | string)[]): Promise<void> => {
+    sendChain = sendChain
+      .then(() => (socket.closed ? undefined : socket.send(frames)))
+      .catch((error: unknown) => logger?.warn({ err: error }, "zeromq reply could not be sent"));
+    return sendChain;
+  };
+
+  const serve = async (frames: Buffer[]): Promise<void> => {
+    const [identity, id, body] = frames;
+    if (identity === undefined) return;
+    if (id === undefined || body === undefined) {
+      // A DEALER that sent [body] without an id frame: answer in the usual shape all the same.
+      const reply = handler.errorReply(ErrorCode.Parse, "expected the frames [id, body]");
+      await send([identity, id ?? Buffer.alloc(0), reply.body]);
+      return;
+    }
+    const reply = controller.signal.aborted
+      ? handler.errorReply(ErrorCode.InternalFo, "the node is shutting down")
+      : await handler.handle(body, controller.signal);
+    await send([identity, id, reply.body]);
+  };
+
+  const loop = (async () => {
+    try {
+      for await (const frames of socket) {
+        const task = serve(frames).catch((error: unknown) => logger?.error({ err: error }, "zeromq request failed"));
+        inFlight.add(task);
+        void task.finally(() => inFlight.delete(task));
+      }
+    } catch (error) {
+      if (!socket.closed) logger?.error({ err: error }, "zeromq receive loop stopped");
+    }
+  })();
+
+  let closing: Promise<void> | undefined;
+  return {
+    endpoint: bound,
+    close() {
+      closing ??= (async () => {
+        controller.abort(new Error("the gateway is closing"));
+        await Promise.allSettled([...inFlight]);
+        await sendChain;
+        socket.close();
+        await loop;
+      })();
+      return closing;
+    },
+  };
+}

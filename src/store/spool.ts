@@ -1,0 +1,139 @@
+import { open, rm, type FileHandle } from "node:fs/promises";
+import { Writable } from "node:stream";
+
+/**
+ * An output spool: a Writable that appends a stream's bytes to a file as they arrive,
+ * counts them, and wakes readers tailing the file. Memory stays flat for any output
+ * size: bytes live in the file and in the page cache, not in the node.
+ *
+ * Past `capBytes` (zero: unlimited) the file keeps the first half of the cap (the head)
+ * and a ring of the last half (the tail); {@link finish} stitches head and tail so the
+ * file ends as head + tail, and {@link truncated} tells the result.
+ */
+export class OutputSpool extends Writable {
+  /** Bytes the command wrote in all (the true count, even past the cap). */
+  total = 0;
+  private handle: FileHandle | undefined;
+  private readonly waiters = new Set<() => void>();
+  private ended = false;
+  private readonly headCap: number;
+  private readonly tailCap: number;
+  private tailHandle: FileHandle | undefined;
+  private fileSize = 0;
+
+  constructor(
+    readonly path: string,
+    capBytes = 0,
+  ) {
+    super({ highWaterMark: 256 * 1024 });
+    this.headCap = capBytes > 0 ? Math.ceil(capBytes / 2) : Number.POSITIVE_INFINITY;
+    this.tailCap = capBytes > 0 ? Math.floor(capBytes / 2) : 0;
+  }
+
+  /** True once the output went past the cap. */
+  get truncated(): boolean {
+    return this.total > this.headCap + this.tailCap;
+  }
+
+  /** Bytes readable from the file now (head only while past the cap; head and tail once complete). */
+  get available(): number {
+    return this.ended ? this.fileSize : Math.min(this.total, this.headCap);
+  }
+
+  /** True once the writer side has finished and the file is complete. */
+  get complete(): boolean {
+    return this.ended;
+  }
+
+  /** Opens the file; call once before writing. */
+  async openFile(): Promise<void> {
+    this.handle = await open(this.path, "w", 0o600);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.append(chunk).then(() => callback(), callback);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    this.append(Buffer.concat(chunks.map((c) => c.chunk))).then(() => callback(), callback);
+  }
+
+  private async append(chunk: Buffer): Promise<void> {
+    const handle = this.handle;
+    if (handle === undefined) throw new Error("spool not open");
+    let data = chunk;
+    const headRoom = this.headCap - Math.min(this.total, this.headCap);
+    if (headRoom > 0) {
+      const head = data.subarray(0, Math.min(headRoom, data.length));
+      await writeAll(handle, head, this.total);
+      data = data.subarray(head.length);
+      this.total += head.length;
+    }
+    if (data.length > 0 && this.tailCap > 0) {
+      // The tail is a ring: position (offset past the head) modulo its size.
+      this.tailHandle ??= await open(`${this.path}.tail`, "w+", 0o600);
+      let rest = data.length > this.tailCap ? data.subarray(data.length - this.tailCap) : data;
+      let pos = (this.total + (data.length - rest.length) - this.headCap) % this.tailCap;
+      while (rest.length > 0) {
+        const n = Math.min(rest.length, this.tailCap - pos);
+        await writeAll(this.tailHandle, rest.subarray(0, n), pos);
+        rest = rest.subarray(n);
+        pos = (pos + n) % this.tailCap;
+      }
+    }
+    this.total += data.length;
+    this.wake();
+  }
+
+  /**
+   * Completes the file: stitches the tail ring after the head when the cap was passed,
+   * fsyncs and closes. Safe to call once the writer side ended.
+   */
+  async finish(): Promise<void> {
+    if (this.ended) return;
+    const handle = this.handle;
+    if (handle !== undefined) {
+      if (this.tailHandle !== undefined) {
+        const tailBytes = Math.min(this.total - this.headCap, this.tailCap);
+        const start = tailBytes < this.tailCap ? 0 : (this.total - this.headCap) % this.tailCap;
+        const ring = Buffer.alloc(tailBytes);
+        await this.tailHandle.read(ring, 0, tailBytes, 0);
+        const ordered = Buffer.concat([ring.subarray(start), ring.subarray(0, start)]);
+        await writeAll(handle, ordered, this.headCap);
+        await this.tailHandle.close();
+        await rm(`${this.path}.tail`, { force: true });
+      }
+      await handle.sync();
+      await handle.close();
+    }
+    this.fileSize = Math.min(this.total, this.headCap + this.tailCap);
+    this.ended = true;
+    this.wake();
+  }
+
+  /** Resolves when more bytes arrive or the spool completes. */
+  changed(signal?: AbortSignal): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.waiters.delete(done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      this.waiters.add(done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  private wake(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+}
+
+async function writeAll(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset);
+    offset += bytesWritten;
+  }
+}

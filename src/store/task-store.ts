@@ -1,0 +1,153 @@
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { DrceError } from "../domain/errors.js";
+import type { StoredSpec } from "../domain/spec-json.js";
+import type { StreamName, TaskStatus } from "../domain/task.js";
+import { fsyncDir, writeFileAtomic } from "./atomic.js";
+
+/** What `request.json` holds: the redacted request and its digest. */
+export interface StoredRequest {
+  readonly digest: string;
+  readonly spec: StoredSpec;
+}
+
+/** A task as loaded from disk at start-up. */
+export interface LoadedTask {
+  readonly status: TaskStatus;
+  readonly request: StoredRequest | undefined;
+}
+
+/** Options of {@link createTaskStore}. */
+export interface TaskStoreOptions {
+  /** The node's data directory; tasks live in `<dataDir>/tasks/<id>/`. */
+  readonly dataDir: string;
+  /**
+   * Test-only crash hook: when set, `process.exit(137)`-like abrupt stop at the named
+   * write point ("accepted", "spawned", "final"), to test recovery. Never set in production.
+   */
+  readonly crashAt?: string | undefined;
+}
+
+/**
+ * The on-disk task store: a directory per task holding `request.json`, `status.json`,
+ * `stdout`, `stderr`, returned files under `files/`, and the default working directory
+ * `work/`. Every JSON write is atomic (temp file, fsync, rename, directory fsync).
+ */
+export interface TaskStore {
+  /** The tasks root directory. */
+  readonly root: string;
+  /** Loads every task directory; unreadable ones are reported as undefined status and skipped. */
+  load(): Promise<LoadedTask[]>;
+  /** Creates a task's directory and writes its request, then its status; returns once both are durable. */
+  create(request: StoredRequest, status: TaskStatus): Promise<void>;
+  /** Writes a task's status atomically. `point` names the write for the crash hook. */
+  saveStatus(status: TaskStatus, point?: string): Promise<void>;
+  /** Reads a task's request. */
+  readRequest(id: string): Promise<StoredRequest>;
+  /** Deletes a task's directory. */
+  remove(id: string): Promise<void>;
+  /** The task's directory. */
+  taskDir(id: string): string;
+  /** The default working directory of a task. */
+  workDir(id: string): string;
+  /** The spool file of a stream. */
+  outputPath(id: string, stream: StreamName): string;
+  /** Where the n-th returned file is kept. */
+  filePath(id: string, index: number): string;
+  /** Reads a whole output file (empty when missing). */
+  readOutput(id: string, stream: StreamName): Promise<Buffer>;
+  /** Size of an output file (zero when missing). */
+  outputSize(id: string, stream: StreamName): Promise<number>;
+}
+
+/** Creates the store, making its root directory. */
+export async function createTaskStore(options: TaskStoreOptions): Promise<TaskStore> {
+  const root = join(options.dataDir, "tasks");
+  await mkdir(root, { recursive: true, mode: 0o700 });
+  const taskDir = (id: string): string => join(root, id);
+  const crash = (point: string | undefined): void => {
+    if (point !== undefined && options.crashAt === point) {
+      // The crash hook stops the node dead, as SIGKILL would, to test recovery.
+      process.kill(process.pid, "SIGKILL");
+    }
+  };
+  const wrap = async <T>(what: string, action: () => Promise<T>): Promise<T> => {
+    try {
+      return await action();
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? "EIO";
+      throw new DrceError("unavailable", `storage error while ${what} (${code})`, { cause: error });
+    }
+  };
+  return {
+    root,
+    async load() {
+      const names = await readdir(root);
+      const loaded: LoadedTask[] = [];
+      // Bounded parallelism keeps start-up fast for thousands of tasks without a burst of fds.
+      const queue = names.filter((n) => !n.startsWith("."));
+      const workers = Array.from({ length: 16 }, async () => {
+        for (let name = queue.pop(); name !== undefined; name = queue.pop()) {
+          const dir = taskDir(name);
+          let status: TaskStatus;
+          try {
+            status = JSON.parse(await readFile(join(dir, "status.json"), "utf8")) as TaskStatus;
+          } catch {
+            // No status: the crash came between mkdir and the first write; the task was
+            // never acknowledged, so its directory is removed.
+            await rm(dir, { recursive: true, force: true });
+            continue;
+          }
+          let request: StoredRequest | undefined;
+          try {
+            request = JSON.parse(await readFile(join(dir, "request.json"), "utf8")) as StoredRequest;
+          } catch {
+            request = undefined;
+          }
+          loaded.push({ status, request });
+        }
+      });
+      await Promise.all(workers);
+      return loaded;
+    },
+    async create(request, status) {
+      const dir = taskDir(status.id);
+      await wrap("creating a task", async () => {
+        await mkdir(join(dir, "work"), { recursive: true, mode: 0o700 });
+        await writeFileAtomic(join(dir, "request.json"), JSON.stringify(request));
+        await writeFileAtomic(join(dir, "status.json"), JSON.stringify(status));
+        await fsyncDir(root);
+      });
+      crash("accepted");
+    },
+    async saveStatus(status, point) {
+      await wrap("saving a task status", () => writeFileAtomic(join(taskDir(status.id), "status.json"), JSON.stringify(status)));
+      crash(point);
+    },
+    async readRequest(id) {
+      return wrap("reading a task request", async () => JSON.parse(await readFile(join(taskDir(id), "request.json"), "utf8")) as StoredRequest);
+    },
+    async remove(id) {
+      await wrap("deleting a task", () => rm(taskDir(id), { recursive: true, force: true }));
+    },
+    taskDir,
+    workDir: (id) => join(taskDir(id), "work"),
+    outputPath: (id, stream) => join(taskDir(id), stream),
+    filePath: (id, index) => join(taskDir(id), "files", String(index)),
+    async readOutput(id, stream) {
+      try {
+        return await readFile(join(taskDir(id), stream));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return Buffer.alloc(0);
+        throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: 109 });
+      }
+    },
+    async outputSize(id, stream) {
+      try {
+        return (await stat(join(taskDir(id), stream))).size;
+      } catch {
+        return 0;
+      }
+    },
+  };
+}
