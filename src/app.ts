@@ -12,6 +12,12 @@ import { createDualServer, type DualHandler } from "./http-server.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createTaskStore } from "./store/task-store.js";
 import { stateNames } from "./domain/states.js";
+import { createHostSampler, hostFields } from "./executor/host-sampler.js";
+import { checkRunLimits, checkStartLimits } from "./executor/limits.js";
+import { directoryBytes } from "./executor/process-usage.js";
+import { createLegacyHandler } from "./gateway/legacy-handler.js";
+import { handleLegacyHttp, legacyHttpPath } from "./gateway/http.js";
+import { createZmqGateway, type ZmqGateway } from "./gateway/zmq.js";
 
 /** A node, built but not yet listening. */
 export interface App {
@@ -44,6 +50,14 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   const address = parseHostPort(config.listen, "--listen");
   const identity: { -readonly [K in keyof NodeIdentity]: NodeIdentity[K] } = { host: address.host === "0.0.0.0" ? hostname() : address.host, port: address.port, node: config.name };
 
+  const host = createHostSampler({
+    intervalMs: Math.max(config.sampleIntervalMs, 1000),
+    diskPath: config.dataDir,
+    onError: (error) => logger.warn({ err: String(error) }, "host sample failed"),
+  });
+  await host.refresh();
+  host.start();
+
   const core = createTaskCore({
     store,
     localRunner: createLocalRunner(),
@@ -56,6 +70,12 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     allowEnv: config.allowEnv,
     eventHistory: config.eventHistory,
     sampleIntervalMs: config.sampleIntervalMs,
+    resources: {
+      checkStart: (spec) => checkStartLimits(spec.limits, host.current()),
+      checkRun: (spec, usage) => checkRunLimits(spec.limits, usage, host.current()),
+      directoryBytes: (dir) => directoryBytes(dir),
+      hostFields: () => hostFields(host.current()),
+    },
     onEvent: (event) => {
       const s = event.status;
       logger.info({ task: s.id, alias: s.alias || undefined, state: s.state, stateName: stateNames[s.state], exitStatus: s.exitStatus, errorCode: s.errorCode || undefined, durationMs: event.timeMs }, "task state");
@@ -79,7 +99,20 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdown.signal,
   });
+  const legacy = createLegacyHandler({ core, identity, logger });
   const handler: DualHandler = (req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === legacyHttpPath) {
+      if (!checkToken(req.headers["authorization"])) {
+        res.statusCode = 401;
+        res.setHeader("content-type", "application/json");
+        res.setHeader("www-authenticate", "Bearer");
+        res.end(legacy.errorReply(0, "missing or wrong bearer token").body);
+        return;
+      }
+      void handleLegacyHttp(legacy, req, res, { maxBodyBytes: config.maxRequestBytes });
+      return;
+    }
     connect(req as never, res as never);
   };
   const server = createDualServer({
@@ -87,6 +120,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     http2Settings: { initialWindowSize: 4 * 1024 * 1024, maxFrameSize: 1024 * 1024 },
   });
 
+  let zmq: ZmqGateway | undefined;
   let closed = false;
   return {
     config,
@@ -96,15 +130,19 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       identity.port = bound.port;
       const host = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
       const url = `http://${host}:${bound.port}`;
-      logger.info({ url, dataDir: config.dataDir, name: config.name }, "drce node listening");
-      return { url, zmqEndpoint: "" };
+      if (config.zmqListen !== "") {
+        zmq = await createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger });
+      }
+      logger.info({ url, zmq: zmq?.endpoint, dataDir: config.dataDir, name: config.name }, "drce node listening");
+      return { url, zmqEndpoint: zmq?.endpoint ?? "" };
     },
     async close() {
       if (closed) return;
       closed = true;
       await core.shutdown(config.shutdownGraceMs);
       shutdown.abort();
-      await server.close();
+      await Promise.all([server.close(), zmq?.close()]);
+      host.stop();
     },
   };
 }

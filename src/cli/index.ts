@@ -112,10 +112,18 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   if (name === "version") return print(io, version());
   const command = commands[name];
   if (command === undefined) return usageFailure(io, "", `unknown command ${JSON.stringify(name)}`);
+  // A reader that goes away (`drce logs x | head -1`) makes stdout fail with EPIPE: end
+  // quietly with 141, as a program killed by SIGPIPE would, instead of crashing.
+  const onOutputError = (error: NodeJS.ErrnoException): void => {
+    if (error.code !== "EPIPE") throw error;
+  };
+  io.stdout.on("error", onOutputError);
   try {
     return await command.main([...globals, ...args], io);
   } catch (error) {
     return reportFailure(io, name, error);
+  } finally {
+    io.stdout.off("error", onOutputError);
   }
 }
 

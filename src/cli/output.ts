@@ -2,12 +2,24 @@ import { once } from "node:events";
 import { toJsonString } from "@bufbuild/protobuf";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 
+/** Writing to a stream whose reader has gone (`drce logs x | head -1`). */
+export class BrokenPipeError extends Error {
+  override name = "BrokenPipeError";
+  /** The errno code, as a failed write reports it. */
+  readonly code = "EPIPE";
+  constructor() {
+    super("broken pipe");
+  }
+}
+
 /**
  * Writes bytes to a stream and waits for it to drain when its buffer is full, so that a
  * fast task and a slow reader (`drce run ... | less`) do not pile output up in memory.
  */
 export async function writeBytes(stream: NodeJS.WritableStream, data: Uint8Array | string, signal?: AbortSignal): Promise<void> {
   if (data.length === 0) return;
+  // After EPIPE the stream is destroyed and would never drain.
+  if ((stream as { destroyed?: boolean }).destroyed === true) throw new BrokenPipeError();
   if (!stream.write(data)) await once(stream, "drain", signal === undefined ? {} : { signal });
 }
 

@@ -855,7 +855,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     },
     submit,
     async check(ref, extended) {
-      return viewOf(resolveRef(ref), false, extended);
+      // An extended check is "complete status file data": output and files too (protocol example 2).
+      return viewOf(resolveRef(ref), extended, extended);
     },
     terminate,
     fetch,

@@ -84,7 +84,7 @@ describe("the remote wrapper", () => {
       [{ command: "true", workDir: "/nonexistent" }, 4],
       [{ command: "true", shell: "/nonexistent/sh -c" }, 15],
       [{ command: "true", shell: "nonexistent-shell -c" }, 15],
-      [{ command: "true", shell: "/etc/hostname -c" }, 16],
+      [{ command: "true", shell: "/etc/passwd -c" }, 16],
       [{ argv: ["/nonexistent/program"] }, 101],
       [{ argv: ["nonexistent-program"] }, 101],
     ];

@@ -194,6 +194,35 @@ describe.skipIf(unavailable !== undefined)("SSH runner against a real sshd", { t
     expect(stdout.text()).toBe("a\nb\n");
   });
 
+  it("waits for a slow sink without losing output", async () => {
+    const chunks: Buffer[] = [];
+    const slow = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        setTimeout(callback, 2);
+      },
+    });
+    let refused = 0;
+    const write = slow.write.bind(slow) as (...args: unknown[]) => boolean;
+    slow.write = ((...args: unknown[]) => {
+      const ok = write(...args);
+      if (!ok) refused += 1;
+      return ok;
+    }) as Writable["write"];
+    const handle = await runner.start({
+      spec: taskSpec({ command: "seq 1 100000", session: passwordSession() }),
+      workDir: "",
+      stdout: slow,
+      stderr: new Collector(),
+      onSpawn: async () => undefined,
+    });
+    expect((await handle.done).kind).toBe("exited");
+    const expected = Array.from({ length: 100000 }, (_, i) => `${i + 1}\n`).join("");
+    expect(Buffer.concat(chunks).toString()).toBe(expected);
+    expect(refused).toBeGreaterThan(0);
+  });
+
   it("keeps stdin open for streamed input when asked", async () => {
     const { handle, stdout } = await start({ command: "cat", input: Buffer.from("first\n"), openStdin: true });
     await waitFor(() => stdout.text() === "first\n", "the initial input came back");
