@@ -8,6 +8,7 @@ import { createTaskHandler } from "./connect/task-handler.js";
 import type { NodeIdentity } from "./core/api.js";
 import { createTaskCore } from "./core/task-core.js";
 import { createLocalRunner } from "./executor/local-runner.js";
+import { createSshRunner } from "./executor/ssh/ssh-runner.js";
 import { createDualServer, type DualHandler } from "./http-server.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createTaskStore } from "./store/task-store.js";
@@ -58,9 +59,11 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   await host.refresh();
   host.start();
 
+  const sshRunner = createSshRunner({ knownHostsFile: config.sshKnownHosts, trustOnFirstUse: config.sshTrustOnFirstUse });
   const core = createTaskCore({
     store,
     localRunner: createLocalRunner(),
+    sshRunner,
     maxConcurrent: config.maxConcurrent,
     maxQueue: config.maxQueue,
     maxOutputBytes: config.maxOutputBytes,
@@ -143,6 +146,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       shutdown.abort();
       await Promise.all([server.close(), zmq?.close()]);
       host.stop();
+      await sshRunner.close();
     },
   };
 }

@@ -764,8 +764,10 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           yield { kind: "result", view: await viewOf(entry, false, false) };
           return;
         }
-        if (!progressed && spools !== undefined && entry.live !== undefined && !(spools.stdout.complete && spools.stderr.complete)) {
-          await Promise.race([spools.stdout.changed(signal), spools.stderr.changed(signal), entry.done]);
+        const writing = spools === undefined ? [] : [spools.stdout, spools.stderr].filter((spool) => !spool.complete);
+        if (!progressed && entry.live !== undefined && writing.length > 0) {
+          // Only spools still being written can change; a complete one would wake us at once.
+          await Promise.race([...writing.map((spool) => spool.changed(signal)), entry.done]);
         } else if (!progressed && entry.live !== undefined) {
           // Output is complete; the task turns final once its files and status are written.
           await Promise.race([entry.done, aborted(signal)]);

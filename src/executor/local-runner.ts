@@ -139,6 +139,8 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
 
       const done = (async (): Promise<ExecOutcome> => {
         const { code, signal } = await exit;
+        // Nobody reads stdin any more; an open_stdin pipe must not keep the task waiting.
+        if (!stdin.destroyed) stdin.destroy();
         // The leader is gone. Output may still be in flight; give it a bounded drain, then
         // kill what is left of the group so a grandchild holding the pipe cannot hang us.
         const drained = await Promise.race([outputs.then(() => true), sleep(drainMs).then(() => false)]);
@@ -152,7 +154,7 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
             await outputs;
           }
         }
-        await settled;
+        await Promise.race([settled, sleep(drainMs)]);
         const escapedPids: number[] = [];
         const exitStatus = signal !== null ? 128 + signalNumber(signal) : (code ?? 0);
         return { kind: "exited", exitStatus, signal: signal ?? "", escapedPids };

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, link, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -27,7 +27,9 @@ export interface TestSshd {
   readonly pid: number;
   /** "SHA256:..." fingerprint of its host key, as `ssh-keygen -l` prints it. */
   readonly hostKeyFingerprint: string;
-  /** A known_hosts file holding its host key for `[127.0.0.1]:port`. */
+  /** Its second host key, RSA, as "ssh-rsa <base64>" (known_hosts does not hold it). */
+  readonly rsaHostKey: string;
+  /** A known_hosts file holding its ed25519 host key for `[127.0.0.1]:port`. */
   readonly knownHostsFile: string;
   /** Its temporary directory (config, keys, logs). */
   readonly dir: string;
@@ -122,7 +124,9 @@ async function ensureUser(user: string): Promise<void> {
  * so concurrent test processes agree on it and no fixed password ever unlocks these accounts.
  */
 async function accountPassword(): Promise<string> {
-  const dir = join(tmpdir(), "drce-test-accounts");
+  // Under root's home, not /tmp: a cleanup of temporary files must not change the password
+  // while another test process uses it.
+  const dir = join(homedir(), ".cache", "drce-ssh-test-accounts");
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700);
   const file = join(dir, "password");
@@ -159,10 +163,11 @@ async function fingerprintOf(publicKeyFile: string): Promise<string> {
   return match[0];
 }
 
-/** Generates an ed25519 key pair (optionally encrypted) and returns its paths. */
-export async function generateKey(dir: string, name: string, passphrase = ""): Promise<{ privateKeyFile: string; publicKeyFile: string }> {
+/** Generates a key pair (ed25519 unless told; optionally encrypted) and returns its paths. */
+export async function generateKey(dir: string, name: string, passphrase = "", type: "ed25519" | "rsa" = "ed25519"): Promise<{ privateKeyFile: string; publicKeyFile: string }> {
   const privateKeyFile = join(dir, name);
-  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", passphrase, "-C", `drce-test-${name}`, "-f", privateKeyFile]);
+  const size = type === "rsa" ? ["-b", "2048"] : [];
+  await run("ssh-keygen", ["-q", "-t", type, ...size, "-N", passphrase, "-C", `drce-test-${name}`, "-f", privateKeyFile]);
   return { privateKeyFile, publicKeyFile: `${privateKeyFile}.pub` };
 }
 
@@ -177,7 +182,7 @@ export async function startSshd(): Promise<TestSshd> {
   // Privilege separation directory; a fresh container does not have it.
   await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
 
-  const dir = await mkdtemp(join(tmpdir(), "drce-sshd-"));
+  const dir = await mkdtemp(join(tmpdir(), "ssh-runner-test-sshd-"));
   // sshd reads authorized keys as the user logging in.
   await chmod(dir, 0o755);
   const keysDir = join(dir, "keys");
@@ -192,6 +197,7 @@ export async function startSshd(): Promise<TestSshd> {
   await setPassword(keyUser, password);
 
   const hostKey = await generateKey(dir, "host_ed25519_key");
+  const rsaHostKey = await generateKey(dir, "host_rsa_key", "", "rsa");
   const passphrase = randomBytes(12).toString("base64url");
   const userKey = await generateKey(dir, "user_key", passphrase);
   await writeFile(join(keysDir, `${keyUser}.keys`), await readFile(userKey.publicKeyFile), { mode: 0o644 });
@@ -208,6 +214,7 @@ export async function startSshd(): Promise<TestSshd> {
         `Port ${port}`,
         "ListenAddress 127.0.0.1",
         `HostKey ${hostKey.privateKeyFile}`,
+        `HostKey ${rsaHostKey.privateKeyFile}`,
         `PidFile ${join(dir, "sshd.pid")}`,
         `AuthorizedKeysFile ${join(keysDir, "%u.keys")}`,
         "PasswordAuthentication yes",
@@ -255,6 +262,7 @@ export async function startSshd(): Promise<TestSshd> {
       host: "127.0.0.1",
       pid,
       hostKeyFingerprint,
+      rsaHostKey: (await readFile(rsaHostKey.publicKeyFile, "utf8")).trim().split(/\s+/).slice(0, 2).join(" "),
       knownHostsFile,
       dir,
       users: {

@@ -194,13 +194,14 @@ describe.skipIf(unavailable !== undefined)("SSH runner against a real sshd", { t
     expect(stdout.text()).toBe("a\nb\n");
   });
 
-  it("waits for a slow sink without losing output", async () => {
+  it("waits for a slow sink without losing output, also after the command ended", async () => {
     const chunks: Buffer[] = [];
     const slow = new Writable({
       highWaterMark: 1024,
       write(chunk: Buffer, _encoding, callback) {
         chunks.push(chunk);
-        setTimeout(callback, 2);
+        // Slow enough that output is still flowing well after the command exited.
+        setTimeout(callback, 5);
       },
     });
     let refused = 0;
@@ -211,14 +212,14 @@ describe.skipIf(unavailable !== undefined)("SSH runner against a real sshd", { t
       return ok;
     }) as Writable["write"];
     const handle = await runner.start({
-      spec: taskSpec({ command: "seq 1 100000", session: passwordSession() }),
+      spec: taskSpec({ command: "seq 1 300000", session: passwordSession() }),
       workDir: "",
       stdout: slow,
       stderr: new Collector(),
       onSpawn: async () => undefined,
     });
     expect((await handle.done).kind).toBe("exited");
-    const expected = Array.from({ length: 100000 }, (_, i) => `${i + 1}\n`).join("");
+    const expected = Array.from({ length: 300000 }, (_, i) => `${i + 1}\n`).join("");
     expect(Buffer.concat(chunks).toString()).toBe(expected);
     expect(refused).toBeGreaterThan(0);
   });
@@ -241,6 +242,17 @@ describe.skipIf(unavailable !== undefined)("SSH runner against a real sshd", { t
     expect(outcome).toMatchObject({ kind: "exited", exitStatus: 0 });
     expect(stdout.text()).toBe("leader done\n");
     await waitFor(async () => (await processesOf(user, "sleep")).length === 0, "the background sleep is gone");
+  });
+
+  it("stops reading output held by a process that left the group", async () => {
+    const user = sshd.users.password.user;
+    const began = Date.now();
+    const { outcome, stdout } = await runToEnd({ command: "setsid sleep 60 & echo leader done" });
+    expect(Date.now() - began).toBeLessThan(8000);
+    expect(outcome).toMatchObject({ kind: "exited", exitStatus: 0 });
+    expect(stdout.text()).toBe("leader done\n");
+    // The escaped sleep is ours to clean up.
+    for (const pid of await processesOf(user, "sleep")) process.kill(pid, "SIGKILL");
   });
 
   it("terminates with alg 1 (SIGTERM, then SIGKILL) and leaves no remote process", async () => {
@@ -354,6 +366,19 @@ describe.skipIf(unavailable !== undefined)("SSH runner against a real sshd", { t
       }
     });
 
+    it("asks for the key type known_hosts holds, so a host known by its RSA key is accepted", async () => {
+      const known = join(sshd.dir, "kh-rsa");
+      await writeFile(known, `[127.0.0.1]:${sshd.port} ${sshd.rsaHostKey}\n`);
+      const other = createSshRunner({ knownHostsFile: known, trustOnFirstUse: true });
+      try {
+        expect((await runToEnd({ command: "echo rsa" }, { runner: other })).stdout.text()).toBe("rsa\n");
+        // Nothing was added: the RSA key was known.
+        expect(await readFile(known, "utf8")).toBe(`[127.0.0.1]:${sshd.port} ${sshd.rsaHostKey}\n`);
+      } finally {
+        await other.close();
+      }
+    });
+
     it("accepts a hashed known_hosts entry made by ssh-keygen -H", async () => {
       const known = join(sshd.dir, "kh-hashed");
       await writeFile(known, await readFile(sshd.knownHostsFile));
@@ -444,6 +469,23 @@ describe.skipIf(unavailable !== undefined)("SSH runner against a real sshd", { t
         expect(pooled.stats().connectionsOpened).toBeGreaterThanOrEqual(2);
       } finally {
         await pooled.close();
+      }
+    });
+
+    it("sees the exit status of short commands started together", async () => {
+      // The exit status of `true` can arrive in the same read as the channel's confirmation.
+      const outcomes = await Promise.all(Array.from({ length: 32 }, () => runToEnd({ command: "true" }).then((r) => r.outcome)));
+      for (const outcome of outcomes) expect(outcome).toEqual({ kind: "exited", exitStatus: 0, signal: "", escapedPids: [] });
+    });
+
+    it("moves to another connection when the server refuses more sessions (MaxSessions 32)", async () => {
+      const greedy = createSshRunner({ knownHostsFile: sshd.knownHostsFile, trustOnFirstUse: false, maxChannelsPerConnection: 100 });
+      try {
+        const results = await Promise.all(Array.from({ length: 40 }, (_, i) => runToEnd({ command: `sleep 0.5; echo ${i}` }, { runner: greedy })));
+        results.forEach((result, i) => expect(result.stdout.text()).toBe(`${i}\n`));
+        expect(greedy.stats().connectionsOpened).toBeGreaterThanOrEqual(2);
+      } finally {
+        await greedy.close();
       }
     });
 

@@ -21,7 +21,7 @@ export interface SshExecTimings {
   readonly startTimeoutMs: number;
   /** After the leader exits, how long output may keep flowing before the rest of its group is killed, ms. */
   readonly drainMs: number;
-  /** After the group was killed, how long to wait for the server to close the output, ms. */
+  /** After the group was killed, how long output may stay idle without EOF before the channel is closed, ms. */
   readonly closeWaitMs: number;
 }
 
@@ -45,8 +45,12 @@ export async function startSshExec(pool: SshPool, target: SshTarget, request: Ex
     workDir: request.workDir,
     nonce,
   });
-  const { channel } = await pool.exec(target, command);
-  return new SshExecution(pool, target, request, timings, channel, nonce).started;
+  let execution: SshExecution | undefined;
+  await pool.exec(target, command, (channel) => {
+    execution = new SshExecution(pool, target, request, timings, channel, nonce);
+  });
+  if (execution === undefined) throw new DrceError("internal", "the SSH channel opened without being set up");
+  return execution.started;
 }
 
 interface Deferred<T> {
@@ -108,6 +112,10 @@ class SshExecution implements ExecHandle {
   private readonly spawnPattern: RegExp;
   private readonly failPattern: RegExp;
   private startTimer: NodeJS.Timeout | undefined;
+  /** Sinks that asked us to wait (write returned false) and have not drained yet. */
+  private blockedSinks = 0;
+  /** When output last moved, for telling a stalled channel from a slow sink. */
+  private lastOutputAt = 0;
 
   constructor(
     private readonly pool: SshPool,
@@ -262,14 +270,44 @@ class SshExecution implements ExecHandle {
   private pump(source: Readable, sink: Writable, head: Buffer[]): void {
     let ok = true;
     for (const chunk of head) if (chunk.length > 0) ok = this.tracker.write(sink, chunk) && ok;
+    const resume = (): void => {
+      this.blockedSinks -= 1;
+      this.lastOutputAt = Date.now();
+      source.resume();
+    };
     source.on("data", (chunk: Buffer) => {
+      this.lastOutputAt = Date.now();
       if (!this.tracker.write(sink, chunk)) {
         source.pause();
-        sink.once("drain", () => source.resume());
+        this.blockedSinks += 1;
+        sink.once("drain", resume);
       }
     });
-    if (ok) source.resume();
-    else sink.once("drain", () => source.resume());
+    if (ok) {
+      source.resume();
+    } else {
+      this.blockedSinks += 1;
+      sink.once("drain", resume);
+    }
+  }
+
+  /**
+   * Waits until the server has sent EOF (all output is then in our buffers). When output
+   * stays idle for closeWaitMs without EOF while no sink holds us back, a process outside
+   * the group (e.g. one that called setsid) still holds the pipes: close the channel then,
+   * rather than wait for it. A slow sink never counts as idle, so no output is cut off.
+   */
+  private async waitForEof(): Promise<void> {
+    const incoming = (): string => (this.channel.incoming as { state?: string } | undefined)?.state ?? "closed";
+    this.lastOutputAt = Date.now();
+    while (incoming() === "open") {
+      if (this.blockedSinks > 0) this.lastOutputAt = Date.now();
+      if (Date.now() - this.lastOutputAt > this.timings.closeWaitMs) {
+        this.channel.close();
+        return;
+      }
+      await sleep(50);
+    }
   }
 
   private async finish(pgid: number): Promise<ExecOutcome> {
@@ -279,7 +317,7 @@ class SshExecution implements ExecHandle {
     const exit = this.exit;
     // A grandchild may hold stdout open after the leader exited: give output a moment to end,
     // then kill what is left of the group, which also closes the pipes it held.
-    let ended = await within(this.timings.drainMs);
+    const ended = await within(this.timings.drainMs);
     let escapedPids: number[] = [];
     try {
       const reap = await this.pool.run(this.target, reapGroupCommand(pgid));
@@ -290,12 +328,8 @@ class SshExecution implements ExecHandle {
     } catch {
       // The connection is gone; nothing can be reaped over it.
     }
-    if (!ended) ended = await within(this.timings.closeWaitMs);
-    if (!ended) {
-      // A process outside the group (setsid) still holds the output: stop reading it.
-      this.channel.close();
-      ended = await within(this.timings.closeWaitMs);
-    }
+    if (!ended) await this.waitForEof();
+    await outputEnded;
     await this.closed;
     await this.tracker.flushed();
     this.settled = true;

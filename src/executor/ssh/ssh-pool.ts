@@ -100,8 +100,13 @@ export interface SshLease {
 
 /** Pooled SSH connections, keyed by host, port, user and credentials. */
 export interface SshPool {
-  /** Opens an exec channel running `command`; retries once on a connection found dead. */
-  exec(target: SshTarget, command: string): Promise<{ readonly channel: ClientChannel; readonly lease: SshLease }>;
+  /**
+   * Opens an exec channel running `command`, on a new connection when a pooled one turns out
+   * dead. `setup` runs synchronously as the channel opens: a short command's exit status may
+   * arrive in the same read as the open confirmation, and an event emitted before a listener
+   * exists is lost.
+   */
+  exec(target: SshTarget, command: string, setup: (channel: ClientChannel) => void): Promise<{ readonly channel: ClientChannel; readonly lease: SshLease }>;
   /** Runs `command` to its end and returns its exit code (null after a signal) and stdout. */
   run(target: SshTarget, command: string): Promise<{ readonly code: number | null; readonly stdout: string }>;
   /** Runs `fn` with an SFTP session, closed afterwards. */
@@ -221,7 +226,11 @@ export function createSshPool(options: SshPoolOptions): SshPool {
       dead: false,
       idleTimer: undefined,
     };
-    const conn: PooledConnection = Object.assign(state, { ready: handshake(state) });
+    const ready = handshake(state).catch((error: unknown) => {
+      if (error instanceof DrceError) throw error;
+      throw new DrceError("unavailable", `SSH connection to ${describeTarget(target)} failed`, { cause: error });
+    });
+    const conn: PooledConnection = Object.assign(state, { ready });
     // The failure is reported to whoever awaits ready; this only keeps it from being unhandled.
     conn.ready.catch(() => drop(conn));
     return conn;
@@ -257,8 +266,10 @@ export function createSshPool(options: SshPoolOptions): SshPool {
     const name = knownHostsName(target.host, target.port);
     let preferred: ServerHostKeyAlgorithm[] = [];
     if (target.hostFingerprint === "") {
-      const known = knownKeyTypes(await readKnownHosts(options.knownHostsFile), name);
-      preferred = known.flatMap(algorithmsForKeyType);
+      // Offer the key types known_hosts holds first, as OpenSSH does, so that a host known by
+      // its RSA key is not refused for offering a (never recorded) ed25519 key.
+      const known = await readKnownHosts(options.knownHostsFile).catch(() => []);
+      preferred = knownKeyTypes(known, name).flatMap(algorithmsForKeyType);
     }
     const hostKeyAlgorithms = [...new Set([...preferred, ...defaultHostKeyAlgorithms])];
 
@@ -384,7 +395,11 @@ export function createSshPool(options: SshPoolOptions): SshPool {
    * refused channel on a busy connection (the server's MaxSessions) lowers that connection's
    * limit and tries another.
    */
-  const openChannel = async <T>(target: SshTarget, open: (client: Client, callback: (error: Error | undefined, channel: T) => void) => void): Promise<{ channel: T; lease: SshLease }> => {
+  const openChannel = async <T>(
+    target: SshTarget,
+    open: (client: Client, callback: (error: Error | undefined, channel: T) => void) => void,
+    setup: (channel: T, lease: SshLease) => void,
+  ): Promise<{ channel: T; lease: SshLease }> => {
     let attempts = 0;
     for (;;) {
       attempts += 1;
@@ -392,7 +407,11 @@ export function createSshPool(options: SshPoolOptions): SshPool {
       try {
         const channel = await new Promise<T>((resolve, reject) => {
           try {
-            open(client, (error, channel) => (error === undefined || error === null ? resolve(channel) : reject(error)));
+            open(client, (error, channel) => {
+              if (error !== undefined && error !== null) return reject(error);
+              setup(channel, lease);
+              resolve(channel);
+            });
           } catch (error) {
             reject(error);
           }
@@ -416,31 +435,41 @@ export function createSshPool(options: SshPoolOptions): SshPool {
     }
   };
 
-  const exec: SshPool["exec"] = async (target, command) => {
-    const { channel, lease } = await openChannel<ClientChannel>(target, (client, callback) => client.exec(command, callback));
-    channel.once("close", () => lease.release());
-    return { channel, lease };
-  };
+  const exec: SshPool["exec"] = (target, command, setup) =>
+    openChannel<ClientChannel>(
+      target,
+      (client, callback) => client.exec(command, callback),
+      (channel, lease) => {
+        channel.once("close", () => lease.release());
+        setup(channel);
+      },
+    );
 
   const run: SshPool["run"] = async (target, command) => {
-    const { channel } = await exec(target, command);
-    return new Promise((resolve) => {
-      const out: Buffer[] = [];
-      let code: number | null = null;
-      channel.on("data", (data: Buffer) => out.push(data));
-      channel.stderr.resume();
-      channel.on("error", () => undefined);
-      channel.on("exit", (c: number | null) => {
-        code = c;
+    let result!: Promise<{ code: number | null; stdout: string }>;
+    await exec(target, command, (channel) => {
+      result = new Promise((resolve) => {
+        const out: Buffer[] = [];
+        let code: number | null = null;
+        channel.on("data", (data: Buffer) => out.push(data));
+        channel.stderr.resume();
+        channel.on("error", () => undefined);
+        channel.on("exit", (c: number | null) => {
+          code = c;
+        });
+        channel.once("close", () => resolve({ code, stdout: Buffer.concat(out).toString("utf8") }));
+        channel.end();
       });
-      channel.once("close", () => resolve({ code, stdout: Buffer.concat(out).toString("utf8") }));
-      channel.end();
     });
+    return result;
   };
 
   const withSftp: SshPool["withSftp"] = async (target, fn) => {
-    const { channel: sftp, lease } = await openChannel<SFTPWrapper>(target, (client, callback) => client.sftp(callback));
-    sftp.on("error", () => undefined);
+    const { channel: sftp, lease } = await openChannel<SFTPWrapper>(
+      target,
+      (client, callback) => client.sftp(callback),
+      (channel) => channel.on("error", () => undefined),
+    );
     try {
       return await fn(sftp);
     } finally {

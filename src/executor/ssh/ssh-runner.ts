@@ -40,7 +40,10 @@ export type SshRunnerStats = SshPoolStats;
  *   (relative to the remote user's home) to `prepareWorkDir`.
  */
 export interface SshRunner extends Runner {
-  /** File operations over SFTP on the host of an SSH session, on the pooled connection. */
+  /**
+   * File operations over SFTP on the host of an SSH session, on the pooled connection.
+   * Throws a DrceError ("invalid") for a session without a user or a credential.
+   */
   filesFor(session: Session): FileOps;
   /** Pool counters: connections opened so far and open now, channels open now. */
   stats(): SshRunnerStats;
