@@ -737,6 +737,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     const position: Record<StreamName, number> = { stdout: offsets.stdout, stderr: offsets.stderr };
     const handles: Partial<Record<StreamName, Awaited<ReturnType<typeof open>>>> = {};
     const buffer = Buffer.allocUnsafe(256 * 1024);
+    const stopped = aborted(signal); // one listener for the whole stream, not one per wait
     try {
       for (;;) {
         if (signal.aborted) return;
@@ -770,7 +771,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           await Promise.race([...writing.map((spool) => spool.changed(signal)), entry.done]);
         } else if (!progressed && entry.live !== undefined) {
           // Output is complete; the task turns final once its files and status are written.
-          await Promise.race([entry.done, aborted(signal)]);
+          await Promise.race([entry.done, stopped]);
         } else if (!progressed) {
           await Promise.race([entry.done, sleep(50)]);
         }

@@ -118,7 +118,11 @@ describe("group control commands", () => {
 
   it("signals a group and tells whether it is gone", async () => {
     const stubborn = startGroup("trap '' TERM; sleep 300 & sleep 300");
-    await waitFor(() => groupAlive(stubborn), "the group runs");
+    // Both sleeps exist only after the shell ran its trap, so TERM is ignored from then on.
+    await waitFor(async () => (await run("ps", ["-e", "-o", "pgid=,comm="])).stdout.split("\n").filter((line) => {
+      const [group, comm] = line.trim().split(/\s+/);
+      return Number(group) === stubborn && comm === "sleep";
+    }).length >= 2, "the group's two sleeps run");
     expect((await runLine(signalAndWaitCommand("TERM", stubborn, 200))).code).toBe(1);
     expect((await runLine(signalAndWaitCommand("KILL", stubborn, 2000))).code).toBe(0);
     expect(await groupAlive(stubborn)).toBe(false);
