@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { Router } from "zeromq";
 import { ErrorCode } from "../domain/errors.js";
 import type { LegacyHandler, LegacyLogger } from "./legacy-handler.js";
@@ -50,6 +51,8 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
   const bound = socket.lastEndpoint ?? endpoint;
 
   const controller = new AbortController();
+  // Every request in flight waits on this one signal; hundreds at once are expected.
+  setMaxListeners(0, controller.signal);
   const inFlight = new Set<Promise<void>>();
   let sendChain: Promise<void> = Promise.resolve();
 
