@@ -192,6 +192,12 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     if (spec.workDir === "") return own;
     const wanted = isAbsolute(spec.workDir) ? resolvePath(spec.workDir) : resolvePath(own, spec.workDir);
     const roots = [own, ...options.allowedDirs];
+    // Lexically inside an allowed root before anything is created; symlinks are checked after.
+    if (!roots.some((root) => isInside(resolvePath(root), wanted))) {
+      throw new DrceError("invalid", `home_dir ${JSON.stringify(spec.workDir)} is outside the directories this node allows`, {
+        legacyCode: ErrorCode.SetHomeDir,
+      });
+    }
     let real: string;
     try {
       await mkdir(wanted, { recursive: true, mode: 0o700 }).catch(() => undefined);
@@ -655,8 +661,9 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     }
     const root = made[0]!;
     for (const entry of made) publish(entry.status);
-    const treeDeadline = spec.timeMaxMs > 0 ? Date.now() + spec.timeMaxMs : Number.POSITIVE_INFINITY;
-    void startTree(root, treeDeadline);
+    // The root's own time limits end it with 116; its time_max reaches its subtasks (117)
+    // through the deadline runCommand hands them.
+    void startTree(root, Number.POSITIVE_INFINITY);
     if (spec.mode === 2) return { view: await viewOf(root, false, false), existing: false };
     await waitDone(root, signal);
     const view = await viewOf(root, true, false);
