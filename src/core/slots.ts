@@ -6,6 +6,7 @@ import { DrceError } from "../domain/errors.js";
  */
 export class Slots {
   private running = 0;
+  private reserved = 0;
   private readonly waiting: { resolve: (ok: boolean) => void }[] = [];
 
   constructor(
@@ -28,12 +29,21 @@ export class Slots {
     return this.running < this.limit && this.waiting.length === 0;
   }
 
-  /** Throws "exhausted" when `count` more waiters would not fit in the queue. */
-  ensureRoom(count: number): void {
-    const freeSlots = Math.max(0, this.limit - this.running - this.waiting.length);
-    if (count - freeSlots > 0 && this.waiting.length + count - freeSlots > this.maxQueue) {
+  /**
+   * Reserves room for `count` accepted tasks that will ask for a slot later, or throws
+   * "exhausted" when running + waiting + reserved tasks would pass the slots plus the queue.
+   * Reserving at acceptance (not at the wait) keeps concurrent submissions from overfilling it.
+   */
+  reserve(count: number): void {
+    if (this.running + this.waiting.length + this.reserved + count > this.limit + this.maxQueue) {
       throw new DrceError("exhausted", `the node's task queue is full (${this.maxQueue} waiting)`, { retryAfterMs: 1000 });
     }
+    this.reserved += count;
+  }
+
+  /** Gives back reservations of tasks that will never ask for a slot. */
+  unreserve(count: number): void {
+    this.reserved = Math.max(0, this.reserved - count);
   }
 
   /**
@@ -41,6 +51,7 @@ export class Slots {
    * the signal aborted first.
    */
   acquire(signal?: AbortSignal): Promise<boolean> {
+    this.unreserve(1);
     if (this.running < this.limit && this.waiting.length === 0) {
       this.running++;
       return Promise.resolve(true);

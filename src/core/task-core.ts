@@ -101,6 +101,8 @@ interface Entry {
   resolveDone: () => void;
   /** Resolves when the submission that made this entry is durable (or rejects). */
   accepted: Promise<void>;
+  /** True once the task was handed to the scheduler (it will ask for a slot itself). */
+  launched: boolean;
 }
 
 let idCounter = 0;
@@ -349,8 +351,10 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
   const cancelSubtasks = async (entry: Entry, reason: StopReason): Promise<void> => {
     for (const id of entry.status.subtaskIds) {
       const sub = entries.get(id);
-      if (sub === undefined || isFinalState(sub.status.state)) continue;
+      // A subtask already started runs on (or is stopped by stopTree); only the rest are cancelled.
+      if (sub === undefined || sub.launched || isFinalState(sub.status.state)) continue;
       sub.live?.markStarted();
+      slots.unreserve(1); // it will never ask for a slot
       await refuse(sub, reason);
       await cancelSubtasks(sub, reason);
       finalize(sub);
@@ -527,6 +531,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
    * subtasks still running when it passes are stopped with error 117).
    */
   const startTree = (entry: Entry, treeDeadline: number): Promise<void> => {
+    entry.launched = true;
     let deadlineTimer: NodeJS.Timeout | undefined;
     if (Number.isFinite(treeDeadline)) {
       deadlineTimer = setTimeout(
@@ -598,6 +603,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       done: done.promise,
       resolveDone: done.resolve,
       accepted: Promise.resolve(),
+      launched: false,
     };
   };
 
@@ -641,7 +647,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         }
       }
     }
-    slots.ensureRoom(tree.length);
+    slots.reserve(tree.length);
     const made = tree.map(({ spec: task, parentId }) => makeEntry(task, parentId, parentId === "" ? digest : specDigest(task)));
     const accepted = Promise.all(made.map((entry) => store.create({ digest: entry.digest, spec: toStoredSpec(entry.spec) }, entry.status))).then(() => undefined);
     for (const entry of made) {
@@ -652,6 +658,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     try {
       await accepted;
     } catch (error) {
+      slots.unreserve(made.length);
       for (const entry of made) {
         entries.delete(entry.status.id);
         if (aliases.get(entry.status.alias) === entry.status.id) aliases.delete(entry.status.alias);
@@ -845,6 +852,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           done: Promise.resolve(),
           resolveDone: () => undefined,
           accepted: Promise.resolve(),
+          launched: true,
         };
         entries.set(current.id, entry);
         if (current.alias !== "") {
