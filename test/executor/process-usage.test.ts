@@ -62,7 +62,13 @@ describe("parseProcStat", () => {
 describe("listGroupPids", () => {
   it("lists the leader and children of a group but not a child that called setsid", async () => {
     const leader = await spawnGroup("sh", ["-c", "sleep 300 & setsid sleep 300 & sleep 300 & wait"]);
-    await expect.poll(async () => (await readAllProcStats()).filter((s) => s.ppid === leader.pid).length, { timeout: 5000 }).toBe(3);
+    // setsid runs in the child after the fork: wait until the escapee has left the group too.
+    await expect
+      .poll(async () => {
+        const kids = (await readAllProcStats()).filter((s) => s.ppid === leader.pid);
+        return `${kids.length}/${kids.filter((s) => s.pgrp !== leader.pid).length}`;
+      }, { timeout: 5000 })
+      .toBe("3/1");
     const children = (await readAllProcStats()).filter((s) => s.ppid === leader.pid);
     const escaped = children.filter((s) => s.pgrp !== leader.pid).map((s) => s.pid);
     expect(escaped).toHaveLength(1);

@@ -446,7 +446,10 @@ describe.concurrent("terminate and process groups", () => {
     const started = Date.now();
     const r = await submit(node.client, { command: "sleep 60 & echo hi" });
     const elapsed = Date.now() - started;
-    expect(elapsed).toBeLessThan(2000);
+    // Node-side running time (bounded drain after the leader exits); the wall-clock bound is
+    // looser because a loaded test machine slows the round trip, yet far below the 60 s hang.
+    expect(r.timeMs).toBeLessThan(2000n);
+    expect(elapsed).toBeLessThan(10_000);
     expect(r.state).toBe(TaskState.FINISHED);
     expect(text(r.stdout)).toBe("hi\n");
     await until(() => liveGroupMembers(r.pid), (m) => m.length === 0, 1000, "the background sleep gone");
@@ -492,7 +495,7 @@ describe.concurrent("subtasks", () => {
       command: "echo root",
       mode: root,
       subtasks: [
-        { id: ids[0]!, command: "sleep 0.4; echo one", mode: sub },
+        { id: ids[0]!, command: "sleep 0.8; echo one", mode: sub },
         { id: ids[1]!, command: "echo two", mode: sub },
       ],
     };
