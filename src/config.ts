@@ -182,8 +182,12 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
 export function validateConfig(config: Config): void {
   const listen = parseHostPort(config.listen, "--listen");
   const zmq = config.zmqListen === "" ? undefined : parseHostPort(config.zmqListen, "--zmq-listen");
-  for (const address of [listen, zmq]) {
-    if (address !== undefined && !isLoopback(address.host) && config.token === "") {
+  if (zmq !== undefined && !isLoopback(zmq.host)) {
+    // The ZeroMQ gateway carries no credentials of its own: it stays on loopback.
+    throw new ConfigError(`refusing to put the ZeroMQ gateway on ${zmq.host}: it has no authentication; keep --zmq-listen on loopback or use --no-zmq`);
+  }
+  for (const address of [listen]) {
+    if (!isLoopback(address.host) && config.token === "") {
       throw new ConfigError(
         `refusing to listen on ${address.host}: a node reachable beyond loopback runs commands for anyone who can connect; set --token (or DRCE_TOKEN / --token-file)`,
       );
