@@ -22,7 +22,7 @@ describe("drce serve configuration", () => {
   });
 
   it("rejects malformed numbers and addresses", () => {
-    expect(() => parseServeConfig(["--max-queue", "-1"], {})).toThrow(/non-negative integer/);
+    expect(() => parseServeConfig(["--max-queue", "ten"], {})).toThrow(/non-negative integer/);
     expect(() => parseServeConfig(["--listen", "nowhere"], {})).toThrow(/host:port/);
   });
 });
