@@ -52,6 +52,7 @@ export class Slots {
    */
   acquire(signal?: AbortSignal): Promise<boolean> {
     this.unreserve(1);
+    if (signal?.aborted === true) return Promise.resolve(false);
     if (this.running < this.limit && this.waiting.length === 0) {
       this.running++;
       return Promise.resolve(true);

@@ -1,5 +1,5 @@
 import { open } from "node:fs/promises";
-import { isAbsolute, join, resolve as resolvePath } from "node:path";
+import { dirname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import { finished } from "node:stream/promises";
 import { mkdir, realpath, writeFile } from "node:fs/promises";
 import { DrceError, ErrorCode } from "../domain/errors.js";
@@ -200,6 +200,17 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         legacyCode: ErrorCode.SetHomeDir,
       });
     }
+    // A symlink on the way may point out of the roots: check the deepest directory that
+    // exists already, by its real path, before creating anything below it.
+    let existing = wanted;
+    while (!(await realpath(existing).then(() => true, () => false))) existing = dirname(existing);
+    const realExisting = await realpath(existing);
+    const realRoots = await Promise.all(roots.map((root) => realpath(root).catch(() => undefined)));
+    if (!realRoots.some((root) => root !== undefined && isInside(root, realExisting))) {
+      throw new DrceError("invalid", `home_dir ${JSON.stringify(spec.workDir)} is outside the directories this node allows`, {
+        legacyCode: ErrorCode.SetHomeDir,
+      });
+    }
     let real: string;
     try {
       await mkdir(wanted, { recursive: true, mode: 0o700 }).catch(() => undefined);
@@ -315,6 +326,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       // Wait for a slot; a ttl ends the wait.
       if (!slots.free) await update(entry, { state: TaskState.Queued });
       const ttlTimer = spec.ttlMs > 0 ? setTimeout(() => live.abort.abort(), spec.ttlMs) : undefined;
+      // A terminate that came while the queued status was written has already aborted the signal.
       slotHeld = await slots.acquire(live.abort.signal);
       clearTimeout(ttlTimer);
       if (!slotHeld) {
@@ -869,7 +881,11 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       const stopping = running.map((entry) =>
         stopLive(entry, { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "the node shut down" }, { alg: 1, delayMs: Math.max(100, Math.floor(graceMs / 4)), repeat: 2, signal: 9, cleanup: false }),
       );
-      await Promise.race([Promise.all([...stopping, ...running.map((e) => e.done)]), sleep(graceMs)]);
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+      await Promise.race([Promise.all([...stopping, ...running.map((e) => e.done)]), grace]);
+      // An idle node exits at once: the grace timer must not hold the process.
+      clearTimeout(timer);
     },
     submit,
     async check(ref, extended) {

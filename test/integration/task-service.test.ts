@@ -172,14 +172,31 @@ describe.concurrent("SubmitTask (sync)", () => {
     expect(text(r.stdout)).toBe("");
   });
 
-  // BUG: resolveWorkDir (src/core/task-core.ts) mkdirs the requested work_dir before checking it
-  // against the allowed roots, so a refused request still creates directories anywhere the node may write.
+  // Regression: resolveWorkDir once created the requested directory before checking it.
   it("a refused work_dir leaves no directory behind outside the allowed roots", async () => {
     const wanted = join(outsideDir, uid("made-by-refused-task"), "deeper");
     const r = await submit(node.client, { command: "echo ran", workDir: wanted });
     expect(r.state).toBe(TaskState.NOT_SET);
     expect(r.errorCode).toBe(4);
     expect(existsSync(wanted)).toBe(false);
+  });
+
+  // BUG: resolveWorkDir (src/core/task-core.ts) checks the work_dir lexically, then mkdirs it and only
+  // then realpaths it: a path through a symlink inside an allowed root is lexically inside, so
+  // mkdir(recursive) creates directories outside the roots before the realpath check refuses the task.
+  it("refuses a work_dir that escapes an allowed directory through a symlink, creating nothing outside", async () => {
+    const dir = join(allowedDir, uid("wd-link"));
+    await mkdir(dir);
+    const maker = await submit(node.client, { command: `ln -s ${outsideDir} escape`, workDir: dir });
+    expect(maker.exitStatus).toBe(0);
+    const made = uid("made-through-link");
+    for (const workDir of [join(dir, "escape"), join(dir, "escape", made)]) {
+      const r = await submit(node.client, { command: "echo ran > ran.txt", workDir });
+      expect(r.state, workDir).toBe(TaskState.NOT_SET);
+      expect(r.errorCode, workDir).toBe(4);
+    }
+    expect(existsSync(join(outsideDir, "ran.txt"))).toBe(false);
+    expect(existsSync(join(outsideDir, made))).toBe(false);
   });
 
   it("accepts a work_dir in an allowed directory", async () => {
@@ -467,8 +484,7 @@ describe.concurrent("terminate and process groups", () => {
     await until(() => liveGroupMembers(r.pid), (m) => m.length === 0, 1000, "group gone");
   });
 
-  // BUG: the root's tree deadline timer (startTree, src/core/task-core.ts) fires first and stops the
-  // root itself with 117 ("subtask after expired main task") instead of 116 ("terminated expired task").
+  // Regression: the root's tree deadline timer once stopped the root itself with 117.
   it("time_max_ms on a task without subtasks reports error 116, not 117", async () => {
     const r = await submit(node.client, { command: "sleep 30", timeMaxMs: 300n });
     expect(r.state).toBe(TaskState.EXPIRED);
@@ -787,8 +803,8 @@ describe.concurrent("node limits", () => {
       const second = await submit(c, { id: queued, command: "echo never", mode: TaskMode.ASYNC });
       expect(second.state).toBe(TaskState.QUEUED);
       expect(await stateOf(c, queued)).toBe(TaskState.QUEUED);
-      // Work-around for the queue reservation race (see the it.fails test below): the queued task
-      // takes its place in the queue only after its QUEUED status is on disk.
+      // Work-around for the terminate-while-queueing race (see the it.fails test below): terminate only
+      // once the task really waits for a slot.
       await until(() => small.app.core.slots.queued, (n) => n === 1, 5000, "the second task waiting for a slot");
       const third = uid("q-refused");
       expect(await codeOf(submit(c, { id: third, command: "true", mode: TaskMode.ASYNC }))).toBe(Code.ResourceExhausted);
@@ -816,9 +832,8 @@ describe.concurrent("node limits", () => {
     }
   });
 
-  // BUG: Slots.ensureRoom (src/core/slots.ts) counts only tasks already waiting in acquire(); a task
-  // accepted by submit() reaches acquire() only after store.create() and its QUEUED status write, so
-  // submissions arriving meanwhile all pass the check and the queue grows past max_queue.
+  // Regression: queue room was once checked against waiting tasks only, not tasks accepted but
+  // not yet waiting, so concurrent submissions overfilled the queue.
   it("concurrent submissions to a full node never overfill the queue", async () => {
     const small = await startNode({ maxConcurrent: 1, maxQueue: 1 });
     try {
@@ -829,6 +844,30 @@ describe.concurrent("node limits", () => {
       const codes = await Promise.all(Array.from({ length: 5 }, (_, i) => codeOf(submit(c, { id: `${running}-w${i}`, command: "true", mode: TaskMode.ASYNC }))));
       expect(codes.filter((code) => code === "ok")).toHaveLength(1);
       expect(codes.filter((code) => code === Code.ResourceExhausted)).toHaveLength(4);
+    } finally {
+      await small.stop();
+    }
+  });
+
+  // BUG: runTask (src/core/task-core.ts) publishes QUEUED, awaits the status write, and only then calls
+  // slots.acquire(live.abort.signal); Slots.acquire (src/core/slots.ts) never checks signal.aborted, so a
+  // terminate arriving during that write aborts a signal nobody listens to yet: the task stays QUEUED until
+  // a slot frees, and TerminateTask answers QUEUED after waiting 2 s.
+  it("terminating a task right after it was queued ends it at once", async () => {
+    const small = await startNode({ maxConcurrent: 1, maxQueue: 5 });
+    try {
+      const c = small.client;
+      const running = uid("tq-run");
+      await submit(c, { id: running, command: "sleep 30", mode: TaskMode.ASYNC });
+      await waitState(c, running, [TaskState.IN_PROGRESS]);
+      for (let i = 0; i < 2; i++) {
+        const id = `${running}-q${i}`;
+        expect((await submit(c, { id, command: "echo never", mode: TaskMode.ASYNC })).state).toBe(TaskState.QUEUED);
+        const stopped = (await c.terminateTask({ task: id, delayMs: 100, repeat: 1 })).result!;
+        expect(stopped.state).toBe(TaskState.TERMINATED);
+        expect(stopped.pid).toBe(0);
+      }
+      expect(await stateOf(c, running)).toBe(TaskState.IN_PROGRESS);
     } finally {
       await small.stop();
     }
