@@ -5,7 +5,7 @@ import { mkdir, realpath, writeFile } from "node:fs/promises";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import { fromStoredSpec, specDigest, toStoredSpec } from "../domain/spec-json.js";
 import { isFinalState, TaskState } from "../domain/states.js";
-import { defaultTerminate, FileAction, type FileResult, type StreamName, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
+import { defaultTerminate, FileAction, taskSpec, type FileResult, type StreamName, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
 import { validateSpec } from "../domain/validate.js";
 import type { TaskView } from "../domain/view.js";
 import type { ExecHandle, FileOps, Runner, TaskUsage } from "../executor/runner.js";
@@ -855,7 +855,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           await store.saveStatus(current);
           recovered++;
         }
-        const spec = request !== undefined ? fromStoredSpec(request.spec) : fromStoredSpec(toStoredSpec({ ...emptySpec, id: status.id }));
+        const spec = request !== undefined ? fromStoredSpec(request.spec) : taskSpec({ id: status.id, command: status.command });
         const entry: Entry = {
           status: current,
           digest: request?.digest ?? "",
@@ -913,24 +913,3 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     },
   };
 }
-
-const emptySpec: TaskSpec = fromStoredSpec({
-  id: "",
-  alias: "",
-  command: "",
-  argv: [],
-  input: "",
-  env: {},
-  workDir: "",
-  shell: "",
-  session: { type: "local" },
-  mode: 1,
-  timeoutSeconds: 0,
-  timeMaxMs: 0,
-  cleanup: false,
-  files: [],
-  limits: {} as TaskSpec["limits"],
-  subtasks: [],
-  ttlMs: 0,
-  openStdin: false,
-});

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +8,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/drce/v1/task_pb.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
+import { liveGroupMembers } from "../helpers/proc.js";
 
 /*
  * The drce command as a user runs it: `node bin/drce.js ...` in a child process against a
@@ -78,22 +78,6 @@ async function stateOf(task: string): Promise<TaskState> {
   }
 }
 
-/** Live (non-zombie) processes of a process group, from /proc. */
-function liveGroupMembers(pgid: number): number[] {
-  const members: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") members.push(Number(name));
-  }
-  return members;
-}
 
 beforeAll(async () => {
   node = await startNode();

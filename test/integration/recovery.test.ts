@@ -2,7 +2,6 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { TaskMode, TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
 import { TaskService } from "../../gen/drce/v1/task_service_pb.js";
 import { until } from "../helpers/node.js";
+import { liveGroupMembers } from "../helpers/proc.js";
 
 /*
  * Crash recovery with a real node process: the node is started as `drce serve` in a child
@@ -33,22 +33,6 @@ const started: ChildNode[] = [];
 const dataDirs: string[] = [];
 const groups = new Set<number>();
 
-/** Live (non-zombie) processes of a process group, from /proc. */
-function liveGroupMembers(pgid: number): number[] {
-  const members: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") members.push(Number(name));
-  }
-  return members;
-}
 
 /** Starts `drce serve` on a random loopback port and waits for its "listening" log line. */
 async function spawnNode(dataDir: string, crashAt?: string, shutdownGraceMs = 1000): Promise<ChildNode> {

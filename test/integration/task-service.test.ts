@@ -1,7 +1,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Stream, TaskMode, TaskSpecSchema, TaskState, type TaskResult } from "../../gen/drce/v1/task_pb.js";
 import { TerminateAlgorithm, type RunTaskResponse, type SendTaskInputRequest } from "../../gen/drce/v1/task_service_pb.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
+import { liveGroupMembers } from "../helpers/proc.js";
 
 /*
  * Integration tests of the Connect TaskService: a real node on 127.0.0.1:0, real child
@@ -42,23 +43,6 @@ async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
   throw new Error("the call succeeded but was expected to fail");
 }
 
-/** Live (non-zombie) processes of a process group, from /proc. */
-function liveGroupMembers(pgid: number): number[] {
-  const members: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    // Fields after the command name: state, ppid, pgrp, ...
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") members.push(Number(name));
-  }
-  return members;
-}
 
 const submit = async (client: Client, spec: SpecInit) => (await client.submitTask({ task: create(TaskSpecSchema, spec) })).result!;
 const get = async (client: Client, task: string, extended = false) => (await client.getTask({ task, extended })).result!;
