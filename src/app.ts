@@ -7,6 +7,7 @@ import { type Config, parseHostPort, validateConfig } from "./config.js";
 import { createTaskHandler } from "./connect/task-handler.js";
 import type { NodeIdentity } from "./core/api.js";
 import { createTaskCore } from "./core/task-core.js";
+import { ResourceLog } from "./core/resource-log.js";
 import { createLocalRunner } from "./executor/local-runner.js";
 import { createSshRunner } from "./executor/ssh/ssh-runner.js";
 import { createDualServer, type DualHandler } from "./http-server.js";
@@ -26,6 +27,8 @@ export interface App {
   readonly config: Config;
   /** The task core (for tests and embedding). */
   readonly core: ReturnType<typeof createTaskCore>;
+  /** Resource reports (legacy 101), one per host sample. */
+  readonly reports: ResourceLog;
   /** Starts listening; returns the URL of the HTTP endpoint and the ZeroMQ endpoint. */
   listen(): Promise<{ url: string; zmqEndpoint: string }>;
   /** Stops listening, terminates running tasks within the grace period, and closes. */
@@ -55,7 +58,9 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     intervalMs: Math.max(config.sampleIntervalMs, 1000),
     diskPath: config.dataDir,
     onError: (error) => logger.warn({ err: String(error) }, "host sample failed"),
+    onSample: (snapshot) => reports.publish(snapshot),
   });
+  const reports = new ResourceLog(config.reportHistory);
   await host.refresh();
   host.start();
 
@@ -128,6 +133,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   return {
     config,
     core,
+    reports,
     async listen() {
       const bound = await server.listen(address.host, address.port);
       identity.port = bound.port;

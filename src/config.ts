@@ -31,6 +31,8 @@ export interface Config {
   readonly allowEnv: readonly string[];
   /** Task events kept for watchers that resume. */
   readonly eventHistory: number;
+  /** Resource reports kept for watchers that resume. */
+  readonly reportHistory: number;
   /** How often running tasks and the host are sampled, ms. */
   readonly sampleIntervalMs: number;
   /** Bearer token every API requires; empty: none. */
@@ -61,6 +63,7 @@ export function defaultConfig(): Config {
     allowedDirs: [],
     allowEnv: [],
     eventHistory: 10_000,
+    reportHistory: 1000,
     sampleIntervalMs: 1000,
     token: "",
     shutdownGraceMs: 10_000,
@@ -104,6 +107,7 @@ const flags = {
   "allow-dir": { type: "string", multiple: true },
   "allow-env": { type: "string", multiple: true },
   "event-history": { type: "string" },
+  "report-history": { type: "string" },
   "sample-interval-ms": { type: "string" },
   token: { type: "string" },
   "token-file": { type: "string" },
@@ -129,6 +133,7 @@ export const serveUsage = `usage: drce serve [options]
   --allow-dir DIR             a directory tasks may use as work_dir (repeatable)
   --allow-env NAME            allow a refused variable such as LD_PRELOAD (repeatable)
   --event-history N           task events kept for resuming watchers (default 10000)
+  --report-history N          resource reports kept for resuming watchers (default 1000)
   --sample-interval-ms N      usage sampling interval (default 1000)
   --token T | --token-file F  require "Authorization: Bearer T" (env DRCE_TOKEN)
   --shutdown-grace MS         graceful shutdown bound (default 10000)
@@ -167,6 +172,7 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     allowedDirs: (values["allow-dir"] ?? []).map((d) => resolve(d)),
     allowEnv: values["allow-env"] ?? [],
     eventHistory: Math.max(1, integer(values["event-history"], base.eventHistory, "event-history")),
+    reportHistory: Math.max(1, integer(values["report-history"], base.reportHistory, "report-history")),
     sampleIntervalMs: Math.max(50, integer(values["sample-interval-ms"], base.sampleIntervalMs, "sample-interval-ms")),
     token,
     shutdownGraceMs: integer(values["shutdown-grace"], base.shutdownGraceMs, "shutdown-grace"),

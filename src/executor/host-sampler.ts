@@ -88,6 +88,8 @@ export interface HostSamplerOptions {
   readonly procRoot?: string;
   /** Told about a failed periodic sample; the previous snapshot stays current. */
   readonly onError?: (error: unknown) => void;
+  /** Told about each periodic sample once it is current (resource reports). */
+  readonly onSample?: (snapshot: HostSnapshot) => void;
 }
 
 /** A periodic sampler of the host's load; see {@link createHostSampler}. */
@@ -216,7 +218,7 @@ export function createHostSampler(options: HostSamplerOptions): HostSampler {
   };
 
   const tick = (): void => {
-    refresh().catch((error: unknown) => options.onError?.(error));
+    refresh().then((next) => options.onSample?.(next), (error: unknown) => options.onError?.(error));
   };
 
   return {
