@@ -20,6 +20,8 @@ import { directoryBytes } from "./executor/process-usage.js";
 import { createLegacyHandler } from "./gateway/legacy-handler.js";
 import { handleLegacyHttp, legacyHttpPath } from "./gateway/http.js";
 import { createZmqGateway, type ZmqGateway } from "./gateway/zmq.js";
+import { createNotifier } from "./gateway/notifier.js";
+import { createNodeMetrics, metricsHttpPath } from "./metrics.js";
 
 /** A node, built but not yet listening. */
 export interface App {
@@ -89,6 +91,21 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       logger.info({ task: s.id, alias: s.alias || undefined, state: s.state, stateName: stateNames[s.state], exitStatus: s.exitStatus, errorCode: s.errorCode || undefined, durationMs: event.timeMs }, "task state");
     },
   });
+  // Both follow the logs from here, so events of tasks recovered by init() are included.
+  const notifier =
+    config.notifyUrl === ""
+      ? undefined
+      : createNotifier({
+          url: config.notifyUrl,
+          token: config.notifyToken,
+          events: core.events,
+          reports: config.notifyReports ? reports : undefined,
+          identity,
+          timeoutMs: config.notifyTimeoutMs,
+          retryMaxMs: config.notifyRetryMaxMs,
+          logger,
+        });
+  const metrics = createNodeMetrics({ core, host: () => host.current(), notifications: notifier?.counts });
   const { recovered, loaded } = await core.init();
   if (recovered > 0) logger.warn({ recovered }, "tasks left unfinished by a previous run were marked crashed");
   logger.debug({ loaded }, "task store loaded");
@@ -121,6 +138,17 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       void handleLegacyHttp(legacy, req, res, { maxBodyBytes: config.maxRequestBytes });
       return;
     }
+    if (path === metricsHttpPath) {
+      if (!checkToken(req.headers["authorization"])) {
+        res.statusCode = 401;
+        res.setHeader("content-type", "text/plain; charset=utf-8");
+        res.setHeader("www-authenticate", "Bearer");
+        res.end("missing or wrong bearer token\n");
+        return;
+      }
+      void metrics.serve(req, res);
+      return;
+    }
     connect(req as never, res as never);
   };
   const server = createDualServer({
@@ -149,6 +177,9 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       if (closed) return;
       closed = true;
       await core.shutdown(config.shutdownGraceMs);
+      // The final states the shutdown wrote still reach a receiver that is up, within a bound.
+      await notifier?.close(Math.min(2000, config.shutdownGraceMs));
+      metrics.close();
       shutdown.abort();
       await Promise.all([server.close(), zmq?.close()]);
       host.stop();

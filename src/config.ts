@@ -45,6 +45,16 @@ export interface Config {
   readonly sshTrustOnFirstUse: boolean;
   /** pino log level ("info", "debug", "silent", ...). */
   readonly logLevel: string;
+  /** Where task events (100) and resource reports (101) are POSTed; empty: nowhere. */
+  readonly notifyUrl: string;
+  /** Bearer token sent with notifications; empty: no Authorization header. */
+  readonly notifyToken: string;
+  /** Milliseconds one notification POST may take. */
+  readonly notifyTimeoutMs: number;
+  /** Longest delay between retries of a notification, ms. */
+  readonly notifyRetryMaxMs: number;
+  /** Send resource reports (101) as well as task events (100). */
+  readonly notifyReports: boolean;
 }
 
 /** The embedded defaults: a usable node on loopback with data in ./.drce. */
@@ -70,6 +80,11 @@ export function defaultConfig(): Config {
     sshKnownHosts: resolve(process.env["HOME"] ?? "/root", ".ssh/known_hosts"),
     sshTrustOnFirstUse: false,
     logLevel: "info",
+    notifyUrl: "",
+    notifyToken: "",
+    notifyTimeoutMs: 5000,
+    notifyRetryMaxMs: 30_000,
+    notifyReports: true,
   };
 }
 
@@ -115,6 +130,11 @@ const flags = {
   "ssh-known-hosts": { type: "string" },
   "ssh-trust-on-first-use": { type: "boolean" },
   "log-level": { type: "string" },
+  "notify-url": { type: "string" },
+  "notify-token": { type: "string" },
+  "notify-timeout-ms": { type: "string" },
+  "notify-retry-max-ms": { type: "string" },
+  "notify-no-reports": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -139,7 +159,12 @@ export const serveUsage = `usage: drce serve [options]
   --shutdown-grace MS         graceful shutdown bound (default 10000)
   --ssh-known-hosts FILE      known_hosts for SSH sessions (default ~/.ssh/known_hosts)
   --ssh-trust-on-first-use    record unknown SSH host keys instead of refusing them
-  --log-level LEVEL           pino level (default info; env DRCE_LOG_LEVEL)`;
+  --log-level LEVEL           pino level (default info; env DRCE_LOG_LEVEL)
+  --notify-url URL            POST task events (100) and resource reports (101) there, as legacy JSON
+  --notify-token T            send "Authorization: Bearer T" with them (env DRCE_NOTIFY_TOKEN)
+  --notify-timeout-ms N       one notification POST's bound (default 5000)
+  --notify-retry-max-ms N     longest delay between retries (default 30000)
+  --notify-no-reports         send task events only, no resource reports`;
 
 function integer(value: string | undefined, fallback: number, what: string): number {
   if (value === undefined) return fallback;
@@ -179,6 +204,11 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     sshKnownHosts: values["ssh-known-hosts"] ?? base.sshKnownHosts,
     sshTrustOnFirstUse: values["ssh-trust-on-first-use"] === true,
     logLevel: values["log-level"] ?? env["DRCE_LOG_LEVEL"] ?? base.logLevel,
+    notifyUrl: values["notify-url"] ?? base.notifyUrl,
+    notifyToken: values["notify-token"] ?? env["DRCE_NOTIFY_TOKEN"] ?? base.notifyToken,
+    notifyTimeoutMs: Math.max(1, integer(values["notify-timeout-ms"], base.notifyTimeoutMs, "notify-timeout-ms")),
+    notifyRetryMaxMs: Math.max(1, integer(values["notify-retry-max-ms"], base.notifyRetryMaxMs, "notify-retry-max-ms")),
+    notifyReports: values["notify-no-reports"] !== true,
   };
   validateConfig(config);
   return config;
@@ -191,6 +221,15 @@ export function validateConfig(config: Config): void {
   if (zmq !== undefined && !isLoopback(zmq.host)) {
     // The ZeroMQ gateway carries no credentials of its own: it stays on loopback.
     throw new ConfigError(`refusing to put the ZeroMQ gateway on ${zmq.host}: it has no authentication; keep --zmq-listen on loopback or use --no-zmq`);
+  }
+  if (config.notifyUrl !== "") {
+    let protocol = "";
+    try {
+      protocol = new URL(config.notifyUrl).protocol;
+    } catch {
+      // Not a URL at all: the same answer as a URL of another scheme.
+    }
+    if (protocol !== "http:" && protocol !== "https:") throw new ConfigError(`--notify-url must be an http or https URL, got ${JSON.stringify(config.notifyUrl)}`);
   }
   for (const address of [listen]) {
     if (!isLoopback(address.host) && config.token === "") {

@@ -15,6 +15,11 @@ export class SequenceLog<T extends { readonly seq: number }> {
     return this.nextSeq - 1;
   }
 
+  /** The sequence number of the oldest kept item (lastSeq + 1 while nothing is kept). */
+  get oldestSeq(): number {
+    return this.history[0]?.seq ?? this.nextSeq;
+  }
+
   /** Appends the item `make` builds for the next sequence number, and wakes watchers. */
   append(make: (seq: number) => T): T {
     const item = make(this.nextSeq++);

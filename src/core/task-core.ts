@@ -10,6 +10,7 @@ import { validateSpec } from "../domain/validate.js";
 import type { TaskView } from "../domain/view.js";
 import type { ExecHandle, FileOps, Runner, TaskUsage } from "../executor/runner.js";
 import { isInside } from "../executor/local-files.js";
+import { hasRunLimits, needsDiskUsage } from "../executor/limits.js";
 import { OutputSpool } from "../store/spool.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { OutputEvent, RunEvent, SubmitOutcome, TaskCore, TaskEvent } from "./api.js";
@@ -322,6 +323,11 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     const spec = entry.spec;
     const live = entry.live!;
     let slotHeld = false;
+    const releaseSlot = (): void => {
+      if (!slotHeld) return;
+      slotHeld = false;
+      slots.release();
+    };
     try {
       // Wait for a slot; a ttl ends the wait.
       if (!slots.free) await update(entry, { state: TaskState.Queued });
@@ -344,7 +350,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         await cancelSubtasks(entry, live.stop);
         return;
       }
-      await runCommand(entry, treeDeadline);
+      await runCommand(entry, treeDeadline, releaseSlot);
     } catch (error) {
       live.markStarted();
       const reason: StopReason =
@@ -355,7 +361,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       await cancelSubtasks(entry, { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "parent task did not run" }).catch(() => undefined);
       return;
     } finally {
-      if (slotHeld) slots.release();
+      releaseSlot();
     }
   };
 
@@ -378,7 +384,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     entry.resolveDone();
   };
 
-  const runCommand = async (entry: Entry, treeDeadline: number): Promise<void> => {
+  const runCommand = async (entry: Entry, treeDeadline: number, releaseSlot: () => void): Promise<void> => {
     const spec = entry.spec;
     const live = entry.live!;
     const runner = spec.session.type === "ssh" ? options.sshRunner : options.localRunner;
@@ -483,6 +489,9 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         escapedPids: outcome.escapedPids,
       };
     }
+    // A parent waiting for its subtasks runs nothing: it gives its slot up, or with every slot
+    // held by such parents (max-concurrent 1 and one sync subtask) no subtask could ever start.
+    releaseSlot();
     // The task stays "in progress" until its sync subtasks are done; its own figures are kept now.
     entry.status = { ...entry.status, ...finalStatus, state: entry.status.state };
     live.handle = undefined;
@@ -525,10 +534,12 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           },
         };
         const hooks = options.resources;
-        if (hooks?.checkRun !== undefined) {
-          const diskBytes = (await hooks.directoryBytes?.(workDir).catch(() => 0)) ?? 0;
+        if (hooks?.checkRun !== undefined && hasRunLimits(entry.spec.limits) && entry.live.stop === undefined) {
+          // A walk of the work dir on every sample is paid only by tasks with a disk limit.
+          const diskBytes = needsDiskUsage(entry.spec.limits) ? ((await hooks.directoryBytes?.(workDir).catch(() => 0)) ?? 0) : 0;
           const refusal = hooks.checkRun(entry.spec, { ...usage, diskBytes });
-          if (refusal !== undefined) {
+          // Once stopping, later samples leave the termination under way alone.
+          if (refusal !== undefined && entry.live?.stop === undefined) {
             void stopLive(entry, { state: TaskState.Terminated, errorCode: ErrorCode.ResourceLimits, message: refusal.message }, expiryTerminate);
           }
         }
