@@ -1,7 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NodeService } from "../../gen/drce/v1/node_service_pb.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
 
 /*
@@ -88,8 +91,10 @@ describe("drce node", () => {
     // An attached run is an async task that the caller follows.
     expect((await drce(["run", "-c", "exit 3"])).code).toBe(3);
     expect((await drce(["submit", "--id", uid("async"), "--", "true"])).code).toBe(0);
-    type Reply = { stats: { sync: { tasks: string }; async: { tasks: string } } };
-    await until(async () => JSON.parse((await drce(["node", "stats", "--json"])).stdout) as Reply, (r) => r.stats.sync.tasks === "2" && r.stats.async.tasks === "2", 15_000, "the four tasks counted");
+    const admin = createClient(NodeService, createConnectTransport({ baseUrl: node.url, httpVersion: "2" }));
+    await until(async () => (await admin.getNodeStats({})).stats!, (s) => s.sync!.tasks === 2n && s.async!.tasks === 2n, 15_000, "the four tasks counted");
+    const json = JSON.parse((await drce(["node", "stats", "--json"])).stdout) as { stats: { sync: { tasks: string; failed: string } } };
+    expect(json.stats.sync).toMatchObject({ tasks: "2", failed: "1" });
     const out = await drce(["node", "stats"]);
     expect(out.code).toBe(0);
     expect(out.stdout).toMatch(/^since \d{4}-/);
@@ -97,7 +102,7 @@ describe("drce node", () => {
     expect(out.stdout).toMatch(/^async\s+2\s+1$/m);
     expect(out.stdout).toMatch(/^time-ms\s+sync\s+\S+\s+\S+\s+\S+\s+2$/m);
     expect(out.stdout).toMatch(/^per-minute\s+async\s/m);
-  });
+  }, 90_000);
 
   it("tasks prints each task's id, modification time and stored status", async () => {
     const id = uid("info");
@@ -113,7 +118,7 @@ describe("drce node", () => {
     expect(running.stdout).not.toContain(id);
     const json = JSON.parse((await drce(["node", "tasks", "--json"])).stdout) as { tasks: { id: string }[] };
     expect(json.tasks.some((t) => t.id === id)).toBe(true);
-  });
+  }, 60_000);
 
   it("reports prints the kept reports and exits; --after resumes after one", async () => {
     await until(() => node.app.reports.lastSeq, (seq) => seq >= 3, 15_000, "three reports");
@@ -152,7 +157,7 @@ describe("drce node", () => {
     expect((await drce(["node"])).code).toBe(2);
     expect((await drce(["node", "info", "-f"])).code).toBe(2);
     expect((await drce(["node", "reports", "--after", "x"])).code).toBe(2);
-  });
+  }, 90_000);
 
   it("sends $DRCE_TOKEN to a node that requires one", async () => {
     const guarded = await startNode({ token: "cli-node-token" });
