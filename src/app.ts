@@ -147,7 +147,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       void handleLegacyHttp(legacy, req, res, { maxBodyBytes: config.maxRequestBytes });
       return;
     }
-    if (path?.startsWith(adminHttpPrefix)) {
+    if (path !== undefined && (path.startsWith(adminHttpPrefix) || `${path}/` === adminHttpPrefix)) {
       if (!checkToken(req.headers["authorization"])) {
         req.resume();
         const reply = adminHandler.failure("unauthenticated", "missing or wrong bearer token");

@@ -203,6 +203,7 @@ export async function handleAdminHttp(
   const url = new URL(req.url ?? "/", "http://node.invalid");
   let command: string;
   try {
+    // "/drce/admin" without the slash is routed here too, and names no command.
     command = decodeURIComponent(url.pathname.slice(adminHttpPrefix.length));
   } catch {
     send(handler.failure("malformed", "the command in the path is not valid percent-encoding"));

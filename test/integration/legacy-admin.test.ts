@@ -190,6 +190,7 @@ describe("legacy admin commands over HTTP", () => {
 
   it("answers a path without a command with 400, and other methods with 405", async () => {
     expect(await overHttp("/drce/admin/")).toMatchObject({ status: 400, reply: { error: { code: "malformed" } } });
+    expect(await overHttp("/drce/admin")).toMatchObject({ status: 400, reply: { error: { code: "malformed" } } });
     expect(await overHttp("/drce/admin/STAT/extra")).toMatchObject({ status: 400, reply: { error: { code: "malformed" } } });
     const post = await overHttp("/drce/admin/STAT", { method: "POST", body: "x" });
     expect(post).toMatchObject({ status: 405, reply: { error: { code: "method_not_allowed" } } });
