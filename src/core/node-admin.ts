@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
-import { emptyHostSnapshot, resourceUsage, balancingString, type HostSnapshot, type ResourceUsage } from "../executor/host-sampler.js";
+import { balancingString, resourceUsage, type HostSnapshot, type ResourceUsage } from "../executor/host-sampler.js";
 import type { TaskStatus } from "../domain/task.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { NodeIdentity, TaskCore } from "./api.js";
@@ -167,7 +167,7 @@ export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
     },
     stats: () => stats.snapshot(),
     usage() {
-      const snapshot = options.host() ?? emptyHostSnapshot;
+      const snapshot = options.host();
       return { usage: resourceUsage(snapshot), balancing: balancingString(snapshot), snapshot };
     },
     tasks: () => core.list(),
