@@ -37,7 +37,7 @@ interface ChildNode {
 /** Starts `drce serve` as a child process on 127.0.0.1:0 and waits for its URL. */
 async function startChildNode(extraArgs: string[]): Promise<ChildNode> {
   const dataDir = await mkdtemp(join(tmpdir(), "drce-bench-"));
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve", "--listen", "127.0.0.1:0", "--no-zmq", "--data-dir", dataDir, "--log-level", "info", ...extraArgs], {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve", "--listen", "127.0.0.1:0", "--no-zmq", "--no-admin-zmq", "--data-dir", dataDir, "--log-level", "info", ...extraArgs], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   const url = await new Promise<string>((resolve, reject) => {

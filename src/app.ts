@@ -22,6 +22,12 @@ import { handleLegacyHttp, legacyHttpPath } from "./gateway/http.js";
 import { createZmqGateway, type ZmqGateway } from "./gateway/zmq.js";
 import { createNotifier } from "./gateway/notifier.js";
 import { createNodeMetrics, metricsHttpPath } from "./metrics.js";
+import { NodeService } from "../gen/drce/v1/node_service_pb.js";
+import { createNodeHandler } from "./connect/node-handler.js";
+import { createNodeAdmin } from "./core/node-admin.js";
+import { createNodeStats } from "./core/node-stats.js";
+import { adminHttpPrefix, createAdminHandler, handleAdminHttp } from "./gateway/admin.js";
+import { packageVersion } from "./version.js";
 
 /** A node, built but not yet listening. */
 export interface App {
@@ -31,8 +37,8 @@ export interface App {
   readonly core: ReturnType<typeof createTaskCore>;
   /** Resource reports (legacy 101), one per host sample. */
   readonly reports: ResourceLog;
-  /** Starts listening; returns the URL of the HTTP endpoint and the ZeroMQ endpoint. */
-  listen(): Promise<{ url: string; zmqEndpoint: string }>;
+  /** Starts listening; returns the URL of the HTTP endpoint and the ZeroMQ endpoints ("" when disabled). */
+  listen(): Promise<{ url: string; zmqEndpoint: string; adminZmqEndpoint: string }>;
   /** Stops listening, terminates running tasks within the grace period, and closes. */
   close(): Promise<void>;
 }
@@ -56,8 +62,10 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   const address = parseHostPort(config.listen, "--listen");
   const identity: { -readonly [K in keyof NodeIdentity]: NodeIdentity[K] } = { host: address.host === "0.0.0.0" ? hostname() : address.host, port: address.port, node: config.name };
 
+  const startedAt = Date.now();
   const host = createHostSampler({
-    intervalMs: Math.max(config.sampleIntervalMs, 1000),
+    // At least 100 ms: every host sample reads the stat line of every process on the host.
+    intervalMs: Math.max(config.sampleIntervalMs, 100),
     diskPath: config.dataDir,
     onError: (error) => logger.warn({ err: String(error) }, "host sample failed"),
     onSample: (snapshot) => reports.publish(snapshot),
@@ -66,6 +74,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   await host.refresh();
   host.start();
 
+  const stats = createNodeStats({ startedAt });
   const sshRunner = createSshRunner({ knownHostsFile: config.sshKnownHosts, trustOnFirstUse: config.sshTrustOnFirstUse });
   const core = createTaskCore({
     store,
@@ -87,6 +96,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       hostFields: () => hostFields(host.current()),
     },
     onEvent: (event) => {
+      stats.record(event);
       const s = event.status;
       logger.info({ task: s.id, alias: s.alias || undefined, state: s.state, stateName: stateNames[s.state], exitStatus: s.exitStatus, errorCode: s.errorCode || undefined, durationMs: event.timeMs }, "task state");
     },
@@ -115,10 +125,26 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     if (!checkToken(request.header.get("authorization"))) throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
     return next(request);
   };
+  let zmq: ZmqGateway | undefined;
+  let adminZmq: ZmqGateway | undefined;
+  const admin = createNodeAdmin({
+    settings: config,
+    identity,
+    version: packageVersion(),
+    startedAt,
+    core,
+    store,
+    stats,
+    reports,
+    host: () => host.current(),
+    endpoints: () => ({ zmq: zmq?.endpoint ?? "", adminZmq: adminZmq?.endpoint ?? "" }),
+  });
+  const adminHandler = createAdminHandler({ admin, logger });
   const shutdown = new AbortController();
   const connect = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
       router.service(TaskService, createTaskHandler({ core, identity }));
+      router.service(NodeService, createNodeHandler({ admin }));
     },
     interceptors: [auth],
     readMaxBytes: config.maxRequestBytes,
@@ -149,6 +175,17 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       void metrics.serve(req, res);
       return;
     }
+    if (path !== undefined && (path.startsWith(adminHttpPrefix) || `${path}/` === adminHttpPrefix)) {
+      if (!checkToken(req.headers["authorization"])) {
+        req.resume();
+        const reply = adminHandler.failure("unauthenticated", "missing or wrong bearer token");
+        res.writeHead(reply.status, { "content-type": "application/json", "www-authenticate": "Bearer" });
+        res.end(reply.body);
+        return;
+      }
+      void handleAdminHttp(adminHandler, req, res);
+      return;
+    }
     connect(req as never, res as never);
   };
   const server = createDualServer({
@@ -156,7 +193,6 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     http2Settings: { initialWindowSize: 4 * 1024 * 1024, maxFrameSize: 1024 * 1024 },
   });
 
-  let zmq: ZmqGateway | undefined;
   let closed = false;
   return {
     config,
@@ -170,8 +206,12 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       if (config.zmqListen !== "") {
         zmq = await createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger });
       }
-      logger.info({ url, zmq: zmq?.endpoint, dataDir: config.dataDir, name: config.name }, "drce node listening");
-      return { url, zmqEndpoint: zmq?.endpoint ?? "" };
+      if (config.adminZmqListen !== "") {
+        // The one place the admin socket is made (socket-level authentication goes here).
+        adminZmq = await createZmqGateway({ handler: adminHandler, endpoint: `tcp://${config.adminZmqListen}`, maxBodyBytes: 64 * 1024, logger });
+      }
+      logger.info({ url, zmq: zmq?.endpoint, adminZmq: adminZmq?.endpoint, dataDir: config.dataDir, name: config.name }, "drce node listening");
+      return { url, zmqEndpoint: zmq?.endpoint ?? "", adminZmqEndpoint: adminZmq?.endpoint ?? "" };
     },
     async close() {
       if (closed) return;
@@ -181,7 +221,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       await notifier?.close(Math.min(2000, config.shutdownGraceMs));
       metrics.close();
       shutdown.abort();
-      await Promise.all([server.close(), zmq?.close()]);
+      await Promise.all([server.close(), zmq?.close(), adminZmq?.close()]);
       host.stop();
       await sshRunner.close();
     },

@@ -9,6 +9,8 @@ export interface Config {
   readonly listen: string;
   /** host:port of the legacy ZeroMQ gateway; empty disables it. */
   readonly zmqListen: string;
+  /** host:port of the legacy ZeroMQ admin socket; empty disables it. */
+  readonly adminZmqListen: string;
   /** Data directory (tasks live in `<dataDir>/tasks`). */
   readonly dataDir: string;
   /** Node name shown in results. */
@@ -62,6 +64,7 @@ export function defaultConfig(): Config {
   return {
     listen: "127.0.0.1:8470",
     zmqListen: "127.0.0.1:5557",
+    adminZmqListen: "127.0.0.1:5548",
     dataDir: resolve(".drce"),
     name: hostname(),
     maxConcurrent: Math.max(4, cpus().length * 8),
@@ -111,6 +114,8 @@ const flags = {
   listen: { type: "string" },
   "zmq-listen": { type: "string" },
   "no-zmq": { type: "boolean" },
+  "admin-zmq-listen": { type: "string" },
+  "no-admin-zmq": { type: "boolean" },
   "data-dir": { type: "string" },
   name: { type: "string" },
   "max-concurrent": { type: "string" },
@@ -142,6 +147,7 @@ const flags = {
 export const serveUsage = `usage: drce serve [options]
   --listen HOST:PORT          Connect/gRPC/gRPC-Web + legacy HTTP (default 127.0.0.1:8470)
   --zmq-listen HOST:PORT      legacy ZeroMQ gateway (default 127.0.0.1:5557); --no-zmq disables
+  --admin-zmq-listen H:P      legacy ZeroMQ admin socket (default 127.0.0.1:5548); --no-admin-zmq disables
   --data-dir DIR              task data (default ./.drce)
   --name NAME                 node name in results (default: host name)
   --max-concurrent N          tasks running at once (default 8 per CPU, at least 4)
@@ -186,6 +192,7 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     ...base,
     listen: values.listen ?? env["DRCE_LISTEN"] ?? base.listen,
     zmqListen: values["no-zmq"] === true ? "" : (values["zmq-listen"] ?? base.zmqListen),
+    adminZmqListen: values["no-admin-zmq"] === true ? "" : (values["admin-zmq-listen"] ?? base.adminZmqListen),
     dataDir: resolve(values["data-dir"] ?? env["DRCE_DATA_DIR"] ?? base.dataDir),
     name: values.name ?? base.name,
     maxConcurrent: Math.max(1, integer(values["max-concurrent"], base.maxConcurrent, "max-concurrent")),
@@ -230,6 +237,11 @@ export function validateConfig(config: Config): void {
       // Not a URL at all: the same answer as a URL of another scheme.
     }
     if (protocol !== "http:" && protocol !== "https:") throw new ConfigError(`--notify-url must be an http or https URL, got ${JSON.stringify(config.notifyUrl)}`);
+  }
+  const adminZmq = config.adminZmqListen === "" ? undefined : parseHostPort(config.adminZmqListen, "--admin-zmq-listen");
+  if (adminZmq !== undefined && !isLoopback(adminZmq.host)) {
+    // Like the data gateway, the admin socket carries no credentials of its own.
+    throw new ConfigError(`refusing to put the ZeroMQ admin socket on ${adminZmq.host}: it has no authentication; keep --admin-zmq-listen on loopback or use --no-admin-zmq`);
   }
   for (const address of [listen]) {
     if (!isLoopback(address.host) && config.token === "") {

@@ -1,3 +1,4 @@
+import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { TaskService } from "../../gen/drce/v1/task_service_pb.js";
@@ -42,6 +43,22 @@ export function serverUrl(flag: string | undefined, env: Readonly<Record<string,
  * process alive for its idle timeout.
  */
 export function createTaskClient(options: TaskClientOptions): TaskClient {
+  return createServiceClient(TaskService, options);
+}
+
+/** A client of any drce service and the connection it holds. */
+export interface ServiceClient<S extends DescService> {
+  /** The generated promise client. */
+  readonly client: Client<S>;
+  /** Closes the HTTP/2 connection so that the process can exit at once. */
+  close(): void;
+}
+
+/**
+ * Creates a Connect client of a drce service (TaskService, NodeService) over its own
+ * HTTP/2 connection, sending the bearer token when one is given.
+ */
+export function createServiceClient<S extends DescService>(service: S, options: TaskClientOptions): ServiceClient<S> {
   const sessionManager = new Http2SessionManager(options.server);
   const interceptors: Interceptor[] = [];
   if (options.token !== "") {
@@ -53,7 +70,7 @@ export function createTaskClient(options: TaskClientOptions): TaskClient {
   }
   const transport = createConnectTransport({ baseUrl: options.server, httpVersion: "2", sessionManager, interceptors });
   return {
-    client: createClient(TaskService, transport),
+    client: createClient(service, transport),
     close: () => sessionManager.abort(),
   };
 }

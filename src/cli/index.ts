@@ -18,6 +18,7 @@ import { processIo, type CliIo } from "./io.js";
 import { killCommand, killUsage } from "./kill.js";
 import { logsCommand, logsUsage } from "./logs.js";
 import { lsCommand, lsUsage } from "./ls.js";
+import { nodeCommand, nodeUsage } from "./node.js";
 import { rmCommand, rmUsage } from "./rm.js";
 import { runCommand, runUsage } from "./run.js";
 import { statusCommand, statusUsage } from "./status.js";
@@ -52,6 +53,7 @@ const commands: Readonly<Record<string, Command>> = {
   rm: { summary: "delete a finished task's data", usage: rmUsage, main: rmCommand },
   ls: { summary: "list the node's tasks", usage: lsUsage, main: lsCommand },
   watch: { summary: "print task state changes as they happen", usage: watchUsage, main: watchCommand },
+  node: { summary: "node administration: info, usage, stats, tasks, reports", usage: nodeUsage, main: nodeCommand },
 };
 
 /** The top-level help text. */

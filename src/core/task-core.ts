@@ -609,6 +609,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       escapedPids: [],
       command: commandSummary(spec),
       usage: {},
+      inputSize: spec.input.length,
     };
     return {
       status,

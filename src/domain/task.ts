@@ -190,6 +190,8 @@ export interface TaskStatus {
   readonly command: string;
   /** Peak usage figures sampled while the task ran (TASK_* fields). */
   readonly usage: Readonly<Record<string, number>>;
+  /** Bytes of stdin given in the request (`input`); absent in statuses written before it existed. */
+  readonly inputSize?: number;
 }
 
 /** How to terminate a task (legacy terminate request). */

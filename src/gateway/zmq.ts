@@ -1,12 +1,21 @@
 import { setMaxListeners } from "node:events";
 import { Router } from "zeromq";
 import { ErrorCode } from "../domain/errors.js";
-import type { LegacyHandler, LegacyLogger } from "./legacy-handler.js";
+import type { LegacyLogger } from "./legacy-handler.js";
+
+/**
+ * What answers the messages of a ZeroMQ gateway: the legacy task handler, or the admin
+ * handler. Neither may reject.
+ */
+export interface ZmqMessageHandler {
+  handle(body: Uint8Array, signal: AbortSignal): Promise<{ readonly body: string }>;
+  errorReply(errorCode: number, message: string): { readonly body: string };
+}
 
 /** Options of {@link createZmqGateway}. */
 export interface ZmqGatewayOptions {
-  /** The legacy handler answering each message. */
-  readonly handler: LegacyHandler;
+  /** The handler answering each message (legacy task messages or admin commands). */
+  readonly handler: ZmqMessageHandler;
   /** Where to bind, e.g. "tcp://127.0.0.1:5557"; port 0 picks a free port. */
   readonly endpoint: string;
   /** Largest accepted message part, in bytes; zeromq drops a peer that sends a larger one. */
@@ -26,7 +35,8 @@ export interface ZmqGateway {
 /**
  * Serves the legacy protocol over ZeroMQ as the original HCE nodes did: a ROUTER socket that
  * DEALER clients (with an identity) send `[id, body]` to, optionally followed by a route frame.
- * The ROUTER sees `[identity, id, body, ...]` and answers `[identity, id, responseBody]`.
+ * The ROUTER sees `[identity, id, body, ...]` and answers `[identity, id, responseBody]`; a REQ
+ * client's empty delimiter frame takes the id's place, so a REQ gets `[responseBody]` back.
  * Requests are served concurrently; replies go out through one queue because a zeromq v6
  * socket allows a single pending send.
  */

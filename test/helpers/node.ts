@@ -12,6 +12,8 @@ export interface TestNode {
   readonly app: App;
   readonly url: string;
   readonly zmqEndpoint: string;
+  /** The legacy ZeroMQ admin endpoint; empty unless the test asked for one (adminZmqListen). */
+  readonly adminZmqEndpoint: string;
   readonly dataDir: string;
   readonly client: Client<typeof TaskService>;
   stop(): Promise<void>;
@@ -20,14 +22,15 @@ export interface TestNode {
 /** Starts a node on 127.0.0.1:0 with a fresh data directory (or the one given). */
 export async function startNode(overrides: Partial<Config> = {}): Promise<TestNode> {
   const dataDir = overrides.dataDir ?? (await mkdtemp(join(tmpdir(), "drce-test-")));
-  const config: Config = { ...defaultConfig(), listen: "127.0.0.1:0", zmqListen: "", logLevel: "silent", shutdownGraceMs: 3000, ...overrides, dataDir };
+  const config: Config = { ...defaultConfig(), listen: "127.0.0.1:0", zmqListen: "", adminZmqListen: "", logLevel: "silent", shutdownGraceMs: 3000, ...overrides, dataDir };
   const app = await createApp(config);
-  const { url, zmqEndpoint } = await app.listen();
+  const { url, zmqEndpoint, adminZmqEndpoint } = await app.listen();
   const transport = createConnectTransport({ baseUrl: url, httpVersion: "2" });
   return {
     app,
     url,
     zmqEndpoint,
+    adminZmqEndpoint,
     dataDir,
     client: createClient(TaskService, transport),
     async stop() {

@@ -163,6 +163,7 @@ async function startApp(): Promise<{ app: App; dataDir: string; url: string; zmq
     ...defaultConfig(),
     listen: "127.0.0.1:0",
     zmqListen: "127.0.0.1:0",
+    adminZmqListen: "",
     dataDir,
     name: "legacy-scenarios",
     logLevel: "silent",

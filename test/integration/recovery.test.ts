@@ -42,7 +42,7 @@ async function spawnNode(dataDir: string, crashAt?: string, shutdownGraceMs = 10
   if (crashAt !== undefined) env["DRCE_TEST_CRASH_AT"] = crashAt;
   const proc = spawn(
     process.execPath,
-    ["--import", "tsx", "src/main.ts", "serve", "--listen", "127.0.0.1:0", "--no-zmq", "--log-level", "info", "--data-dir", dataDir, "--shutdown-grace", String(shutdownGraceMs)],
+    ["--import", "tsx", "src/main.ts", "serve", "--listen", "127.0.0.1:0", "--no-zmq", "--no-admin-zmq", "--log-level", "info", "--data-dir", dataDir, "--shutdown-grace", String(shutdownGraceMs)],
     { cwd: repoRoot, env, stdio: ["ignore", "ignore", "pipe"] },
   );
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })));

@@ -1,0 +1,51 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  GetNodeInfoResponseSchema,
+  GetNodeStatsResponseSchema,
+  GetResourceUsageResponseSchema,
+  ListTaskInfosResponseSchema,
+  NodeService,
+  WatchResourceReportsResponseSchema,
+} from "../../gen/drce/v1/node_service_pb.js";
+import type { NodeAdmin } from "../core/node-admin.js";
+import { fromProtoState } from "./convert.js";
+import { toConnectError } from "./errors.js";
+import { hostToProto, nodeInfoToProto, nodeStatsToProto, reportToProto, taskInfoToProto, usageToProto } from "./node-convert.js";
+
+/** Options of {@link createNodeHandler}. */
+export interface NodeHandlerOptions {
+  readonly admin: NodeAdmin;
+}
+
+/** The Connect implementation of NodeService: thin translation over the node administration. */
+export function createNodeHandler({ admin }: NodeHandlerOptions): ServiceImpl<typeof NodeService> {
+  return {
+    getNodeInfo: () => create(GetNodeInfoResponseSchema, { info: nodeInfoToProto(admin.info()) }),
+    getNodeStats: () => create(GetNodeStatsResponseSchema, { stats: nodeStatsToProto(admin.stats()) }),
+    getResourceUsage: () => {
+      const reading = admin.usage();
+      return create(GetResourceUsageResponseSchema, {
+        usage: usageToProto(reading.usage),
+        balancing: reading.balancing,
+        sampledAtMs: BigInt(reading.snapshot.sampledAt),
+        host: hostToProto(reading.snapshot),
+      });
+    },
+    listTaskInfos: async (request) => {
+      try {
+        const wanted = new Set(request.states.map(fromProtoState));
+        const infos = await admin.taskInfos((s) => wanted.size === 0 || wanted.has(s.state));
+        return create(ListTaskInfosResponseSchema, { tasks: infos.map(taskInfoToProto) });
+      } catch (error) {
+        throw toConnectError(error);
+      }
+    },
+    async *watchResourceReports(request, context) {
+      const after = request.afterSeq === 0n && request.fromStart ? -1 : Number(request.afterSeq);
+      for await (const report of admin.watchReports(after, request.stopAtEnd, context.signal)) {
+        yield create(WatchResourceReportsResponseSchema, { report: reportToProto(report) });
+      }
+    },
+  };
+}

@@ -1,0 +1,199 @@
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { balancingString, resourceUsage, type HostSnapshot, type ResourceUsage } from "../executor/host-sampler.js";
+import type { TaskStatus } from "../domain/task.js";
+import type { TaskStore } from "../store/task-store.js";
+import type { NodeIdentity, TaskCore } from "./api.js";
+import type { NodeStats, NodeStatsSnapshot } from "./node-stats.js";
+import type { ResourceLog, ResourceReport } from "./resource-log.js";
+
+/** The settings a node reports as its limits; a Config satisfies it. */
+export interface NodeSettings {
+  readonly name: string;
+  readonly maxConcurrent: number;
+  readonly maxQueue: number;
+  readonly maxOutputBytes: number;
+  readonly maxTaskMs: number;
+  readonly maxRequestBytes: number;
+  readonly maxFileBytes: number;
+  readonly sampleIntervalMs: number;
+  readonly eventHistory: number;
+  readonly reportHistory: number;
+  readonly allowedDirs: readonly string[];
+  readonly allowEnv: readonly string[];
+  /** Only whether it is empty is ever reported. */
+  readonly token: string;
+}
+
+/** The limits a node enforces, as reported. */
+export interface NodeLimits {
+  readonly maxConcurrent: number;
+  readonly maxQueue: number;
+  readonly maxOutputBytes: number;
+  readonly maxTaskMs: number;
+  readonly maxRequestBytes: number;
+  readonly maxFileBytes: number;
+  readonly sampleIntervalMs: number;
+  readonly eventHistory: number;
+  readonly reportHistory: number;
+  readonly allowedDirs: readonly string[];
+  readonly allowedEnv: readonly string[];
+  readonly tokenRequired: boolean;
+}
+
+/** What a node says about itself. */
+export interface NodeInfo {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly version: string;
+  /** "data": the node runs tasks itself. */
+  readonly role: string;
+  /** Unix ms. */
+  readonly startedAt: number;
+  readonly uptimeMs: number;
+  readonly limits: NodeLimits;
+  /** Legacy ZeroMQ gateway endpoint, or empty. */
+  readonly zmqEndpoint: string;
+  /** Legacy ZeroMQ admin endpoint, or empty. */
+  readonly adminZmqEndpoint: string;
+}
+
+/** The host's load from the latest cached sample. */
+export interface UsageReading {
+  /** The NODE_RESOURCE_USAGE figures. */
+  readonly usage: ResourceUsage;
+  /** "cpu,iowait,vram,rram,disk,processes,threads,loadavg". */
+  readonly balancing: string;
+  /** The sample itself. */
+  readonly snapshot: HostSnapshot;
+}
+
+/** The legacy "task info data structure". */
+export interface TaskInfo {
+  readonly id: string;
+  /** The task's stored status, as the JSON text of its status file. */
+  readonly info: string;
+  /** Last modification of the status file, Unix ms (zero when it could not be read). */
+  readonly modified: number;
+}
+
+/** Options of {@link createNodeAdmin}. */
+export interface NodeAdminOptions {
+  readonly settings: NodeSettings;
+  /** How the node names itself; its port is read at call time (it is known once listening). */
+  readonly identity: NodeIdentity;
+  readonly version: string;
+  /** When the node started, Unix ms. */
+  readonly startedAt: number;
+  readonly core: Pick<TaskCore, "list">;
+  readonly store: Pick<TaskStore, "taskDir">;
+  readonly stats: NodeStats;
+  readonly reports: ResourceLog;
+  /** The latest cached host sample; never samples. */
+  readonly host: () => HostSnapshot;
+  /** The endpoints bound so far (known once listening). */
+  readonly endpoints?: () => { readonly zmq: string; readonly adminZmq: string };
+  /** The clock; Date.now unless a test gives another. */
+  readonly now?: () => number;
+}
+
+/** The node administration use cases, shared by NodeService and the legacy admin commands. */
+export interface NodeAdmin {
+  /** Identity, version, start time and limits. */
+  info(): NodeInfo;
+  /** Task statistics since start. */
+  stats(): NodeStatsSnapshot;
+  /** The host's load from the latest cached sample. */
+  usage(): UsageReading;
+  /** Every task the node holds (newest first), as id, start date, state and mode. */
+  tasks(): readonly TaskStatus[];
+  /** The info of every task (newest first) whose status `filter` accepts. */
+  taskInfos(filter?: (status: TaskStatus) => boolean): Promise<TaskInfo[]>;
+  /**
+   * Resource reports after `afterSeq` (0: only new ones; -1: the whole kept history);
+   * with `stopAtEnd`, ends once the reports kept so far were given.
+   */
+  watchReports(afterSeq: number, stopAtEnd: boolean, signal: AbortSignal): AsyncIterable<ResourceReport>;
+}
+
+/** Status files stat()ed at once while listing task infos. */
+const statParallelism = 16;
+
+/** Creates the node administration use cases over the core, the store and the node's samplers. */
+export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
+  const { settings, identity, core, store, stats, reports } = options;
+  const now = options.now ?? Date.now;
+  const limits: NodeLimits = Object.freeze({
+    maxConcurrent: settings.maxConcurrent,
+    maxQueue: settings.maxQueue,
+    maxOutputBytes: settings.maxOutputBytes,
+    maxTaskMs: settings.maxTaskMs,
+    maxRequestBytes: settings.maxRequestBytes,
+    maxFileBytes: settings.maxFileBytes,
+    sampleIntervalMs: settings.sampleIntervalMs,
+    eventHistory: settings.eventHistory,
+    reportHistory: settings.reportHistory,
+    allowedDirs: [...settings.allowedDirs],
+    allowedEnv: [...settings.allowEnv],
+    tokenRequired: settings.token !== "",
+  });
+
+  const modifiedOf = async (id: string): Promise<number> => {
+    try {
+      return Math.floor((await stat(join(store.taskDir(id), "status.json"))).mtimeMs);
+    } catch {
+      // Deleted between the list and the stat: the task is reported with what is known.
+      return 0;
+    }
+  };
+
+  return {
+    info() {
+      const at = now();
+      const endpoints = options.endpoints?.() ?? { zmq: "", adminZmq: "" };
+      return {
+        name: settings.name,
+        host: identity.host,
+        port: identity.port,
+        version: options.version,
+        role: "data",
+        startedAt: options.startedAt,
+        uptimeMs: Math.max(0, at - options.startedAt),
+        limits,
+        zmqEndpoint: endpoints.zmq,
+        adminZmqEndpoint: endpoints.adminZmq,
+      };
+    },
+    stats: () => stats.snapshot(),
+    usage() {
+      const snapshot = options.host();
+      return { usage: resourceUsage(snapshot), balancing: balancingString(snapshot), snapshot };
+    },
+    tasks: () => core.list(),
+    async taskInfos(filter = () => true) {
+      const statuses = core.list().filter(filter);
+      const infos: TaskInfo[] = new Array<TaskInfo>(statuses.length);
+      let next = 0;
+      const workers = Array.from({ length: Math.min(statParallelism, statuses.length) }, async () => {
+        for (let i = next++; i < statuses.length; i = next++) {
+          const status = statuses[i]!;
+          infos[i] = { id: status.id, info: JSON.stringify(status), modified: await modifiedOf(status.id) };
+        }
+      });
+      await Promise.all(workers);
+      return infos;
+    },
+    async *watchReports(afterSeq, stopAtEnd, signal) {
+      if (!stopAtEnd) {
+        yield* reports.watch(afterSeq, signal);
+        return;
+      }
+      const from = afterSeq < 0 ? 0 : afterSeq === 0 ? reports.lastSeq : afterSeq;
+      for (const report of reports.since(from)) {
+        if (signal.aborted) return;
+        yield report;
+      }
+    },
+  };
+}
