@@ -140,7 +140,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       const host = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
       const url = `http://${host}:${bound.port}`;
       if (config.zmqListen !== "") {
-        zmq = await createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger });
+        zmq = await createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token });
       }
       logger.info({ url, zmq: zmq?.endpoint, dataDir: config.dataDir, name: config.name }, "drce node listening");
       return { url, zmqEndpoint: zmq?.endpoint ?? "" };

@@ -45,6 +45,12 @@ export interface Config {
   readonly sshTrustOnFirstUse: boolean;
   /** pino log level ("info", "debug", "silent", ...). */
   readonly logLevel: string;
+  /** PEM certificate chain file of the node's HTTPS endpoint; empty: cleartext. */
+  readonly tlsCert: string;
+  /** PEM private key file matching tlsCert. */
+  readonly tlsKey: string;
+  /** PEM CA file; when set, clients must present a certificate it signed (mTLS). */
+  readonly tlsClientCa: string;
 }
 
 /** The embedded defaults: a usable node on loopback with data in ./.drce. */
@@ -70,6 +76,9 @@ export function defaultConfig(): Config {
     sshKnownHosts: resolve(process.env["HOME"] ?? "/root", ".ssh/known_hosts"),
     sshTrustOnFirstUse: false,
     logLevel: "info",
+    tlsCert: "",
+    tlsKey: "",
+    tlsClientCa: "",
   };
 }
 
@@ -115,6 +124,9 @@ const flags = {
   "ssh-known-hosts": { type: "string" },
   "ssh-trust-on-first-use": { type: "boolean" },
   "log-level": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-client-ca": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -139,7 +151,9 @@ export const serveUsage = `usage: drce serve [options]
   --shutdown-grace MS         graceful shutdown bound (default 10000)
   --ssh-known-hosts FILE      known_hosts for SSH sessions (default ~/.ssh/known_hosts)
   --ssh-trust-on-first-use    record unknown SSH host keys instead of refusing them
-  --log-level LEVEL           pino level (default info; env DRCE_LOG_LEVEL)`;
+  --log-level LEVEL           pino level (default info; env DRCE_LOG_LEVEL)
+  --tls-cert FILE --tls-key FILE   serve HTTPS (HTTP/2 by ALPN, HTTP/1.1 allowed) with this PEM pair
+  --tls-client-ca FILE        require client certificates signed by this CA (mTLS; needs --tls-cert)`;
 
 function integer(value: string | undefined, fallback: number, what: string): number {
   if (value === undefined) return fallback;
@@ -179,6 +193,9 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     sshKnownHosts: values["ssh-known-hosts"] ?? base.sshKnownHosts,
     sshTrustOnFirstUse: values["ssh-trust-on-first-use"] === true,
     logLevel: values["log-level"] ?? env["DRCE_LOG_LEVEL"] ?? base.logLevel,
+    tlsCert: values["tls-cert"] === undefined ? "" : resolve(values["tls-cert"]),
+    tlsKey: values["tls-key"] === undefined ? "" : resolve(values["tls-key"]),
+    tlsClientCa: values["tls-client-ca"] === undefined ? "" : resolve(values["tls-client-ca"]),
   };
   validateConfig(config);
   return config;
@@ -188,15 +205,15 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
 export function validateConfig(config: Config): void {
   const listen = parseHostPort(config.listen, "--listen");
   const zmq = config.zmqListen === "" ? undefined : parseHostPort(config.zmqListen, "--zmq-listen");
-  if (zmq !== undefined && !isLoopback(zmq.host)) {
-    // The ZeroMQ gateway carries no credentials of its own: it stays on loopback.
-    throw new ConfigError(`refusing to put the ZeroMQ gateway on ${zmq.host}: it has no authentication; keep --zmq-listen on loopback or use --no-zmq`);
+  if ((config.tlsCert === "") !== (config.tlsKey === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
+  if (config.tlsClientCa !== "" && config.tlsCert === "") throw new ConfigError("--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake");
+  if (zmq !== undefined && !isLoopback(zmq.host) && config.token === "") {
+    // The ZeroMQ gateway's only credential is the token (PLAIN); mTLS does not reach it.
+    throw new ConfigError(`refusing to put the ZeroMQ gateway on ${zmq.host} without a token: anyone who can connect could run commands; set --token (or DRCE_TOKEN / --token-file), keep --zmq-listen on loopback, or use --no-zmq`);
   }
-  for (const address of [listen]) {
-    if (!isLoopback(address.host) && config.token === "") {
-      throw new ConfigError(
-        `refusing to listen on ${address.host}: a node reachable beyond loopback runs commands for anyone who can connect; set --token (or DRCE_TOKEN / --token-file)`,
-      );
-    }
+  if (!isLoopback(listen.host) && config.token === "" && config.tlsClientCa === "") {
+    throw new ConfigError(
+      `refusing to listen on ${listen.host} without credentials: a node reachable beyond loopback runs commands for anyone who can connect; set --token (or DRCE_TOKEN / --token-file), or require client certificates with --tls-client-ca`,
+    );
   }
 }

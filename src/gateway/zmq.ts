@@ -2,6 +2,7 @@ import { setMaxListeners } from "node:events";
 import { Router } from "zeromq";
 import { ErrorCode } from "../domain/errors.js";
 import type { LegacyHandler, LegacyLogger } from "./legacy-handler.js";
+import { secureSocket, type SecuredSocket } from "./zmq-auth.js";
 
 /** Options of {@link createZmqGateway}. */
 export interface ZmqGatewayOptions {
@@ -13,6 +14,11 @@ export interface ZmqGatewayOptions {
   readonly maxBodyBytes?: number;
   /** Where send failures and loop errors are reported. */
   readonly logger?: LegacyLogger;
+  /**
+   * The node's token; when set, clients must present it as their PLAIN password (see
+   * {@link secureSocket}), and peers without it never get a message through.
+   */
+  readonly token?: string;
 }
 
 /** A running ZeroMQ gateway. */
@@ -42,10 +48,13 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
   // A short linger lets the last replies leave on close without holding shutdown up.
   const socket = new Router({ linger: 500 });
   if (options.maxBodyBytes !== undefined) socket.maxMessageSize = options.maxBodyBytes;
+  let secured: SecuredSocket | undefined;
   try {
+    if (options.token !== undefined && options.token !== "") secured = await secureSocket(socket, options.token);
     await socket.bind(endpoint);
   } catch (error) {
     socket.close();
+    await secured?.release();
     throw error;
   }
   const bound = socket.lastEndpoint ?? endpoint;
@@ -100,6 +109,8 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
         await sendChain;
         socket.close();
         await loop;
+        // Only now: with the socket closed, no handshake can slip through without a handler.
+        await secured?.release();
       })();
       return closing;
     },
