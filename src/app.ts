@@ -1,9 +1,11 @@
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { createSecureContext } from "node:tls";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { createTokenCheck } from "./auth.js";
-import { type Config, parseHostPort, validateConfig } from "./config.js";
+import { type Config, ConfigError, parseHostPort, validateConfig } from "./config.js";
 import { createTaskHandler } from "./connect/task-handler.js";
 import type { NodeIdentity } from "./core/api.js";
 import { createTaskCore } from "./core/task-core.js";
@@ -49,6 +51,7 @@ export interface AppOptions {
  */
 export async function createApp(config: Config, appOptions: AppOptions = {}): Promise<App> {
   validateConfig(config);
+  const tlsFiles = config.tlsCert === "" ? undefined : readTlsFiles(config);
   const logger = appOptions.logger ?? createLogger(config.logLevel);
   const store = await createTaskStore({ dataDir: config.dataDir, crashAt: appOptions.crashAt ?? process.env["DRCE_TEST_CRASH_AT"] });
   const address = parseHostPort(config.listen, "--listen");
@@ -126,6 +129,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   const server = createDualServer({
     handler,
     http2Settings: { initialWindowSize: 4 * 1024 * 1024, maxFrameSize: 1024 * 1024 },
+    ...(tlsFiles === undefined ? {} : { tls: tlsFiles }),
   });
 
   let zmq: ZmqGateway | undefined;
@@ -138,7 +142,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       const bound = await server.listen(address.host, address.port);
       identity.port = bound.port;
       const host = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
-      const url = `http://${host}:${bound.port}`;
+      const url = `${config.tlsCert === "" ? "http" : "https"}://${host}:${bound.port}`;
       if (config.zmqListen !== "") {
         zmq = await createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token });
       }
@@ -155,4 +159,25 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       await sshRunner.close();
     },
   };
+}
+
+/** Reads the node's PEM files once at start-up, naming the flag whose file cannot be read. */
+function readTlsFiles(config: Config): { cert: Buffer; key: Buffer; ca?: Buffer } {
+  const read = (file: string, flag: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new ConfigError(`${flag} ${file}: ${(error as NodeJS.ErrnoException).code ?? "cannot be read"}`, { cause: error });
+    }
+  };
+  const cert = read(config.tlsCert, "--tls-cert");
+  const key = read(config.tlsKey, "--tls-key");
+  const files = config.tlsClientCa === "" ? { cert, key } : { cert, key, ca: read(config.tlsClientCa, "--tls-client-ca") };
+  try {
+    // Fails now, with the reason, on a file that is not PEM or a key that does not match.
+    createSecureContext(files);
+  } catch (error) {
+    throw new ConfigError(`--tls-cert/--tls-key/--tls-client-ca: ${(error as Error).message}`, { cause: error });
+  }
+  return files;
 }

@@ -18,6 +18,18 @@ export interface TaskClientOptions {
   readonly server: string;
   /** Bearer token sent in `Authorization`; empty sends none. */
   readonly token: string;
+  /** PEM material for an https:// node: CA to trust, client certificate and key (mTLS). */
+  readonly tls?: ClientTls;
+}
+
+/** PEM contents (not paths) a client uses for TLS; each one optional. */
+export interface ClientTls {
+  /** CA certificates trusted for the node's certificate, instead of the system's. */
+  readonly ca?: Uint8Array;
+  /** Client certificate presented to a node that asks for one. */
+  readonly cert?: Uint8Array;
+  /** Private key of the client certificate. */
+  readonly key?: Uint8Array;
 }
 
 /**
@@ -42,7 +54,13 @@ export function serverUrl(flag: string | undefined, env: Readonly<Record<string,
  * process alive for its idle timeout.
  */
 export function createTaskClient(options: TaskClientOptions): TaskClient {
-  const sessionManager = new Http2SessionManager(options.server);
+  const tls = options.tls ?? {};
+  const secure = {
+    ...(tls.ca === undefined ? {} : { ca: Buffer.from(tls.ca) }),
+    ...(tls.cert === undefined ? {} : { cert: Buffer.from(tls.cert) }),
+    ...(tls.key === undefined ? {} : { key: Buffer.from(tls.key) }),
+  };
+  const sessionManager = new Http2SessionManager(options.server, undefined, secure);
   const interceptors: Interceptor[] = [];
   if (options.token !== "") {
     const authorization = `Bearer ${options.token}`;
