@@ -7,6 +7,11 @@ import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { createTokenCheck } from "./auth.js";
 import { type Config, ConfigError, parseHostPort, validateConfig } from "./config.js";
 import { createTaskHandler } from "./connect/task-handler.js";
+import { createHealthHandler } from "./connect/health-handler.js";
+import { createReflectionHandlers } from "./connect/reflection-handler.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ServerReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import type { NodeIdentity } from "./core/api.js";
 import { createTaskCore } from "./core/task-core.js";
 import { ResourceLog } from "./core/resource-log.js";
@@ -98,13 +103,22 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
 
   const checkToken = createTokenCheck(config.token);
   const auth: Interceptor = (next) => async (request) => {
+    // Health stays open so that load balancers and orchestrators can probe without the token.
+    if (request.service.typeName === Health.typeName) return next(request);
     if (!checkToken(request.header.get("authorization"))) throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
     return next(request);
   };
   const shutdown = new AbortController();
+  // Services the node serves, for health and reflection; a service added to the routes goes here too.
+  const served = [TaskService];
+  const health = createHealthHandler({ services: served.map((service) => service.typeName) });
+  const reflection = createReflectionHandlers([...served, Health]);
   const connect = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
       router.service(TaskService, createTaskHandler({ core, identity }));
+      router.service(Health, health.impl);
+      router.service(ServerReflectionV1, reflection.v1);
+      router.service(ServerReflectionV1alpha, reflection.v1alpha);
     },
     interceptors: [auth],
     readMaxBytes: config.maxRequestBytes,
@@ -152,6 +166,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     async close() {
       if (closed) return;
       closed = true;
+      health.state.setNotServing();
       await core.shutdown(config.shutdownGraceMs);
       shutdown.abort();
       await Promise.all([server.close(), zmq?.close()]);
