@@ -44,6 +44,11 @@ export interface DualServer {
   close(): Promise<void>;
 }
 
+/** How often node checks HTTP/1.1 connections against their timeouts: often enough to matter. */
+function checkingInterval(headersTimeoutMs: number): number {
+  return Math.min(30_000, Math.max(100, Math.floor(headersTimeoutMs / 2)));
+}
+
 const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
@@ -53,7 +58,8 @@ const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  */
 export function createDualServer(options: DualServerOptions): DualServer {
   if (options.tls !== undefined) return createSecureServer(options, options.tls);
-  const h1 = http.createServer({ headersTimeout: options.headersTimeoutMs ?? 30_000, requestTimeout: options.requestTimeoutMs ?? 300_000 }, options.handler);
+  const headersTimeout = options.headersTimeoutMs ?? 30_000;
+  const h1 = http.createServer({ headersTimeout, requestTimeout: options.requestTimeoutMs ?? 300_000, connectionsCheckingInterval: checkingInterval(headersTimeout) }, options.handler);
   h1.keepAliveTimeout = 65_000;
   const h2 = http2.createServer({ settings: options.http2Settings ?? {} }, options.handler);
   const sockets = new Set<net.Socket>();
@@ -94,12 +100,19 @@ export function createDualServer(options: DualServerOptions): DualServer {
         server.once("error", reject);
         server.listen(port, host, () => {
           server.off("error", reject);
+          // The HTTP/1.1 server gets its sockets from the sniffer and never listens itself,
+          // but node only enforces headersTimeout/requestTimeout on a server that emitted
+          // "listening" (that starts its connection checks), so a slow-headers client would
+          // otherwise hold a socket for ever.
+          h1.emit("listening");
           const address = server.address() as net.AddressInfo;
           resolve({ host: address.address, port: address.port });
         });
       });
     },
     async close() {
+      // Stops the HTTP/1.1 connection checks; its "not running" error is expected.
+      h1.close(() => undefined);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const session of sessions) session.close();
@@ -133,9 +146,10 @@ function createSecureServer(options: DualServerOptions, material: DualServerTls)
     options.handler,
   );
   // HTTP/1.1 requests over this server obey the same header wait as the cleartext one.
-  const h1Limits = server as unknown as { headersTimeout: number; requestTimeout: number };
+  const h1Limits = server as unknown as { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number };
   h1Limits.headersTimeout = options.headersTimeoutMs ?? 30_000;
   h1Limits.requestTimeout = options.requestTimeoutMs ?? 300_000;
+  h1Limits.connectionsCheckingInterval = checkingInterval(h1Limits.headersTimeout);
   const sockets = new Set<tls.TLSSocket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("secureConnection", (socket: tls.TLSSocket) => {
