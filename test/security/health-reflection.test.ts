@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection, ServerReflectionRequestSchema, type ServerReflectionRequest, type ServerReflectionResponse } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionAlpha, ServerReflectionRequestSchema as AlphaRequestSchema } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { startNode, type TestNode } from "../helpers/node.js";
+import { startNode, until, type TestNode } from "../helpers/node.js";
 import { clientFor } from "./clients.js";
 
 const token = "reflect-t0ken";
@@ -70,7 +70,7 @@ describe("gRPC health on a node with a token", () => {
       const unknown = handle.client.watch({ service: "no.such.Service" })[Symbol.asyncIterator]();
       expect((await unknown.next()).value?.status).toBe(Status.SERVICE_UNKNOWN);
       await unknown.return?.();
-      for (let i = 0; i < 500 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      await until(() => seen.length, (n) => n > 0, 20_000, "the first Watch message");
       expect(seen).toEqual([Status.SERVING]);
       await watched.stop();
       await stream.catch(() => undefined);
