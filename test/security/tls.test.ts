@@ -207,6 +207,18 @@ describe("drce over TLS", () => {
     expect(outcome.stderr).toMatch(/drce:/);
   });
 
+  it("drce serve refuses a non-loopback address without a token or client certificates, saying why", async () => {
+    const outcome = await drce(["serve", "--listen", "0.0.0.0:0", "--no-zmq", "--data-dir", pki.dir]);
+    expect(outcome.code).toBe(2);
+    expect(outcome.stderr).toMatch(/refusing to listen on 0\.0\.0\.0 without credentials.*--token.*--tls-client-ca/);
+  });
+
+  it("drce serve names the TLS file it cannot read", async () => {
+    const outcome = await drce(["serve", "--listen", "127.0.0.1:0", "--no-zmq", "--data-dir", pki.dir, "--tls-cert", `${pki.dir}/nope.pem`, "--tls-key", pki.serverKey]);
+    expect(outcome.code).toBe(2);
+    expect(outcome.stderr).toMatch(/--tls-cert .*nope\.pem: ENOENT/);
+  });
+
   it("refuses --cert without --cert-key as a usage error", async () => {
     const outcome = await drce(["ls", "--server", mtlsNode.url, "--cert", pki.clientCert]);
     expect(outcome.code).toBe(2);
