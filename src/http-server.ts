@@ -40,7 +40,9 @@ export interface DualServerTls {
 
 /** A listening server for HTTP/1.1 and cleartext HTTP/2 (prior knowledge) on one port. */
 export interface DualServer {
+  /** Binds host:port and resolves with the address actually bound. */
   listen(host: string, port: number): Promise<{ host: string; port: number }>;
+  /** Stops accepting, closes HTTP/2 sessions and idle connections, and drops the rest after 1 s. */
   close(): Promise<void>;
 }
 

@@ -25,7 +25,9 @@ export interface HealthHandlerOptions {
 
 /** The `grpc.health.v1.Health` implementation and the state it reports. */
 export interface HealthHandler {
+  /** The service implementation to register on the router. */
   readonly impl: ServiceImpl<typeof Health>;
+  /** The status it reports; the node marks itself not serving when it shuts down. */
   readonly state: HealthState;
 }
 

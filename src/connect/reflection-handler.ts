@@ -26,7 +26,9 @@ type ReflectionAnswer =
 
 /** The reflection services of a node, in both versions clients use. */
 export interface ReflectionHandlers {
+  /** `grpc.reflection.v1.ServerReflection`, what current clients ask first. */
   readonly v1: ServiceImpl<typeof ServerReflectionV1>;
+  /** `grpc.reflection.v1alpha.ServerReflection`, for older clients (grpcurl falls back to it). */
   readonly v1alpha: ServiceImpl<typeof ServerReflectionV1alpha>;
 }
 

@@ -34,7 +34,8 @@ export interface ZmqGateway {
  * DEALER clients (with an identity) send `[id, body]` to, optionally followed by a route frame.
  * The ROUTER sees `[identity, id, body, ...]` and answers `[identity, id, responseBody]`.
  * Requests are served concurrently; replies go out through one queue because a zeromq v6
- * socket allows a single pending send.
+ * socket allows a single pending send. With a token, only peers presenting it as their PLAIN
+ * password complete the handshake (see zmq-auth.ts).
  */
 export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqGateway> {
   const { handler, endpoint, logger } = options;
