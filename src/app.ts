@@ -1,10 +1,17 @@
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { createSecureContext } from "node:tls";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { createTokenCheck } from "./auth.js";
-import { type Config, parseHostPort, validateConfig } from "./config.js";
+import { type Config, ConfigError, parseHostPort, validateConfig } from "./config.js";
 import { createTaskHandler } from "./connect/task-handler.js";
+import { createHealthHandler } from "./connect/health-handler.js";
+import { createReflectionHandlers } from "./connect/reflection-handler.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ServerReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import type { NodeIdentity } from "./core/api.js";
 import { createTaskCore } from "./core/task-core.js";
 import { ResourceLog } from "./core/resource-log.js";
@@ -57,6 +64,7 @@ export interface AppOptions {
  */
 export async function createApp(config: Config, appOptions: AppOptions = {}): Promise<App> {
   validateConfig(config);
+  const tlsFiles = config.tlsCert === "" ? undefined : readTlsFiles(config);
   const logger = appOptions.logger ?? createLogger(config.logLevel);
   const store = await createTaskStore({ dataDir: config.dataDir, crashAt: appOptions.crashAt ?? process.env["DRCE_TEST_CRASH_AT"] });
   const address = parseHostPort(config.listen, "--listen");
@@ -122,6 +130,8 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
 
   const checkToken = createTokenCheck(config.token);
   const auth: Interceptor = (next) => async (request) => {
+    // Health stays open so that load balancers and orchestrators can probe without the token.
+    if (request.service.typeName === Health.typeName) return next(request);
     if (!checkToken(request.header.get("authorization"))) throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
     return next(request);
   };
@@ -141,10 +151,17 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   });
   const adminHandler = createAdminHandler({ admin, logger });
   const shutdown = new AbortController();
+  // Services the node serves, for health and reflection; a service added to the routes goes here too.
+  const served = [TaskService, NodeService];
+  const health = createHealthHandler({ services: served.map((service) => service.typeName) });
+  const reflection = createReflectionHandlers([...served, Health]);
   const connect = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
       router.service(TaskService, createTaskHandler({ core, identity }));
       router.service(NodeService, createNodeHandler({ admin }));
+      router.service(Health, health.impl);
+      router.service(ServerReflectionV1, reflection.v1);
+      router.service(ServerReflectionV1alpha, reflection.v1alpha);
     },
     interceptors: [auth],
     readMaxBytes: config.maxRequestBytes,
@@ -191,6 +208,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   const server = createDualServer({
     handler,
     http2Settings: { initialWindowSize: 4 * 1024 * 1024, maxFrameSize: 1024 * 1024 },
+    ...(tlsFiles === undefined ? {} : { tls: tlsFiles }),
   });
 
   let closed = false;
@@ -202,13 +220,13 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       const bound = await server.listen(address.host, address.port);
       identity.port = bound.port;
       const host = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
-      const url = `http://${host}:${bound.port}`;
+      const url = `${config.tlsCert === "" ? "http" : "https"}://${host}:${bound.port}`;
       if (config.zmqListen !== "") {
-        zmq = await createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger });
+        zmq = await createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token });
       }
       if (config.adminZmqListen !== "") {
-        // The one place the admin socket is made (socket-level authentication goes here).
-        adminZmq = await createZmqGateway({ handler: adminHandler, endpoint: `tcp://${config.adminZmqListen}`, maxBodyBytes: 64 * 1024, logger });
+        // The admin socket takes the node's token as its PLAIN password, like the data gateway.
+        adminZmq = await createZmqGateway({ handler: adminHandler, endpoint: `tcp://${config.adminZmqListen}`, maxBodyBytes: 64 * 1024, logger, token: config.token });
       }
       logger.info({ url, zmq: zmq?.endpoint, adminZmq: adminZmq?.endpoint, dataDir: config.dataDir, name: config.name }, "drce node listening");
       return { url, zmqEndpoint: zmq?.endpoint ?? "", adminZmqEndpoint: adminZmq?.endpoint ?? "" };
@@ -216,6 +234,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     async close() {
       if (closed) return;
       closed = true;
+      health.state.setNotServing();
       await core.shutdown(config.shutdownGraceMs);
       // The final states the shutdown wrote still reach a receiver that is up, within a bound.
       await notifier?.close(Math.min(2000, config.shutdownGraceMs));
@@ -226,4 +245,25 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       await sshRunner.close();
     },
   };
+}
+
+/** Reads the node's PEM files once at start-up, naming the flag whose file cannot be read. */
+function readTlsFiles(config: Config): { cert: Buffer; key: Buffer; ca?: Buffer } {
+  const read = (file: string, flag: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new ConfigError(`${flag} ${file}: ${(error as NodeJS.ErrnoException).code ?? "cannot be read"}`, { cause: error });
+    }
+  };
+  const cert = read(config.tlsCert, "--tls-cert");
+  const key = read(config.tlsKey, "--tls-key");
+  const files = config.tlsClientCa === "" ? { cert, key } : { cert, key, ca: read(config.tlsClientCa, "--tls-client-ca") };
+  try {
+    // Fails now, with the reason, on a file that is not PEM or a key that does not match.
+    createSecureContext(files);
+  } catch (error) {
+    throw new ConfigError(`--tls-cert/--tls-key/--tls-client-ca: ${(error as Error).message}`, { cause: error });
+  }
+  return files;
 }

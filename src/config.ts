@@ -57,6 +57,12 @@ export interface Config {
   readonly notifyRetryMaxMs: number;
   /** Send resource reports (101) as well as task events (100). */
   readonly notifyReports: boolean;
+  /** PEM certificate chain file of the node's HTTPS endpoint; empty: cleartext. */
+  readonly tlsCert: string;
+  /** PEM private key file matching tlsCert. */
+  readonly tlsKey: string;
+  /** PEM CA file; when set, clients must present a certificate it signed (mTLS). */
+  readonly tlsClientCa: string;
 }
 
 /** The embedded defaults: a usable node on loopback with data in ./.drce. */
@@ -88,6 +94,9 @@ export function defaultConfig(): Config {
     notifyTimeoutMs: 5000,
     notifyRetryMaxMs: 30_000,
     notifyReports: true,
+    tlsCert: "",
+    tlsKey: "",
+    tlsClientCa: "",
   };
 }
 
@@ -140,6 +149,9 @@ const flags = {
   "notify-timeout-ms": { type: "string" },
   "notify-retry-max-ms": { type: "string" },
   "notify-no-reports": { type: "boolean" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-client-ca": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -170,7 +182,9 @@ export const serveUsage = `usage: drce serve [options]
   --notify-token T            send "Authorization: Bearer T" with them (env DRCE_NOTIFY_TOKEN)
   --notify-timeout-ms N       one notification POST's bound (default 5000)
   --notify-retry-max-ms N     longest delay between retries (default 30000)
-  --notify-no-reports         send task events only, no resource reports`;
+  --notify-no-reports         send task events only, no resource reports
+  --tls-cert FILE --tls-key FILE   serve HTTPS (HTTP/2 by ALPN, HTTP/1.1 allowed) with this PEM pair
+  --tls-client-ca FILE        require client certificates signed by this CA (mTLS; needs --tls-cert)`;
 
 function integer(value: string | undefined, fallback: number, what: string): number {
   if (value === undefined) return fallback;
@@ -216,6 +230,9 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     notifyTimeoutMs: Math.max(1, integer(values["notify-timeout-ms"], base.notifyTimeoutMs, "notify-timeout-ms")),
     notifyRetryMaxMs: Math.max(1, integer(values["notify-retry-max-ms"], base.notifyRetryMaxMs, "notify-retry-max-ms")),
     notifyReports: values["notify-no-reports"] !== true,
+    tlsCert: values["tls-cert"] === undefined ? "" : resolve(values["tls-cert"]),
+    tlsKey: values["tls-key"] === undefined ? "" : resolve(values["tls-key"]),
+    tlsClientCa: values["tls-client-ca"] === undefined ? "" : resolve(values["tls-client-ca"]),
   };
   validateConfig(config);
   return config;
@@ -225,9 +242,11 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
 export function validateConfig(config: Config): void {
   const listen = parseHostPort(config.listen, "--listen");
   const zmq = config.zmqListen === "" ? undefined : parseHostPort(config.zmqListen, "--zmq-listen");
-  if (zmq !== undefined && !isLoopback(zmq.host)) {
-    // The ZeroMQ gateway carries no credentials of its own: it stays on loopback.
-    throw new ConfigError(`refusing to put the ZeroMQ gateway on ${zmq.host}: it has no authentication; keep --zmq-listen on loopback or use --no-zmq`);
+  if ((config.tlsCert === "") !== (config.tlsKey === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
+  if (config.tlsClientCa !== "" && config.tlsCert === "") throw new ConfigError("--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake");
+  if (zmq !== undefined && !isLoopback(zmq.host) && config.token === "") {
+    // The ZeroMQ gateway's only credential is the token (PLAIN); mTLS does not reach it.
+    throw new ConfigError(`refusing to put the ZeroMQ gateway on ${zmq.host} without a token: anyone who can connect could run commands; set --token (or DRCE_TOKEN / --token-file), keep --zmq-listen on loopback, or use --no-zmq`);
   }
   if (config.notifyUrl !== "") {
     let protocol = "";
@@ -239,15 +258,13 @@ export function validateConfig(config: Config): void {
     if (protocol !== "http:" && protocol !== "https:") throw new ConfigError(`--notify-url must be an http or https URL, got ${JSON.stringify(config.notifyUrl)}`);
   }
   const adminZmq = config.adminZmqListen === "" ? undefined : parseHostPort(config.adminZmqListen, "--admin-zmq-listen");
-  if (adminZmq !== undefined && !isLoopback(adminZmq.host)) {
-    // Like the data gateway, the admin socket carries no credentials of its own.
-    throw new ConfigError(`refusing to put the ZeroMQ admin socket on ${adminZmq.host}: it has no authentication; keep --admin-zmq-listen on loopback or use --no-admin-zmq`);
+  if (adminZmq !== undefined && !isLoopback(adminZmq.host) && config.token === "") {
+    // Like the data gateway, the admin socket's only credential is the token (PLAIN).
+    throw new ConfigError(`refusing to put the ZeroMQ admin socket on ${adminZmq.host} without a token; set --token (or DRCE_TOKEN / --token-file), keep --admin-zmq-listen on loopback, or use --no-admin-zmq`);
   }
-  for (const address of [listen]) {
-    if (!isLoopback(address.host) && config.token === "") {
-      throw new ConfigError(
-        `refusing to listen on ${address.host}: a node reachable beyond loopback runs commands for anyone who can connect; set --token (or DRCE_TOKEN / --token-file)`,
-      );
-    }
+  if (!isLoopback(listen.host) && config.token === "" && config.tlsClientCa === "") {
+    throw new ConfigError(
+      `refusing to listen on ${listen.host} without credentials: a node reachable beyond loopback runs commands for anyone who can connect; set --token (or DRCE_TOKEN / --token-file), or require client certificates with --tls-client-ca`,
+    );
   }
 }

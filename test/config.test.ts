@@ -17,18 +17,32 @@ describe("drce serve configuration", () => {
     expect(parseServeConfig(["--listen", "0.0.0.0:8470", "--no-zmq"], { DRCE_TOKEN: "secret" })).not.toBe("help");
   });
 
-  it("keeps the unauthenticated ZeroMQ gateway on loopback, even with a token", () => {
-    expect(() => parseServeConfig(["--zmq-listen", "0.0.0.0:5557", "--token", "t"], {})).toThrow(/ZeroMQ gateway/);
+  it("keeps the ZeroMQ gateway on loopback without a token, and lets it out with one", () => {
+    expect(() => parseServeConfig(["--zmq-listen", "0.0.0.0:5557"], {})).toThrow(/ZeroMQ gateway on 0\.0\.0\.0 without a token/);
+    expect(parseServeConfig(["--listen", "0.0.0.0:8470", "--zmq-listen", "0.0.0.0:5557", "--token", "t"], {})).toMatchObject({ zmqListen: "0.0.0.0:5557" });
   });
 
-  it("puts the ZeroMQ admin socket on 127.0.0.1:5548 unless told otherwise, and keeps it on loopback", () => {
+  it("counts client certificates (mTLS) as credentials for the HTTP port, but not for ZeroMQ", () => {
+    const tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem"];
+    expect(parseServeConfig(["--listen", "0.0.0.0:8470", "--no-zmq", ...tls], {})).toMatchObject({ listen: "0.0.0.0:8470", tlsClientCa: expect.stringMatching(/\/ca\.pem$/) });
+    expect(() => parseServeConfig(["--listen", "0.0.0.0:8470", "--no-zmq", "--tls-cert", "c.pem", "--tls-key", "k.pem"], {})).toThrow(/without credentials.*--tls-client-ca/);
+    expect(() => parseServeConfig(["--listen", "0.0.0.0:8470", "--zmq-listen", "0.0.0.0:5557", ...tls], {})).toThrow(/ZeroMQ gateway/);
+  });
+
+  it("refuses incomplete TLS settings, saying which flag is missing", () => {
+    expect(() => parseServeConfig(["--tls-cert", "c.pem"], {})).toThrow(/--tls-cert and --tls-key go together/);
+    expect(() => parseServeConfig(["--tls-client-ca", "ca.pem"], {})).toThrow(/--tls-client-ca needs --tls-cert/);
+  });
+
+  it("puts the ZeroMQ admin socket on 127.0.0.1:5548 unless told otherwise, and keeps it on loopback without a token", () => {
     const config = parseServeConfig([], {});
     expect(config !== "help" && config.adminZmqListen).toBe("127.0.0.1:5548");
     const moved = parseServeConfig(["--admin-zmq-listen", "127.0.0.2:6000"], {});
     expect(moved !== "help" && moved.adminZmqListen).toBe("127.0.0.2:6000");
     const off = parseServeConfig(["--no-admin-zmq"], {});
     expect(off !== "help" && off.adminZmqListen).toBe("");
-    expect(() => parseServeConfig(["--admin-zmq-listen", "0.0.0.0:5548", "--token", "t"], {})).toThrow(/ZeroMQ admin socket/);
+    expect(() => parseServeConfig(["--admin-zmq-listen", "0.0.0.0:5548"], {})).toThrow(/ZeroMQ admin socket on 0\.0\.0\.0 without a token/);
+    expect(parseServeConfig(["--listen", "0.0.0.0:8470", "--admin-zmq-listen", "0.0.0.0:5548", "--token", "t"], {})).toMatchObject({ adminZmqListen: "0.0.0.0:5548" });
     expect(() => parseServeConfig(["--admin-zmq-listen", "5548"], {})).toThrow(/--admin-zmq-listen must be host:port/);
   });
 

@@ -19,6 +19,18 @@ export interface TaskClientOptions {
   readonly server: string;
   /** Bearer token sent in `Authorization`; empty sends none. */
   readonly token: string;
+  /** PEM material for an https:// node: CA to trust, client certificate and key (mTLS). */
+  readonly tls?: ClientTls;
+}
+
+/** PEM contents (not paths) a client uses for TLS; each one optional. */
+export interface ClientTls {
+  /** CA certificates trusted for the node's certificate, instead of the system's. */
+  readonly ca?: Uint8Array;
+  /** Client certificate presented to a node that asks for one. */
+  readonly cert?: Uint8Array;
+  /** Private key of the client certificate. */
+  readonly key?: Uint8Array;
 }
 
 /**
@@ -59,7 +71,13 @@ export interface ServiceClient<S extends DescService> {
  * HTTP/2 connection, sending the bearer token when one is given.
  */
 export function createServiceClient<S extends DescService>(service: S, options: TaskClientOptions): ServiceClient<S> {
-  const sessionManager = new Http2SessionManager(options.server);
+  const tls = options.tls ?? {};
+  const secure = {
+    ...(tls.ca === undefined ? {} : { ca: Buffer.from(tls.ca) }),
+    ...(tls.cert === undefined ? {} : { cert: Buffer.from(tls.cert) }),
+    ...(tls.key === undefined ? {} : { key: Buffer.from(tls.key) }),
+  };
+  const sessionManager = new Http2SessionManager(options.server, undefined, secure);
   const interceptors: Interceptor[] = [];
   if (options.token !== "") {
     const authorization = `Bearer ${options.token}`;

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { Client } from "@connectrpc/connect";
 import { TaskState, type TaskResult } from "../../gen/drce/v1/task_pb.js";
 import type { TaskService } from "../../gen/drce/v1/task_service_pb.js";
-import { createTaskClient, serverUrl } from "./client.js";
+import { createTaskClient, serverUrl, type ClientTls } from "./client.js";
 import { LocalError, UsageError } from "./errors.js";
 import type { CliIo } from "./io.js";
 import type { CommonValues } from "./options.js";
@@ -17,12 +17,30 @@ export type TaskServiceClient = Client<typeof TaskService>;
  * DRCE_TOKEN), and closes the connection afterwards.
  */
 export async function withClient<T>(values: CommonValues, io: CliIo, body: (client: TaskServiceClient) => Promise<T>): Promise<T> {
-  const handle = createTaskClient({ server: serverUrl(values.server, io.env), token: io.env["DRCE_TOKEN"] ?? "" });
+  const tls = await clientTlsFromOptions(values, io.env);
+  const handle = createTaskClient({ server: serverUrl(values.server, io.env), token: io.env["DRCE_TOKEN"] ?? "", tls });
   try {
     return await body(handle.client);
   } finally {
     handle.close();
   }
+}
+
+/**
+ * Reads the TLS files a command names: `--cacert`, `--cert`, `--cert-key`, else
+ * `DRCE_CACERT`, `DRCE_CERT`, `DRCE_CERT_KEY`. A certificate needs its key and the reverse.
+ */
+export async function clientTlsFromOptions(values: CommonValues, env: Readonly<Record<string, string | undefined>>): Promise<ClientTls> {
+  const pick = (flag: string | undefined, name: string): string | undefined => flag ?? (env[name] || undefined);
+  const ca = pick(values.cacert, "DRCE_CACERT");
+  const cert = pick(values.cert, "DRCE_CERT");
+  const key = pick(values["cert-key"], "DRCE_CERT_KEY");
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError("--cert and --cert-key go together (or DRCE_CERT and DRCE_CERT_KEY)");
+  return {
+    ...(ca === undefined ? {} : { ca: await readLocalFile(ca) }),
+    ...(cert === undefined ? {} : { cert: await readLocalFile(cert) }),
+    ...(key === undefined ? {} : { key: await readLocalFile(key) }),
+  };
 }
 
 /** Writes a command's usage text to stdout; `--help` exits 0. */

@@ -70,6 +70,8 @@ export function mainUsage(): string {
     "",
     "Every client command takes --server URL (default $DRCE_SERVER or http://127.0.0.1:8470)",
     "and --json (print the reply messages as JSON); $DRCE_TOKEN is sent as a bearer token.",
+    "For an https:// node: --cacert FILE (CA to trust), --cert FILE --cert-key FILE (client",
+    "certificate for mTLS), or $DRCE_CACERT, $DRCE_CERT, $DRCE_CERT_KEY.",
     "A task is named by its id or its alias.",
     "",
     "Exit status: run, submit --sync and fetch exit with the task's status; otherwise 0.",

@@ -14,6 +14,9 @@ export const defaultServer = "http://127.0.0.1:8470";
 /** Options every client command takes. */
 export const commonOptions = {
   server: { type: "string" },
+  cacert: { type: "string" },
+  cert: { type: "string" },
+  "cert-key": { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const satisfies OptionSpec;
@@ -63,6 +66,9 @@ export interface TaskOptionValues {
 /** The values of {@link commonOptions}. */
 export interface CommonValues {
   server?: string | undefined;
+  cacert?: string | undefined;
+  cert?: string | undefined;
+  "cert-key"?: string | undefined;
   json?: boolean | undefined;
   help?: boolean | undefined;
 }

@@ -21,7 +21,14 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     io.stdout.write(`${serveUsage}\n`);
     return 0;
   }
-  const app = await createApp(config);
+  let app;
+  try {
+    app = await createApp(config);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    io.stderr.write(`drce serve: ${error.message}\n`);
+    return 2;
+  }
   try {
     await app.listen();
   } catch (error) {

@@ -2,6 +2,7 @@ import { setMaxListeners } from "node:events";
 import { Router } from "zeromq";
 import { ErrorCode } from "../domain/errors.js";
 import type { LegacyLogger } from "./legacy-handler.js";
+import { secureSocket, type SecuredSocket } from "./zmq-auth.js";
 
 /**
  * What answers the messages of a ZeroMQ gateway: the legacy task handler, or the admin
@@ -22,6 +23,11 @@ export interface ZmqGatewayOptions {
   readonly maxBodyBytes?: number;
   /** Where send failures and loop errors are reported. */
   readonly logger?: LegacyLogger;
+  /**
+   * The node's token; when set, clients must present it as their PLAIN password (see
+   * {@link secureSocket}), and peers without it never get a message through.
+   */
+  readonly token?: string;
 }
 
 /** A running ZeroMQ gateway. */
@@ -38,7 +44,8 @@ export interface ZmqGateway {
  * The ROUTER sees `[identity, id, body, ...]` and answers `[identity, id, responseBody]`; a REQ
  * client's empty delimiter frame takes the id's place, so a REQ gets `[responseBody]` back.
  * Requests are served concurrently; replies go out through one queue because a zeromq v6
- * socket allows a single pending send.
+ * socket allows a single pending send. With a token, only peers presenting it as their PLAIN
+ * password complete the handshake (see zmq-auth.ts).
  */
 export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqGateway> {
   const { handler, endpoint, logger } = options;
@@ -52,10 +59,13 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
   // A short linger lets the last replies leave on close without holding shutdown up.
   const socket = new Router({ linger: 500 });
   if (options.maxBodyBytes !== undefined) socket.maxMessageSize = options.maxBodyBytes;
+  let secured: SecuredSocket | undefined;
   try {
+    if (options.token !== undefined && options.token !== "") secured = await secureSocket(socket, options.token);
     await socket.bind(endpoint);
   } catch (error) {
     socket.close();
+    await secured?.release();
     throw error;
   }
   const bound = socket.lastEndpoint ?? endpoint;
@@ -110,6 +120,8 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
         await sendChain;
         socket.close();
         await loop;
+        // Only now: with the socket closed, no handshake can slip through without a handler.
+        await secured?.release();
       })();
       return closing;
     },
