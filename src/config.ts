@@ -2,6 +2,7 @@ import { cpus, hostname } from "node:os";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { lookupUser } from "./executor/users.js";
 
 /** Everything a node needs to start: one validated, readonly value. */
 export interface Config {
@@ -45,6 +46,12 @@ export interface Config {
   readonly sshTrustOnFirstUse: boolean;
   /** pino log level ("info", "debug", "silent", ...). */
   readonly logLevel: string;
+  /** Put each local task into a control group of its own where the host allows it. */
+  readonly cgroups: boolean;
+  /** User (name or uid) local tasks run as when they name none; empty: the node's own. */
+  readonly runAs: string;
+  /** Let tasks ask to run as uid 0. */
+  readonly allowRootTasks: boolean;
 }
 
 /** The embedded defaults: a usable node on loopback with data in ./.drce. */
@@ -70,6 +77,9 @@ export function defaultConfig(): Config {
     sshKnownHosts: resolve(process.env["HOME"] ?? "/root", ".ssh/known_hosts"),
     sshTrustOnFirstUse: false,
     logLevel: "info",
+    cgroups: true,
+    runAs: "",
+    allowRootTasks: false,
   };
 }
 
@@ -115,6 +125,9 @@ const flags = {
   "ssh-known-hosts": { type: "string" },
   "ssh-trust-on-first-use": { type: "boolean" },
   "log-level": { type: "string" },
+  "no-cgroups": { type: "boolean" },
+  "run-as": { type: "string" },
+  "allow-root-tasks": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -139,7 +152,10 @@ export const serveUsage = `usage: drce serve [options]
   --shutdown-grace MS         graceful shutdown bound (default 10000)
   --ssh-known-hosts FILE      known_hosts for SSH sessions (default ~/.ssh/known_hosts)
   --ssh-trust-on-first-use    record unknown SSH host keys instead of refusing them
-  --log-level LEVEL           pino level (default info; env DRCE_LOG_LEVEL)`;
+  --log-level LEVEL           pino level (default info; env DRCE_LOG_LEVEL)
+  --no-cgroups                contain tasks in process groups only, not in a cgroup each
+  --run-as USER               user (name or uid) local tasks run as unless they ask (node must be root)
+  --allow-root-tasks          let tasks ask to run as uid 0`;
 
 function integer(value: string | undefined, fallback: number, what: string): number {
   if (value === undefined) return fallback;
@@ -179,6 +195,9 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     sshKnownHosts: values["ssh-known-hosts"] ?? base.sshKnownHosts,
     sshTrustOnFirstUse: values["ssh-trust-on-first-use"] === true,
     logLevel: values["log-level"] ?? env["DRCE_LOG_LEVEL"] ?? base.logLevel,
+    cgroups: values["no-cgroups"] !== true,
+    runAs: values["run-as"] ?? base.runAs,
+    allowRootTasks: values["allow-root-tasks"] === true,
   };
   validateConfig(config);
   return config;
@@ -191,6 +210,12 @@ export function validateConfig(config: Config): void {
   if (zmq !== undefined && !isLoopback(zmq.host)) {
     // The ZeroMQ gateway carries no credentials of its own: it stays on loopback.
     throw new ConfigError(`refusing to put the ZeroMQ gateway on ${zmq.host}: it has no authentication; keep --zmq-listen on loopback or use --no-zmq`);
+  }
+  if (config.runAs !== "") {
+    const user = lookupUser(config.runAs);
+    if (user === undefined) throw new ConfigError(`--run-as: no user ${JSON.stringify(config.runAs)} on this host`);
+    const self = process.geteuid?.() ?? 0;
+    if (self !== 0 && user.uid !== self) throw new ConfigError(`--run-as ${config.runAs} needs a node running as root`);
   }
   for (const address of [listen]) {
     if (!isLoopback(address.host) && config.token === "") {
