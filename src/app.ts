@@ -161,6 +161,8 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     async close() {
       if (closed) return;
       closed = true;
+      // Refuse new connections first; calls already in flight get their tasks' final states.
+      server.stopAccepting();
       await core.shutdown(config.shutdownGraceMs);
       shutdown.abort();
       await Promise.all([server.close(), zmq?.close()]);

@@ -22,6 +22,11 @@ export interface DualServerOptions {
 /** A listening server for HTTP/1.1 and cleartext HTTP/2 (prior knowledge) on one port. */
 export interface DualServer {
   listen(host: string, port: number): Promise<{ host: string; port: number }>;
+  /**
+   * Stops accepting connections (new ones are refused) while those already open go on;
+   * the first step of a graceful shutdown. `close()` finishes the job.
+   */
+  stopAccepting(): void;
   close(): Promise<void>;
 }
 
@@ -62,7 +67,12 @@ export function createDualServer(options: DualServerOptions): DualServer {
     });
     socket.on("error", () => socket.destroy());
   });
+  let listenerClosed: Promise<void> | undefined;
+  const stopAccepting = (): Promise<void> => (listenerClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));
   return {
+    stopAccepting() {
+      void stopAccepting();
+    },
     listen(host, port) {
       return new Promise((resolve, reject) => {
         server.once("error", reject);
@@ -75,7 +85,7 @@ export function createDualServer(options: DualServerOptions): DualServer {
     },
     async close() {
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        void stopAccepting().then(resolve);
         for (const session of sessions) session.close();
         h1.closeIdleConnections();
         setTimeout(() => {
