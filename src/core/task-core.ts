@@ -469,6 +469,11 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     }
 
     const stop = live.stop;
+    // A disk that filled up (or failed) under the output: the result says so.
+    const lost = (["stdout", "stderr"] as const).find((stream) => spools[stream].storageError !== undefined);
+    if (lost !== undefined) {
+      fileError ??= new DrceError("unavailable", `storage error while writing ${lost} (${spools[lost].storageError}); the output is incomplete`, { legacyCode: ErrorCode.InternalFo });
+    }
     const base: Partial<TaskStatus> = {
       stdoutSize: spools.stdout.total,
       stderrSize: spools.stderr.total,
@@ -684,8 +689,9 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       for (const entry of made) {
         entries.delete(entry.status.id);
         if (aliases.get(entry.status.alias) === entry.status.id) aliases.delete(entry.status.alias);
-        void store.remove(entry.status.id).catch(() => undefined);
       }
+      // A refused submission leaves nothing on disk by the time the caller hears of it.
+      await Promise.all(made.map((entry) => store.remove(entry.status.id).catch(() => undefined)));
       throw error;
     }
     const root = made[0]!;
