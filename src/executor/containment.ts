@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { createHash } from "node:crypto";
 import { createTaskCgroup, listTaskCgroups, type CgroupSupport, type TaskCgroup } from "./cgroup.js";
-import { readAllProcStats } from "./process-usage.js";
+import { listProcPids, readAllProcStats } from "./process-usage.js";
 
 /**
  * The program that holds a task's leader until the node has put it into its control group:
@@ -101,13 +101,16 @@ function killGroup(pgid: number): void {
 }
 
 /**
- * Finds live processes that started after the task's leader and carry its DRCE_TASK_ID in
- * their environment: descendants that left the process group with setsid() or setpgid().
- * A process that cleared its environment is not found; only a cgroup follows every child.
+ * Finds live processes that started after the task's leader (`pgid`) and carry its
+ * DRCE_TASK_ID in their environment: descendants that left the process group with setsid()
+ * or setpgid(). Best effort, and cheap on the task's path: only pids above the leader's are
+ * looked at (pids grow until they wrap around at pid_max), and only the environment of
+ * those born after the leader is read. A process that cleared its environment is not
+ * found; only a cgroup follows every child.
  */
 export async function findEscapedPids(taskId: string, pgid: number, leaderStartTicks: number, selfPid = process.pid): Promise<number[]> {
   const marker = Buffer.from(`\0DRCE_TASK_ID=${taskId}\0`);
-  const stats = await readAllProcStats();
+  const stats = await readAllProcStats({}, (await listProcPids()).filter((pid) => pid > pgid));
   const found: number[] = [];
   for (const stat of stats) {
     // Members of the process group were killed with it (they may not have died yet).

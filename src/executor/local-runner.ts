@@ -149,14 +149,13 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       ]);
       const stdin = child.stdin;
       stdin.on("error", () => undefined); // EPIPE when the command does not read its input
-      if (gated) {
-        // Into the group first, then open the gate; a failed move still opens it (the task
-        // then runs in its process group only, as without cgroups).
-        await contained.adopt(pid);
-        stdin.write("\n");
-      }
+      // Into the group first, then open the gate; a failed move still opens it (the task
+      // then runs in its process group only, as without cgroups). Moving a process waits
+      // for an RCU grace period in the kernel (milliseconds); the spawn record is written
+      // meanwhile, so the task does not wait for the two one after the other.
+      const adopted = gated ? contained.adopt(pid).then(() => void stdin.write("\n")) : Promise.resolve();
       const procStartTicks = await readProcStartTicks(pid);
-      await request.onSpawn({ pid, pgid, procStartTicks });
+      await Promise.all([request.onSpawn({ pid, pgid, procStartTicks }), adopted]);
       if (spec.input.length > 0) stdin.write(spec.input);
       if (!spec.openStdin) stdin.end();
 
