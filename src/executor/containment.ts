@@ -172,7 +172,8 @@ export function createContainment(options: ContainmentOptions): Containment {
             await cgroup.killAll();
             return cgroup.pids();
           }
-          return findEscapedPids(taskId, pgid, leaderStartTicks);
+          // A /proc that cannot be read leaves the escapees unknown, never the task unfinished.
+          return findEscapedPids(taskId, pgid, leaderStartTicks).catch(() => []);
         },
         async release() {
           if (cgroup === undefined) return;

@@ -155,7 +155,15 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       // meanwhile, so the task does not wait for the two one after the other.
       const adopted = gated ? contained.adopt(pid).then(() => void stdin.write("\n")) : Promise.resolve();
       const procStartTicks = await readProcStartTicks(pid);
-      await Promise.all([request.onSpawn({ pid, pgid, procStartTicks }), adopted]);
+      try {
+        await Promise.all([request.onSpawn({ pid, pgid, procStartTicks }), adopted]);
+      } catch (error) {
+        // The spawn could not be recorded (storage failed): a task nobody tracks must not run.
+        await adopted;
+        await contained.killRest(pgid, procStartTicks);
+        await contained.release();
+        throw error;
+      }
       if (spec.input.length > 0) stdin.write(spec.input);
       if (!spec.openStdin) stdin.end();
 
