@@ -6,7 +6,7 @@ import type { TerminateOptions } from "../domain/task.js";
 import { createContainment, cgroupGate, findExecProblem, type Containment } from "./containment.js";
 import { taskEnvironment, shellCommand } from "./env.js";
 import { localFiles } from "./local-files.js";
-import { readProcStartTicks, createGroupUsageSampler } from "./process-usage.js";
+import { listGroupPids, readProcStartTicks, createGroupUsageSampler } from "./process-usage.js";
 import type { ExecHandle, ExecOutcome, ExecRequest, Runner } from "./runner.js";
 
 /** Options of {@link createLocalRunner}. */
@@ -153,7 +153,13 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       // then runs in its process group only, as without cgroups). Moving a process waits
       // for an RCU grace period in the kernel (milliseconds); the spawn record is written
       // meanwhile, so the task does not wait for the two one after the other.
-      const adopted = gated ? contained.adopt(pid).then(() => void stdin.write("\n")) : Promise.resolve();
+      let inCgroup = false;
+      const adopted = gated
+        ? contained.adopt(pid).then((ok) => {
+            inCgroup = ok;
+            stdin.write("\n");
+          })
+        : Promise.resolve();
       const procStartTicks = await readProcStartTicks(pid);
       try {
         await Promise.all([request.onSpawn({ pid, pgid, procStartTicks }), adopted]);
@@ -192,7 +198,9 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
         return { kind: "exited", exitStatus, signal: signal ?? "", escapedPids };
       })();
 
-      const usage = createGroupUsageSampler(pgid);
+      // In a cgroup, usage counts every process of the task, those that left its group too.
+      const cgroup = contained.cgroup;
+      const usage = createGroupUsageSampler(pgid, cgroup === undefined ? {} : { members: async () => (inCgroup ? cgroup.pids() : listGroupPids(pgid)) });
       return {
         done,
         terminate: (terminateOptions) => terminateGroup(pgid, terminateOptions),

@@ -78,6 +78,19 @@ describe.skipIf(support === undefined)("with a cgroup per task", () => {
     expect(await groupsOf(support!, node.dataDir)).toEqual([]);
   });
 
+  it("counts the setsid grandchild in the task's usage (TASK_THREADS)", async () => {
+    const sampled = await startNode({ sampleIntervalMs: 100 });
+    try {
+      const id = `usage-${process.pid}`;
+      await sampled.client.submitTask({ task: create(TaskSpecSchema, { id, command: "setsid sleep 300 & sleep 300", mode: TaskMode.ASYNC }) });
+      // The shell, its sleep, and the sleep in a session of its own: three single-threaded processes.
+      await until(async () => (await sampled.client.getTask({ task: id, extended: true })).result!.fields["TASK_THREADS"], (n) => n === 3, 10_000, "three threads counted");
+      await sampled.client.terminateTask({ task: id, delayMs: 200 });
+    } finally {
+      await sampled.stop();
+    }
+  });
+
   it("still reports a missing program as error 15, as spawn does without a gate", async () => {
     const r = (await node.client.submitTask({ task: create(TaskSpecSchema, { argv: ["/no/such/program"] }) })).result!;
     expect(r.state).toBe(TaskState.NOT_SET);
