@@ -16,6 +16,10 @@ import type { NodeIdentity } from "./core/api.js";
 import { createTaskCore } from "./core/task-core.js";
 import { ResourceLog } from "./core/resource-log.js";
 import { createLocalRunner } from "./executor/local-runner.js";
+import { detectCgroups } from "./executor/cgroup.js";
+import { createContainment, groupPrefixFor } from "./executor/containment.js";
+import { lookupUser } from "./executor/users.js";
+import { createRunAsPolicy } from "./core/run-as.js";
 import { createSshRunner } from "./executor/ssh/ssh-runner.js";
 import { createDualServer, type DualHandler } from "./http-server.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -83,10 +87,16 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   host.start();
 
   const stats = createNodeStats({ startedAt });
+  const cgroups = config.cgroups ? await detectCgroups() : undefined;
+  logger.info({ cgroups: cgroups === undefined ? "none" : `v${cgroups.version}` }, cgroups === undefined ? "tasks are contained by process group only" : "tasks are contained by cgroup");
+  const containment = createContainment({ cgroups, groupPrefix: groupPrefixFor(config.dataDir), onWarning: (message, details) => logger.warn(details, message) });
+  const nodeUid = process.geteuid?.() ?? 0;
+  const defaultUser = config.runAs === "" ? undefined : lookupUser(config.runAs);
   const sshRunner = createSshRunner({ knownHostsFile: config.sshKnownHosts, trustOnFirstUse: config.sshTrustOnFirstUse });
   const core = createTaskCore({
     store,
-    localRunner: createLocalRunner(),
+    localRunner: createLocalRunner({ containment }),
+    runAs: createRunAsPolicy({ nodeUid, defaultUser: defaultUser?.uid === nodeUid ? undefined : defaultUser, allowRootTasks: config.allowRootTasks }),
     sshRunner,
     maxConcurrent: config.maxConcurrent,
     maxQueue: config.maxQueue,
@@ -125,6 +135,9 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
         });
   const metrics = createNodeMetrics({ core, host: () => host.current(), notifications: notifier?.counts });
   const { recovered, loaded } = await core.init();
+  // Groups of tasks that ran when the node died: kill what the process group missed.
+  const swept = await containment.sweep();
+  if (swept > 0) logger.warn({ swept }, "control groups left by a previous run were emptied and removed");
   if (recovered > 0) logger.warn({ recovered }, "tasks left unfinished by a previous run were marked crashed");
   logger.debug({ loaded }, "task store loaded");
 
@@ -235,6 +248,8 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       if (closed) return;
       closed = true;
       health.state.setNotServing();
+      // Refuse new connections first; calls already in flight get their tasks' final states.
+      server.stopAccepting();
       await core.shutdown(config.shutdownGraceMs);
       // The final states the shutdown wrote still reach a receiver that is up, within a bound.
       await notifier?.close(Math.min(2000, config.shutdownGraceMs));

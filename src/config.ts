@@ -2,6 +2,7 @@ import { cpus, hostname } from "node:os";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { lookupUser } from "./executor/users.js";
 
 /** Everything a node needs to start: one validated, readonly value. */
 export interface Config {
@@ -63,6 +64,12 @@ export interface Config {
   readonly tlsKey: string;
   /** PEM CA file; when set, clients must present a certificate it signed (mTLS). */
   readonly tlsClientCa: string;
+  /** Put each local task into a control group of its own where the host allows it. */
+  readonly cgroups: boolean;
+  /** User (name or uid) local tasks run as when they name none; empty: the node's own. */
+  readonly runAs: string;
+  /** Let tasks ask to run as uid 0. */
+  readonly allowRootTasks: boolean;
 }
 
 /** The embedded defaults: a usable node on loopback with data in ./.drce. */
@@ -97,6 +104,9 @@ export function defaultConfig(): Config {
     tlsCert: "",
     tlsKey: "",
     tlsClientCa: "",
+    cgroups: true,
+    runAs: "",
+    allowRootTasks: false,
   };
 }
 
@@ -152,6 +162,9 @@ const flags = {
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   "tls-client-ca": { type: "string" },
+  "no-cgroups": { type: "boolean" },
+  "run-as": { type: "string" },
+  "allow-root-tasks": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -184,7 +197,10 @@ export const serveUsage = `usage: drce serve [options]
   --notify-retry-max-ms N     longest delay between retries (default 30000)
   --notify-no-reports         send task events only, no resource reports
   --tls-cert FILE --tls-key FILE   serve HTTPS (HTTP/2 by ALPN, HTTP/1.1 allowed) with this PEM pair
-  --tls-client-ca FILE        require client certificates signed by this CA (mTLS; needs --tls-cert)`;
+  --tls-client-ca FILE        require client certificates signed by this CA (mTLS; needs --tls-cert)
+  --no-cgroups                contain tasks in process groups only, not in a cgroup each
+  --run-as USER               user (name or uid) local tasks run as unless they ask (node must be root)
+  --allow-root-tasks          let tasks ask to run as uid 0`;
 
 function integer(value: string | undefined, fallback: number, what: string): number {
   if (value === undefined) return fallback;
@@ -233,6 +249,9 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     tlsCert: values["tls-cert"] === undefined ? "" : resolve(values["tls-cert"]),
     tlsKey: values["tls-key"] === undefined ? "" : resolve(values["tls-key"]),
     tlsClientCa: values["tls-client-ca"] === undefined ? "" : resolve(values["tls-client-ca"]),
+    cgroups: values["no-cgroups"] !== true,
+    runAs: values["run-as"] ?? base.runAs,
+    allowRootTasks: values["allow-root-tasks"] === true,
   };
   validateConfig(config);
   return config;
@@ -247,6 +266,12 @@ export function validateConfig(config: Config): void {
   if (zmq !== undefined && !isLoopback(zmq.host) && config.token === "") {
     // The ZeroMQ gateway's only credential is the token (PLAIN); mTLS does not reach it.
     throw new ConfigError(`refusing to put the ZeroMQ gateway on ${zmq.host} without a token: anyone who can connect could run commands; set --token (or DRCE_TOKEN / --token-file), keep --zmq-listen on loopback, or use --no-zmq`);
+  }
+  if (config.runAs !== "") {
+    const user = lookupUser(config.runAs);
+    if (user === undefined) throw new ConfigError(`--run-as: no user ${JSON.stringify(config.runAs)} on this host`);
+    const self = process.geteuid?.() ?? 0;
+    if (self !== 0 && user.uid !== self) throw new ConfigError(`--run-as ${config.runAs} needs a node running as root`);
   }
   if (config.notifyUrl !== "") {
     let protocol = "";

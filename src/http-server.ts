@@ -42,6 +42,11 @@ export interface DualServerTls {
 export interface DualServer {
   /** Binds host:port and resolves with the address actually bound. */
   listen(host: string, port: number): Promise<{ host: string; port: number }>;
+  /**
+   * Stops accepting connections (new ones are refused) while those already open go on;
+   * the first step of a graceful shutdown. `close()` finishes the job.
+   */
+  stopAccepting(): void;
   /** Stops accepting, closes HTTP/2 sessions and idle connections, and drops the rest after 1 s. */
   close(): Promise<void>;
 }
@@ -96,7 +101,12 @@ export function createDualServer(options: DualServerOptions): DualServer {
     });
     socket.on("error", () => socket.destroy());
   });
+  let listenerClosed: Promise<void> | undefined;
+  const stopAccepting = (): Promise<void> => (listenerClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));
   return {
+    stopAccepting() {
+      void stopAccepting();
+    },
     listen(host, port) {
       return new Promise((resolve, reject) => {
         server.once("error", reject);
@@ -116,7 +126,7 @@ export function createDualServer(options: DualServerOptions): DualServer {
       // Stops the HTTP/1.1 connection checks; its "not running" error is expected.
       h1.close(() => undefined);
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        void stopAccepting().then(resolve);
         for (const session of sessions) session.close();
         h1.closeIdleConnections();
         setTimeout(() => {
@@ -166,7 +176,12 @@ function createSecureServer(options: DualServerOptions, material: DualServerTls)
   });
   // A refused handshake is the client's problem; keep it from surfacing as a server error.
   server.on("tlsClientError", () => undefined);
+  let listenerClosed: Promise<void> | undefined;
+  const stopAccepting = (): Promise<void> => (listenerClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));
   return {
+    stopAccepting() {
+      void stopAccepting();
+    },
     listen(host, port) {
       return new Promise((resolve, reject) => {
         server.once("error", reject);
@@ -179,7 +194,7 @@ function createSecureServer(options: DualServerOptions, material: DualServerTls)
     },
     async close() {
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        void stopAccepting().then(resolve);
         for (const session of sessions) session.close();
         setTimeout(() => {
           for (const socket of sockets) socket.destroy();

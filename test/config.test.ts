@@ -51,3 +51,19 @@ describe("drce serve configuration", () => {
     expect(() => parseServeConfig(["--listen", "nowhere"], {})).toThrow(/host:port/);
   });
 });
+
+describe("containment and run-as flags", () => {
+  it("contains tasks in cgroups unless --no-cgroups is given", () => {
+    expect(parseServeConfig([], {})).toMatchObject({ cgroups: true, runAs: "", allowRootTasks: false });
+    expect(parseServeConfig(["--no-cgroups", "--allow-root-tasks"], {})).toMatchObject({ cgroups: false, allowRootTasks: true });
+  });
+
+  it("takes --run-as as a user name or uid, and refuses a user the host does not have", () => {
+    if (process.geteuid?.() === 0) {
+      expect(parseServeConfig(["--run-as", "nobody"], {})).toMatchObject({ runAs: "nobody" });
+      expect(parseServeConfig(["--run-as", "65534"], {})).toMatchObject({ runAs: "65534" });
+    }
+    expect(() => parseServeConfig(["--run-as", "no-such-user-drce"], {})).toThrow(ConfigError);
+    expect(() => parseServeConfig(["--run-as", "no-such-user-drce"], {})).toThrow(/no user "no-such-user-drce"/);
+  });
+});

@@ -40,6 +40,8 @@ export const taskOptions = {
   key: { type: "string" },
   "passphrase-env": { type: "string" },
   fingerprint: { type: "string" },
+  uid: { type: "string" },
+  gid: { type: "string" },
 } as const satisfies OptionSpec;
 
 /** The parsed values of {@link taskOptions}. */
@@ -61,6 +63,8 @@ export interface TaskOptionValues {
   key?: string | undefined;
   "passphrase-env"?: string | undefined;
   fingerprint?: string | undefined;
+  uid?: string | undefined;
+  gid?: string | undefined;
 }
 
 /** The values of {@link commonOptions}. */
@@ -297,8 +301,15 @@ async function sessionFromOptions(values: TaskOptionValues, deps: SpecDeps): Pro
   const sshOnly = (["password-env", "key", "passphrase-env", "fingerprint"] as const).filter((k) => values[k] !== undefined);
   if (values.ssh === undefined) {
     if (sshOnly.length > 0) throw new UsageError(`--${sshOnly[0]} needs --ssh user@host`);
-    return undefined;
+    if (values.uid === undefined && values.gid === undefined) return undefined;
+    // Run as another user on the node (which must run as root).
+    return create(SessionSchema, {
+      type: SessionType.LOCAL,
+      ...(values.uid === undefined ? {} : { runAsUid: parseUint(values.uid, "--uid", 0xfffffffe) }),
+      ...(values.gid === undefined ? {} : { runAsGid: parseUint(values.gid, "--gid", 0xfffffffe) }),
+    });
   }
+  if (values.uid !== undefined || values.gid !== undefined) throw new UsageError("--uid and --gid apply to tasks on the node itself, not over --ssh");
   const target = parseSshTarget(values.ssh);
   const secret = (flag: "password-env" | "passphrase-env"): string => {
     const name = values[flag];

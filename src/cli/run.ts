@@ -67,6 +67,7 @@ Task options (also for submit):
       --key FILE           SSH private key (PEM) from local FILE
       --passphrase-env VAR passphrase of the key from environment variable VAR
       --fingerprint SHA256:...  pin the SSH host key
+      --uid N, --gid N     run as this user/group id on the node (the node must run as root)
 run options:
   -n, --no-stdin           do not forward stdin (the task's stdin is closed at once)
 Common options:

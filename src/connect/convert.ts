@@ -19,6 +19,8 @@ import {
 import { TerminateAlgorithm, type TerminateTaskRequest } from "../../gen/drce/v1/task_service_pb.js";
 import { noLimits, taskSpec, type Limits, type Session, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
 import type { TaskView } from "../domain/view.js";
+import { DrceError } from "../domain/errors.js";
+import { localSession } from "../domain/spec-json.js";
 import type { NodeIdentity, OutputChunk, TaskEvent } from "../core/api.js";
 
 /** Proto TaskState from a legacy state number (the proto enum is the legacy number plus one). */
@@ -87,7 +89,10 @@ export function specFromProto(spec: ProtoTaskSpec): TaskSpec {
           passphrase: spec.session.passphrase,
           hostFingerprint: spec.session.hostFingerprint,
         }
-      : { type: "local" };
+      : localSession(spec.session?.runAsUid, spec.session?.runAsGid);
+  if (spec.session?.type === SessionType.SSH && (spec.session.runAsUid !== undefined || spec.session.runAsGid !== undefined)) {
+    throw new DrceError("invalid", "run_as_uid and run_as_gid apply to local sessions only");
+  }
   return taskSpec({
     id: spec.id,
     alias: spec.alias,

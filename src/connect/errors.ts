@@ -6,6 +6,7 @@ const codes: Record<ErrorKind, Code> = {
   "not-found": Code.NotFound,
   exists: Code.AlreadyExists,
   precondition: Code.FailedPrecondition,
+  denied: Code.PermissionDenied,
   exhausted: Code.ResourceExhausted,
   unavailable: Code.Unavailable,
   internal: Code.Internal,

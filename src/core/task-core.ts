@@ -8,7 +8,8 @@ import { isFinalState, TaskState } from "../domain/states.js";
 import { defaultTerminate, FileAction, taskSpec, type FileResult, type StreamName, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
 import { validateSpec } from "../domain/validate.js";
 import type { TaskView } from "../domain/view.js";
-import type { ExecHandle, FileOps, Runner, TaskUsage } from "../executor/runner.js";
+import type { ExecHandle, FileOps, RunAs, Runner, TaskUsage } from "../executor/runner.js";
+import { handWorkDirTo } from "../executor/users.js";
 import { isInside } from "../executor/local-files.js";
 import { hasRunLimits, needsDiskUsage } from "../executor/limits.js";
 import { OutputSpool } from "../store/spool.js";
@@ -65,6 +66,8 @@ export interface TaskCoreOptions {
   readonly sampleIntervalMs: number;
   /** Resource hooks. */
   readonly resources?: ResourceHooks | undefined;
+  /** Decides the user a local task runs as, or throws a DrceError refusing it (see run-as.ts). */
+  readonly runAs?: ((spec: TaskSpec) => RunAs | undefined) | undefined;
   /** Called with each event (logging, metrics, notifications). */
   readonly onEvent?: ((event: TaskEvent) => void) | undefined;
 }
@@ -407,8 +410,13 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     await Promise.all([spools.stdout.openFile(), spools.stderr.openFile()]);
     live.spools = spools;
 
+    const runAs = spec.session.type === "local" ? options.runAs?.(spec) : undefined;
+    if (runAs !== undefined && workDir === (await realpath(store.workDir(spec.id)).catch(() => ""))) {
+      await handWorkDirTo(runAs, workDir, [store.taskDir(spec.id), store.root, dirname(store.root)]);
+    }
     const handle = await runner.start({
       spec,
+      runAs,
       workDir,
       stdout: spools.stdout,
       stderr: spools.stderr,
@@ -467,6 +475,11 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     }
 
     const stop = live.stop;
+    // A disk that filled up (or failed) under the output: the result says so.
+    const lost = (["stdout", "stderr"] as const).find((stream) => spools[stream].storageError !== undefined);
+    if (lost !== undefined) {
+      fileError ??= new DrceError("unavailable", `storage error while writing ${lost} (${spools[lost].storageError}); the output is incomplete`, { legacyCode: ErrorCode.InternalFo });
+    }
     const base: Partial<TaskStatus> = {
       stdoutSize: spools.stdout.total,
       stderrSize: spools.stderr.total,
@@ -648,6 +661,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     if (closing) throw new DrceError("unavailable", "the node is shutting down");
     validateSpec(input, { allowEnv: options.allowEnv });
     const spec = withIds(input, new Set());
+    // A user the task may not run as is refused before anything is stored.
+    for (const { spec: task } of flatten(spec, "")) options.runAs?.(task);
     const digest = specDigest(spec);
 
     // Everything from here to the reservation is synchronous, so concurrent identical
@@ -686,8 +701,9 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       for (const entry of made) {
         entries.delete(entry.status.id);
         if (aliases.get(entry.status.alias) === entry.status.id) aliases.delete(entry.status.alias);
-        void store.remove(entry.status.id).catch(() => undefined);
       }
+      // A refused submission leaves nothing on disk by the time the caller hears of it.
+      await Promise.all(made.map((entry) => store.remove(entry.status.id).catch(() => undefined)));
       throw error;
     }
     const root = made[0]!;

@@ -106,6 +106,7 @@ export type ErrorKind =
   | "not-found" // no task has this id or alias
   | "exists" // the id or alias is taken by a different request or an unfinished task
   | "precondition" // the task is in a state that does not allow the call
+  | "denied" // the node's policy does not let this caller have it (e.g. running as root)
   | "exhausted" // a node limit (queue, size) refuses the request
   | "unavailable" // storage or another dependency failed; retrying may help
   | "internal"; // a bug
@@ -147,6 +148,7 @@ const defaultLegacyCode: Record<ErrorKind, number> = {
   "not-found": ErrorCode.None,
   exists: ErrorCode.CreateTask,
   precondition: ErrorCode.Terminate,
+  denied: ErrorCode.CreateTask,
   exhausted: ErrorCode.ResourceLimits,
   unavailable: ErrorCode.InternalFo,
   internal: ErrorCode.InternalFo,

@@ -25,7 +25,7 @@ export interface StoredSpec {
 
 /** A session with its secrets replaced by markers saying whether one was given. */
 export type StoredSession =
-  | { readonly type: "local" }
+  | { readonly type: "local"; readonly uid?: number; readonly gid?: number }
   | {
       readonly type: "ssh";
       readonly host: string;
@@ -63,9 +63,15 @@ export function toStoredSpec(spec: TaskSpec): StoredSpec {
   };
 }
 
+/** A local session, with uid and gid present only when given. */
+export function localSession(uid: number | undefined, gid: number | undefined): Extract<Session, { type: "local" }> {
+  return { type: "local", ...(uid === undefined ? {} : { uid }), ...(gid === undefined ? {} : { gid }) };
+}
+
 /** Replaces a session's secrets with markers. */
 export function redactSession(session: Session): StoredSession {
-  if (session.type === "local") return { type: "local" };
+  // uid and gid appear only when asked for, so digests of earlier requests do not change.
+  if (session.type === "local") return localSession(session.uid, session.gid);
   return {
     type: "ssh",
     host: session.host,
@@ -83,7 +89,7 @@ export function fromStoredSpec(stored: StoredSpec): TaskSpec {
   const session: Session =
     stored.session.type === "ssh"
       ? { ...stored.session, password: "", privateKey: "", passphrase: "" }
-      : { type: "local" };
+      : localSession(stored.session.uid, stored.session.gid);
   return {
     id: stored.id,
     alias: stored.alias,

@@ -69,7 +69,13 @@ export const noLimits: Limits = Object.freeze({
 
 /** Where a command runs: on the node, or on a host reached over SSH. */
 export type Session =
-  | { readonly type: "local" }
+  | {
+      readonly type: "local";
+      /** Run as this user id (the node must run as root); absent: the node's default user. */
+      readonly uid?: number;
+      /** Group id for uid; absent: the user's primary group. */
+      readonly gid?: number;
+    }
   | {
       readonly type: "ssh";
       /** Host; empty means 127.0.0.1. */

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { access, mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { isValidTaskId } from "../domain/validate.js";
 
 /**
  * How this host can contain a task's processes in a control group, as found by
@@ -57,7 +56,8 @@ async function probe(parent: string, file: string): Promise<{ hasFile: boolean }
 
 /**
  * Finds how tasks can be contained on this host, and creates drce's parent group. cgroup v2
- * is used when `root` is a v2 mount (it has cgroup.controllers); otherwise the v1 freezer
+ * is used when `root` is a v2 mount (it has cgroup.controllers), or when a v2 hierarchy with
+ * `cgroup.kill` is mounted at `root`/unified beside v1 controllers; otherwise the v1 freezer
  * hierarchy (`root`/freezer, required, for freezing a group before killing it) with the
  * v1 pids hierarchy (`root`/pids, when present); otherwise a v2 hierarchy mounted at
  * `root`/unified beside v1 controllers (the "hybrid" layout). Resolves to undefined when
@@ -66,6 +66,12 @@ async function probe(parent: string, file: string): Promise<{ hasFile: boolean }
  */
 export async function detectCgroups(root = "/sys/fs/cgroup"): Promise<CgroupSupport | undefined> {
   if (await exists(join(root, "cgroup.controllers"))) return detectV2(root);
+  // Hybrid layout: a v2 hierarchy with cgroup.kill kills a whole group in one write, where
+  // v1 needs freeze, kill, thaw; prefer it when it is writable.
+  if (await exists(join(root, "unified", "cgroup.controllers"))) {
+    const unified = await detectV2(join(root, "unified"));
+    if (unified?.version === 2 && unified.kill) return unified;
+  }
   if (await exists(join(root, "freezer", "cgroup.procs"))) {
     const freezer = join(root, "freezer", parentName);
     const frozen = await probe(freezer, "freezer.state");
@@ -148,15 +154,27 @@ async function readTrimmed(path: string): Promise<string> {
   }
 }
 
+/** Group names: a task id's characters (letters, digits, '.', '_', '-'), never "." or "..". */
+function isValidGroupName(name: string): boolean {
+  return /^[A-Za-z0-9._-]{1,200}$/.test(name) && name !== "." && name !== "..";
+}
+
+/** Lists the groups under drce's parent group (in the freezer hierarchy on v1). */
+export async function listTaskCgroups(support: CgroupSupport): Promise<string[]> {
+  const parent = support.version === 2 ? support.parent : support.freezer;
+  const entries = await readdir(parent, { withFileTypes: true }).catch(() => []);
+  return entries.filter((entry) => entry.isDirectory() && isValidGroupName(entry.name)).map((entry) => entry.name);
+}
+
 /**
  * Creates (or reuses, after a restart) the control group `name` for one task under drce's
- * parent groups. `name` follows the task id rules (letters, digits, '.', '_', '-'). A
+ * parent groups. `name` is made of letters, digits, '.', '_' and '-' (at most 200). A
  * process added before it forks keeps all its descendants in the group, so
  * {@link TaskCgroup.killAll} reaches even those that called setsid() or double-forked.
  * On v1 the group exists in the freezer hierarchy and, when mounted, the pids hierarchy.
  */
 export async function createTaskCgroup(support: CgroupSupport, name: string): Promise<TaskCgroup> {
-  if (!isValidTaskId(name)) throw new TypeError(`cgroup name ${JSON.stringify(name)} is not allowed`);
+  if (!isValidGroupName(name)) throw new TypeError(`cgroup name ${JSON.stringify(name)} is not allowed`);
   const main = support.version === 2 ? join(support.parent, name) : join(support.freezer, name);
   const dirs = support.version === 1 && support.pids !== undefined ? [main, join(support.pids, name)] : [main];
   for (const dir of dirs) await mkdir(dir, { recursive: true });

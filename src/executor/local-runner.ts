@@ -3,9 +3,10 @@ import { pipeline } from "node:stream/promises";
 import { execa } from "execa";
 import { ErrorCode } from "../domain/errors.js";
 import type { TerminateOptions } from "../domain/task.js";
+import { createContainment, cgroupGate, findExecProblem, type Containment } from "./containment.js";
 import { taskEnvironment, shellCommand } from "./env.js";
 import { localFiles } from "./local-files.js";
-import { readProcStartTicks, createGroupUsageSampler } from "./process-usage.js";
+import { listGroupPids, readProcStartTicks, createGroupUsageSampler } from "./process-usage.js";
 import type { ExecHandle, ExecOutcome, ExecRequest, Runner } from "./runner.js";
 
 /** Options of {@link createLocalRunner}. */
@@ -17,6 +18,11 @@ export interface LocalRunnerOptions {
   readonly drainMs?: number;
   /** Variables every task gets besides the minimal base (e.g. DRCE_TASK_ID is added per task). */
   readonly extraEnv?: Readonly<Record<string, string>>;
+  /**
+   * How tasks are contained: a control group each where the host allows it (see
+   * createContainment), else their process group only. Default: process groups only.
+   */
+  readonly containment?: Containment;
 }
 
 /** Signals a whole process group, ignoring a group that is already gone. */
@@ -69,14 +75,26 @@ function signalNumber(name: string): number {
 /** Runs commands on the node itself, each in its own process group (spawned detached). */
 export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
   const drainMs = options.drainMs ?? 200;
+  const containment = options.containment ?? createContainment({ cgroups: undefined });
   return {
     files: localFiles,
     async start(request: ExecRequest): Promise<ExecHandle> {
       const { spec } = request;
       const [file, args] = spec.command !== "" ? shellCommand(spec.shell, spec.command) : [spec.argv[0] ?? "", spec.argv.slice(1)];
-      const child = execa(file, args, {
+      const runAs = request.runAs;
+      const identity = runAs === undefined ? {} : { HOME: runAs.home, USER: runAs.name, LOGNAME: runAs.name };
+      const env = taskEnvironment(spec.env, { ...options.extraEnv, ...identity, DRCE_TASK_ID: spec.id });
+      const contained = await containment.prepare(spec.id);
+      // With a control group the leader starts behind a gate that holds it until it is in
+      // the group, so nothing it forks can be born outside. The gate execs the command, so
+      // a missing program is found here, as spawn would have found it.
+      const gated = contained.cgroup !== undefined;
+      const problem = gated ? findExecProblem(file, request.workDir, env["PATH"] ?? "") : undefined;
+      const [spawnFile, spawnArgs] = gated && problem === undefined ? [cgroupGate[0], [...cgroupGate[1], file, ...args]] : [file, args];
+      const child = execa(problem === undefined ? spawnFile : file, problem === undefined ? spawnArgs : args, {
+        ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }),
         cwd: request.workDir,
-        env: taskEnvironment(spec.env, { ...options.extraEnv, DRCE_TASK_ID: spec.id }),
+        env,
         extendEnv: false,
         detached: true,
         cleanup: false,
@@ -101,6 +119,7 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       });
       if (!spawned.ok || child.pid === undefined) {
         await settled;
+        await contained.release();
         const failure = spawned.ok ? { code: "", message: "no pid" } : spawned;
         const outcome: ExecOutcome = {
           kind: "failed",
@@ -128,11 +147,29 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
         pipeline(child.stdout, request.stdout, { end: false }),
         pipeline(child.stderr, request.stderr, { end: false }),
       ]);
-      const procStartTicks = await readProcStartTicks(pid);
-      await request.onSpawn({ pid, pgid, procStartTicks });
-
       const stdin = child.stdin;
       stdin.on("error", () => undefined); // EPIPE when the command does not read its input
+      // Into the group first, then open the gate; a failed move still opens it (the task
+      // then runs in its process group only, as without cgroups). Moving a process waits
+      // for an RCU grace period in the kernel (milliseconds); the spawn record is written
+      // meanwhile, so the task does not wait for the two one after the other.
+      let inCgroup = false;
+      const adopted = gated
+        ? contained.adopt(pid).then((ok) => {
+            inCgroup = ok;
+            stdin.write("\n");
+          })
+        : Promise.resolve();
+      const procStartTicks = await readProcStartTicks(pid);
+      try {
+        await Promise.all([request.onSpawn({ pid, pgid, procStartTicks }), adopted]);
+      } catch (error) {
+        // The spawn could not be recorded (storage failed): a task nobody tracks must not run.
+        await adopted;
+        await contained.killRest(pgid, procStartTicks);
+        await contained.release();
+        throw error;
+      }
       if (spec.input.length > 0) stdin.write(spec.input);
       if (!spec.openStdin) stdin.end();
 
@@ -144,7 +181,8 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
         // The leader is gone. Output may still be in flight; give it a bounded drain, then
         // kill what is left of the group so a grandchild holding the pipe cannot hang us.
         const drained = await Promise.race([outputs.then(() => true), sleep(drainMs).then(() => false)]);
-        signalGroup(pgid, "SIGKILL");
+        // Kills the process group, and through the cgroup whatever left it (setsid).
+        const escapedPids = await contained.killRest(pgid, procStartTicks);
         if (!drained) {
           const closed = await Promise.race([outputs.then(() => true), sleep(drainMs).then(() => false)]);
           if (!closed) {
@@ -155,12 +193,14 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
           }
         }
         await Promise.race([settled, sleep(drainMs)]);
-        const escapedPids: number[] = [];
+        await contained.release();
         const exitStatus = signal !== null ? 128 + signalNumber(signal) : (code ?? 0);
         return { kind: "exited", exitStatus, signal: signal ?? "", escapedPids };
       })();
 
-      const usage = createGroupUsageSampler(pgid);
+      // In a cgroup, usage counts every process of the task, those that left its group too.
+      const cgroup = contained.cgroup;
+      const usage = createGroupUsageSampler(pgid, cgroup === undefined ? {} : { members: async () => (inCgroup ? cgroup.pids() : listGroupPids(pgid)) });
       return {
         done,
         terminate: (terminateOptions) => terminateGroup(pgid, terminateOptions),

@@ -30,6 +30,18 @@ export type ExecOutcome =
       readonly message: string;
     };
 
+/** The user a local command runs as, when it is not the node's own (the node runs as root). */
+export interface RunAs {
+  /** User id. */
+  readonly uid: number;
+  /** Group id (supplementary groups are dropped). */
+  readonly gid: number;
+  /** User name for USER and LOGNAME (the uid as text when it has no passwd entry). */
+  readonly name: string;
+  /** Home directory for HOME ("/" when it has no passwd entry). */
+  readonly home: string;
+}
+
 /** What a runner needs to start one command. */
 export interface ExecRequest {
   /** The task (its subtasks are the core's business). */
@@ -45,6 +57,8 @@ export interface ExecRequest {
    * the core persists the spawn record in it. Its promise is awaited.
    */
   readonly onSpawn: (info: SpawnInfo) => Promise<void>;
+  /** Run the command as this user (local runner only); undefined: as the node's own user. */
+  readonly runAs?: RunAs | undefined;
 }
 
 /** A running command. */

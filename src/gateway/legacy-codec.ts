@@ -2,6 +2,7 @@ import type { NodeIdentity } from "../core/api.js";
 import { ErrorCode } from "../domain/errors.js";
 import { TaskState } from "../domain/states.js";
 import { isValidTaskId } from "../domain/validate.js";
+import { localSession } from "../domain/spec-json.js";
 import {
   defaultTerminate,
   FileAction,
@@ -110,6 +111,11 @@ export interface LegacyResultItem {
   subtasks: LegacyResultItem[];
   time: number;
   type: number;
+  /**
+   * Pids of the task's processes that outlived it (they left its process group and the
+   * node has no cgroup to reach them). A drce addition, present only when not empty.
+   */
+  escaped_pids?: number[];
 }
 
 /** A file of a request or a result: data is base64 when bit 31 of action is set, else UTF-8 text. */
@@ -414,7 +420,11 @@ function readSession(session: JsonObject): Session {
   // follows from which secret is given.
   readString(session, "publickey", "session.publickey");
   readAny(session, "authtype");
-  if (type === 0) return { type: "local" };
+  // Run-as-user for local sessions (a drce addition): numeric uid and gid.
+  const uid = readInt(session, "uid", "session.uid", 0, 0xfffffffe);
+  const gid = readInt(session, "gid", "session.gid", 0, 0xfffffffe);
+  if (type === 0) return localSession(uid, gid);
+  if (uid !== undefined || gid !== undefined) throw new CodecError(ErrorCode.BadInput, "session.uid and session.gid apply to local sessions (type 0) only");
   return { type: "ssh", host, port, user, password, privateKey, passphrase, hostFingerprint };
 }
 
@@ -646,6 +656,7 @@ export function encodeTaskView(view: TaskView, identity: NodeIdentity, requestTy
     subtasks: view.subtasks.map((sub) => encodeTaskView(sub, identity, requestType)),
     time: Math.max(0, Math.round(view.timeMs)),
     type: requestType,
+    ...(status.escapedPids.length > 0 ? { escaped_pids: [...status.escapedPids] } : {}),
   };
 }
 

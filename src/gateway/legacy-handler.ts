@@ -139,6 +139,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         return { item: encodeErrorItem(identity, { ...base, errorCode: error.legacyCode, message: error.message, state: TaskState.NotSet }) };
       case "invalid":
       case "exists":
+      case "denied":
         return { item: encodeErrorItem(identity, { ...base, errorCode: error.legacyCode, message: error.message, state: TaskState.NotSet }) };
     }
   };

@@ -50,12 +50,20 @@ export class OutputSpool extends Writable {
     this.handle = await open(this.path, "w", 0o600);
   }
 
+  /** The errno code of the first write that failed (e.g. ENOSPC); the output is incomplete. */
+  storageError: string | undefined;
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.append(chunk).then(() => callback(), callback);
+    this.append(chunk).then(() => callback(), (error: unknown) => callback(this.failed(error)));
   }
 
   override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    this.append(Buffer.concat(chunks.map((c) => c.chunk))).then(() => callback(), callback);
+    this.append(Buffer.concat(chunks.map((c) => c.chunk))).then(() => callback(), (error: unknown) => callback(this.failed(error)));
+  }
+
+  private failed(error: unknown): Error {
+    this.storageError ??= (error as NodeJS.ErrnoException).code ?? "EIO";
+    return error as Error;
   }
 
   private async append(chunk: Buffer): Promise<void> {

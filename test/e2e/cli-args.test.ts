@@ -193,6 +193,14 @@ describe("taskSpecFromOptions", () => {
     await expect(taskSpecFromOptions({ key: "id" }, ["x"], deps())).rejects.toThrow(/needs --ssh/);
     await expect(taskSpecFromOptions({ ssh: "a@h", "password-env": "NOPE" }, ["x"], deps())).rejects.toThrow(/NOPE is not set/);
   });
+
+  it("asks to run as a user with --uid and --gid, on the node only", async () => {
+    const { spec } = await taskSpecFromOptions({ uid: "65534", gid: "100" }, ["id"], deps());
+    expect(spec.session).toMatchObject({ type: SessionType.LOCAL, runAsUid: 65534, runAsGid: 100 });
+    expect((await taskSpecFromOptions({}, ["id"], deps())).spec.session).toBeUndefined();
+    await expect(taskSpecFromOptions({ uid: "-1" }, ["id"], deps())).rejects.toThrow(/--uid: expected a non-negative integer/);
+    await expect(taskSpecFromOptions({ ssh: "a@h", uid: "5" }, ["id"], deps())).rejects.toThrow(/not over --ssh/);
+  });
 });
 
 describe("states", () => {

@@ -95,6 +95,11 @@ function describeSupport(title: string, support: CgroupSupport | undefined): voi
   });
 }
 
+const v1Freezer = (await exists("/sys/fs/cgroup/freezer/cgroup.procs")) && detected !== undefined;
+const v1: CgroupSupport | undefined = v1Freezer
+  ? { version: 1, freezer: "/sys/fs/cgroup/freezer/drce", pids: (await exists("/sys/fs/cgroup/pids/drce")) ? "/sys/fs/cgroup/pids/drce" : undefined }
+  : undefined;
+describeSupport("cgroup v1 freezer and pids (freeze, kill, thaw)", v1);
 describeSupport(`the detected cgroups (${detected === undefined ? "none" : `v${detected.version}`})`, detected);
 describeSupport("cgroup v2 with cgroup.kill (hybrid layout's unified hierarchy)", unified);
 describeSupport(
@@ -118,9 +123,7 @@ describe("detectCgroups and createTaskCgroup", () => {
     await expect(createTaskCgroup(detected!, "")).rejects.toThrow(/not allowed/);
   });
 
-  it.skipIf(detected?.version !== 1)("uses the v1 freezer and pids hierarchies under a parent named drce", () => {
-    const v1 = detected as Extract<CgroupSupport, { version: 1 }>;
-    expect(v1.freezer).toBe("/sys/fs/cgroup/freezer/drce");
-    expect(v1.pids).toBe("/sys/fs/cgroup/pids/drce");
+  it.skipIf(detected === undefined || unified?.version !== 2 || !unified.kill)("prefers the unified hierarchy with cgroup.kill over v1 in the hybrid layout", () => {
+    expect(detected).toEqual({ version: 2, parent: "/sys/fs/cgroup/unified/drce", kill: true });
   });
 });

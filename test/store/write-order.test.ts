@@ -1,0 +1,90 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+
+/*
+ * The store's write order, seen in the system calls a real process makes (strace -f -y):
+ * every JSON file is written to a temp file, fsynced, renamed over its name, and then its
+ * directory is fsynced; a task's request is durable before its status, and both before
+ * create() returns (the node acknowledges a submission only after that).
+ */
+
+const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
+let strace = "";
+try {
+  strace = execFileSync("sh", ["-c", "command -v strace"], { encoding: "utf8" }).trim();
+} catch {
+  console.warn("write-order test skipped: strace is not installed");
+}
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+/** One traced event: the call and the path(s) it names, in the order they happened. */
+interface Event {
+  readonly call: string;
+  readonly path: string;
+  readonly to?: string;
+}
+
+function parseTrace(text: string, dataDir: string): Event[] {
+  const events: Event[] = [];
+  for (const line of text.split("\n")) {
+    // e.g. "1234  fsync(23</tmp/x/tasks/t1/.status.json.ab12.tmp>) = 0"
+    const match = /^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)/.exec(line);
+    if (match === null || Number(match[3]) < 0) continue;
+    const [, call, args] = match as unknown as [string, string, string];
+    const paths = [...args.matchAll(/"([^"]*)"|<([^>]*)>/g)].map((m) => m[1] ?? m[2] ?? "").filter((p) => p.startsWith(dataDir));
+    if (paths.length === 0) continue;
+    const rel = (p: string): string => p.slice(dataDir.length).replace(/\.[0-9a-f]{8}\.tmp$/, ".tmp");
+    if (call === "rename" || call === "renameat" || call === "renameat2") events.push({ call: "rename", path: rel(paths[0]!), to: rel(paths[1] ?? "") });
+    else if (call === "openat" && /O_CREAT/.test(args)) events.push({ call: "create", path: rel(paths[0]!) });
+    else if (call === "fsync" || call === "fdatasync") events.push({ call: "fsync", path: rel(paths[0]!) });
+  }
+  return events;
+}
+
+describe.skipIf(strace === "")("the task store's writes", () => {
+  it("go temp file, fsync, rename, directory fsync; request before status; all before create() returns", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "drce-order-"));
+    dirs.push(dataDir);
+    const traceFile = join(dataDir, "..", `${dataDir.split("/").pop()}.trace`);
+    const run = spawnSync(
+      strace,
+      ["-f", "-y", "-qq", "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2,write", "-o", traceFile, process.execPath, "--import", "tsx", "test/fixtures/store-writes.mts", dataDir],
+      { cwd: repoRoot, encoding: "utf8", timeout: 60_000 },
+    );
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toBe("CREATED\nSAVED\n");
+    const text = await readFile(traceFile, "utf8");
+    await rm(traceFile, { force: true });
+    const events = parseTrace(text, dataDir).map((e) => (e.to === undefined ? `${e.call} ${e.path}` : `${e.call} ${e.path} -> ${e.to}`));
+    // The process's own "CREATED" line is written to stdout between create() and saveStatus().
+    const createdAt = text.split("\n").findIndex((l) => /write\(1<[^>]*>, "CREATED\\n"/.test(l));
+    expect(createdAt).toBeGreaterThan(0);
+    const createEvents = parseTrace(text.split("\n").slice(0, createdAt).join("\n"), dataDir).length;
+
+    expect(events).toEqual([
+      "create /tasks/t1/.request.json.tmp",
+      "fsync /tasks/t1/.request.json.tmp",
+      "rename /tasks/t1/.request.json.tmp -> /tasks/t1/request.json",
+      "fsync /tasks/t1",
+      "create /tasks/t1/.status.json.tmp",
+      "fsync /tasks/t1/.status.json.tmp",
+      "rename /tasks/t1/.status.json.tmp -> /tasks/t1/status.json",
+      "fsync /tasks/t1",
+      "fsync /tasks",
+      // saveStatus: a state change.
+      "create /tasks/t1/.status.json.tmp",
+      "fsync /tasks/t1/.status.json.tmp",
+      "rename /tasks/t1/.status.json.tmp -> /tasks/t1/status.json",
+      "fsync /tasks/t1",
+    ]);
+    // Everything of create() happened before it returned.
+    expect(createEvents).toBe(9);
+  });
+});
