@@ -5,6 +5,7 @@ import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { createTokenCheck } from "./auth.js";
 import { type Config, parseHostPort, validateConfig } from "./config.js";
 import { createTaskHandler } from "./connect/task-handler.js";
+import { stalledReaderPaths, watchStalledReader } from "./connect/stalled-reader.js";
 import type { NodeIdentity } from "./core/api.js";
 import { createTaskCore } from "./core/task-core.js";
 import { ResourceLog } from "./core/resource-log.js";
@@ -120,6 +121,9 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       }
       void handleLegacyHttp(legacy, req, res, { maxBodyBytes: config.maxRequestBytes });
       return;
+    }
+    if (stalledReaderPaths.has(path ?? "")) {
+      watchStalledReader(res, { stalledMs: config.stalledReaderMs, onDrop: () => logger.warn({ path }, "dropped a stream reader that accepted nothing") });
     }
     connect(req as never, res as never);
   };
