@@ -24,6 +24,11 @@ export interface NodeProcess {
   readonly zmqEndpoint: string;
   readonly dataDir: string;
   readonly client: Client<typeof TaskService>;
+  /**
+   * A client that accepts no compression: output travels as the bytes the task wrote (a
+   * gzip-accepting client would get a GiB of zeros as a few hundred kilobytes).
+   */
+  readonly rawClient: Client<typeof TaskService>;
   /** The node's log so far (JSON lines from stderr). */
   log(): string;
   /** SIGTERM, wait for the exit, remove the data directory. */
@@ -78,6 +83,7 @@ export async function spawnNodeProcess(flags: readonly string[] = [], env: NodeJ
     zmqEndpoint: listening.zmq,
     dataDir,
     client,
+    rawClient: createClient(TaskService, createConnectTransport({ baseUrl: listening.url, httpVersion: "2", acceptCompression: [] })),
     log: () => log,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {

@@ -48,7 +48,7 @@ describe("node memory while a task writes 1 GiB", { timeout: 240_000 }, () => {
     let nonZero = 0;
     let result: TaskResult | undefined;
     let firstHalf = 0;
-    for await (const m of whole.client.streamTaskOutput({ task: id, follow: true })) {
+    for await (const m of whole.rawClient.streamTaskOutput({ task: id, follow: true })) {
       if (m.event.case === "output") {
         if (received < GiB / 2 && received + m.event.value.data.length >= GiB / 2) {
           // Flat, not merely bounded: the second half of the output adds nothing to the first's peak.
