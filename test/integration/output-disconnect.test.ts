@@ -57,10 +57,12 @@ describe.concurrent("a streaming caller that disconnects", () => {
     const id = `disc-run-${Date.now()}`;
     const session = openStream("RunTask", RunTaskRequestSchema, { task: { id, command: "sleep 300 & sleep 300" } });
     const running = await waitState(id, [TaskState.IN_PROGRESS]);
+    // The task leads its own process group: its pid is the group id.
+    expect(liveGroupMembers(running.pid).length).toBeGreaterThan(0);
     session.destroy();
     const ended = await waitState(id, finalStates);
     expect(ended.state).toBe(TaskState.TERMINATED);
-    await until(() => liveGroupMembers(running.pgid), (members) => members.length === 0, 5000, "the task's group to be gone");
+    await until(() => liveGroupMembers(running.pid), (members) => members.length === 0, 5000, "the task's group to be gone");
   });
 
   it("from StreamTaskOutput (its connection closed under the stream) leaves the task running to its end", async () => {
