@@ -130,9 +130,13 @@ export function openFiles(pid: number): string[] {
   return targets;
 }
 
-/** Children of a process, with their states from /proc (Z: zombie). */
-export function childrenOf(pid: number): { pid: number; state: string }[] {
-  const children: { pid: number; state: string }[] = [];
+/**
+ * Children of a process from /proc: state (Z: zombie), process group and name. A task's
+ * process leads its own group; a helper of the node's runtime (the esbuild service of tsx)
+ * stays in the node's group.
+ */
+export function childrenOf(pid: number): { pid: number; state: string; pgid: number; name: string }[] {
+  const children: { pid: number; state: string; pgid: number; name: string }[] = [];
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
     let stat: string;
@@ -142,7 +146,9 @@ export function childrenOf(pid: number): { pid: number; state: string }[] {
       continue;
     }
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(rest[1]) === pid) children.push({ pid: Number(name), state: rest[0] ?? "?" });
+    if (Number(rest[1]) === pid) {
+      children.push({ pid: Number(name), state: rest[0] ?? "?", pgid: Number(rest[2]), name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
+    }
   }
   return children;
 }

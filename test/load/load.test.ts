@@ -30,19 +30,35 @@ afterAll(async () => {
   await node?.stop();
 });
 
-/** Runs `count` jobs with at most `inFlight` at once; returns the failures' descriptions. */
-async function runAll(count: number, job: (index: number) => Promise<string | undefined>): Promise<{ failures: string[]; seconds: number }> {
+/** A task that has not answered in this long counts as a failure (a hang, not a slow machine). */
+const taskDeadlineMs = 120_000;
+
+/**
+ * Runs `count` jobs with at most `inFlight` at once, printing progress every 15 s; returns the
+ * failures' descriptions.
+ */
+async function runAll(what: string, count: number, job: (index: number) => Promise<string | undefined>): Promise<{ failures: string[]; seconds: number }> {
   const failures: string[] = [];
   let next = 0;
+  let done = 0;
   const started = process.hrtime.bigint();
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      for (let index = next++; index < count; index = next++) {
-        const failure = await job(index).catch((error: unknown) => `task ${index}: ${String(error)}`);
-        if (failure !== undefined) failures.push(failure);
-      }
-    }),
-  );
+  const progress = setInterval(() => console.log(`${what}: ${done}/${count} done, ${failures.length} failures`), 15_000);
+  try {
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        for (let index = next++; index < count; index = next++) {
+          let timer: NodeJS.Timeout | undefined;
+          const deadline = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`task ${index}: no answer in ${taskDeadlineMs} ms`), taskDeadlineMs)));
+          const failure = await Promise.race([job(index).catch((error: unknown) => `task ${index}: ${String(error)}`), deadline]);
+          clearTimeout(timer);
+          done++;
+          if (failure !== undefined) failures.push(failure);
+        }
+      }),
+    );
+  } finally {
+    clearInterval(progress);
+  }
   return { failures, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
@@ -78,13 +94,14 @@ const legacyTask = (agent: Agent, index: number): Promise<string | undefined> =>
       : `legacy task ${index}: HTTP ${status}, ${body.slice(0, 300)}`;
   });
 
-/** The node's figures: open descriptors, RSS, children (and zombies among them). */
+/** The node's figures: open descriptors, RSS, task processes, zombie children, CPU seconds. */
 function figures(): { fds: number; rss: number; children: number; zombies: number; cpu: number } {
+  // Task processes lead their own groups; the esbuild service that tsx starts does not.
   const children = childrenOf(node.pid);
   return {
     fds: openFiles(node.pid).length,
     rss: memoryOf(node.pid).rss,
-    children: children.length,
+    children: children.filter((c) => c.pgid === c.pid).length,
     zombies: children.filter((c) => c.state === "Z").length,
     cpu: cpuSecondsOf(node.pid),
   };
@@ -96,21 +113,21 @@ describe(`load: ${tasksPerApi} tasks through Connect and ${tasksPerApi} through 
     try {
       // Warm up both paths so that lazily opened resources (HTTP/2 session, keep-alive
       // sockets, pools) are part of the baseline.
-      const warm = await runAll(inFlight * 2, async (i) => (i % 2 === 0 ? connectTask() : legacyTask(agent, 1_000_000 + i)));
+      const warm = await runAll("warm-up", inFlight * 2, async (i) => (i % 2 === 0 ? connectTask() : legacyTask(agent, 1_000_000 + i)));
       expect(warm.failures).toEqual([]);
       // The test's own keep-alive sockets are closed before each measurement.
       agent.destroy();
-      await until(figures, (f) => f.children === 0, 30_000, "the warm-up's tasks to be reaped");
+      await until(figures, (f) => f.children === 0 && f.zombies === 0, 30_000, "the warm-up's tasks to be reaped");
       const before = figures();
 
       agent = new Agent({ keepAlive: true, maxSockets: inFlight });
-      const connect = await runAll(tasksPerApi, () => connectTask());
-      const legacy = await runAll(tasksPerApi, (i) => legacyTask(agent, i));
+      const connect = await runAll("Connect", tasksPerApi, () => connectTask());
+      const legacy = await runAll("legacy HTTP", tasksPerApi, (i) => legacyTask(agent, i));
       const busy = figures();
       agent.destroy();
 
       // Descriptors and children settle once the last tasks' pipes are closed and reaped.
-      const after = await until(figures, (f) => f.children === 0 && f.fds <= before.fds + 8, 30_000, "the node's descriptors and children to settle");
+      const after = await until(figures, (f) => f.children === 0 && f.zombies === 0 && f.fds <= before.fds + 8, 30_000, "the node's descriptors and children to settle");
       const taskDirs = (await readdir(join(node.dataDir, "tasks")).catch(() => [])).filter((name) => !name.startsWith("."));
       const listed = (await node.client.listTasks({})).tasks.length;
 
@@ -120,10 +137,10 @@ describe(`load: ${tasksPerApi} tasks through Connect and ${tasksPerApi} through 
           `load figures (${inFlight} in flight, --max-concurrent ${inFlight}):`,
           `  Connect SubmitTask (sync, cleanup): ${rate(tasksPerApi, connect.seconds)}, ${connect.failures.length} failures`,
           `  legacy HTTP POST /drce (sync, cleanup): ${rate(tasksPerApi, legacy.seconds)}, ${legacy.failures.length} failures`,
-          `  open fds: ${before.fds} before, ${busy.fds} right after, ${after.fds} settled`,
+          `  open fds: ${before.fds} before, ${busy.fds} right after (with the ${inFlight} keep-alive connections of the test), ${after.fds} settled`,
           `  RSS: ${(before.rss / MiB).toFixed(1)} MiB before, ${(busy.rss / MiB).toFixed(1)} MiB right after, ${(after.rss / MiB).toFixed(1)} MiB settled`,
           `  node CPU: ${(busy.cpu - before.cpu).toFixed(1)} s for ${2 * tasksPerApi} tasks (${(((busy.cpu - before.cpu) / (2 * tasksPerApi)) * 1000).toFixed(2)} ms per task)`,
-          `  children: ${after.children}, zombies: ${after.zombies}; task dirs left: ${taskDirs.length}; tasks listed: ${listed}`,
+          `  task processes left: ${after.children}, zombie children: ${after.zombies}; task dirs left: ${taskDirs.length}; tasks listed: ${listed}`,
         ].join("\n"),
       );
 
