@@ -12,6 +12,7 @@ import { createReflectionHandlers } from "./connect/reflection-handler.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ServerReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { stalledReaderPaths, watchStalledReader } from "./connect/stalled-reader.js";
 import type { NodeIdentity } from "./core/api.js";
 import { createTaskCore } from "./core/task-core.js";
 import { ResourceLog } from "./core/resource-log.js";
@@ -215,6 +216,9 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       }
       void handleAdminHttp(adminHandler, req, res);
       return;
+    }
+    if (stalledReaderPaths.has(path ?? "")) {
+      watchStalledReader(res, { stalledMs: config.stalledReaderMs, onDrop: () => logger.warn({ path }, "dropped a stream reader that accepted nothing") });
     }
     connect(req as never, res as never);
   };

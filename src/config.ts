@@ -26,6 +26,8 @@ export interface Config {
   readonly maxTaskMs: number;
   /** Largest request body accepted, bytes. */
   readonly maxRequestBytes: number;
+  /** Milliseconds a follower's stream may accept nothing before it is dropped; zero: never. */
+  readonly stalledReaderMs: number;
   /** Largest file returned by a read-after action, bytes. */
   readonly maxFileBytes: number;
   /** Absolute directories a task's work_dir may name, besides its own directory. */
@@ -85,6 +87,7 @@ export function defaultConfig(): Config {
     maxOutputBytes: 256 * 1024 * 1024,
     maxTaskMs: 0,
     maxRequestBytes: 16 * 1024 * 1024,
+    stalledReaderMs: 60_000,
     maxFileBytes: 16 * 1024 * 1024,
     allowedDirs: [],
     allowEnv: [],
@@ -142,6 +145,7 @@ const flags = {
   "max-output-bytes": { type: "string" },
   "max-task-ms": { type: "string" },
   "max-request-bytes": { type: "string" },
+  "stalled-reader-ms": { type: "string" },
   "max-file-bytes": { type: "string" },
   "allow-dir": { type: "string", multiple: true },
   "allow-env": { type: "string", multiple: true },
@@ -180,6 +184,7 @@ export const serveUsage = `usage: drce serve [options]
   --max-output-bytes N        bytes kept per output stream, head+tail past it (default 268435456; 0 = all)
   --max-task-ms N             ceiling on any task's running time (default 0 = none)
   --max-request-bytes N       largest request body (default 16777216)
+  --stalled-reader-ms N       drop an output follower or event watcher that accepts nothing this long (default 60000; 0 = never)
   --max-file-bytes N          largest file returned by a read-after action (default 16777216)
   --allow-dir DIR             a directory tasks may use as work_dir (repeatable)
   --allow-env NAME            allow a refused variable such as LD_PRELOAD (repeatable)
@@ -230,6 +235,7 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     maxOutputBytes: integer(values["max-output-bytes"], base.maxOutputBytes, "max-output-bytes"),
     maxTaskMs: integer(values["max-task-ms"], base.maxTaskMs, "max-task-ms"),
     maxRequestBytes: integer(values["max-request-bytes"], base.maxRequestBytes, "max-request-bytes"),
+    stalledReaderMs: integer(values["stalled-reader-ms"], base.stalledReaderMs, "stalled-reader-ms"),
     maxFileBytes: integer(values["max-file-bytes"], base.maxFileBytes, "max-file-bytes"),
     allowedDirs: (values["allow-dir"] ?? []).map((d) => resolve(d)),
     allowEnv: values["allow-env"] ?? [],

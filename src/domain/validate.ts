@@ -1,5 +1,5 @@
 import { DrceError, ErrorCode } from "./errors.js";
-import type { TaskSpec } from "./task.js";
+import { FileAction, type TaskSpec } from "./task.js";
 
 /** Task ids and aliases: letters, digits, '.', '_', '-', at most 128 characters, not "." or "..". */
 const idPattern = /^[A-Za-z0-9._-]{1,128}$/;
@@ -53,7 +53,7 @@ export function validateSpec(spec: TaskSpec, options: ValidateOptions = {}): voi
         throw invalid(`environment variable ${name} is refused by this node`, ErrorCode.SetEnvironment);
       }
     }
-    for (const file of task.files) checkFileName(file.name);
+    for (const file of task.files) checkFileName(file.name, fileActionCode(file.action));
     for (const [field, value] of [
       ["timeout", task.timeoutSeconds],
       ["time_max", task.timeMaxMs],
@@ -69,11 +69,25 @@ export function validateSpec(spec: TaskSpec, options: ValidateOptions = {}): voi
 
 /**
  * Checks a file name of a task's `files` lexically: relative, no `..` segment, no NUL.
- * Symlinks are checked against the real directory by the executor. Throws DrceError 201.
+ * Symlinks are checked against the real directory by the executor. Throws DrceError with
+ * `code` (201 unless told).
  */
-export function checkFileName(name: string): void {
+export function checkFileName(name: string, code: number = ErrorCode.FileCreate): void {
   const problem = fileNameProblem(name);
-  if (problem !== undefined) throw invalid(`file ${JSON.stringify(name)}: ${problem}`, ErrorCode.FileCreate);
+  if (problem !== undefined) throw invalid(`file ${JSON.stringify(name)}: ${problem}`, code);
+}
+
+/**
+ * The error code of a refused file name for a file's action bits: that of the first step
+ * that would use the name, in the order they run (delete before 202, create 201, read
+ * after 203, delete after 204); 201 for a file with no action.
+ */
+export function fileActionCode(action: number): number {
+  if (action & FileAction.DeleteBefore) return ErrorCode.FileDeleteBefore;
+  if (action & FileAction.CreateBefore) return ErrorCode.FileCreate;
+  if (action & FileAction.ReadAfter) return ErrorCode.FileRead;
+  if (action & FileAction.DeleteAfter) return ErrorCode.FileDeleteAfter;
+  return ErrorCode.FileCreate;
 }
 
 /** Returns why a file name is refused, or undefined when it is acceptable. */

@@ -22,7 +22,7 @@ async function resolveInside(workDir: string, name: string, code: number, create
   const root = await realpath(workDir);
   const target = join(root, name);
   const parent = dirname(target);
-  if (createParents) await mkdir(parent, { recursive: true });
+  if (createParents) await makeParentsInside(root, relative(root, parent), name, code);
   let realParent: string;
   try {
     realParent = await realpath(parent);
@@ -33,6 +33,31 @@ async function resolveInside(workDir: string, name: string, code: number, create
     throw new DrceError("invalid", `file ${JSON.stringify(name)}: path escapes the working directory`, { legacyCode: code });
   }
   return join(realParent, target.slice(parent.length + 1));
+}
+
+/**
+ * Creates the directories of `relParent` below `root` one at a time, checking each by its
+ * real path first: `mkdir -p` through a symlink that points out ("link-out/new/file") would
+ * create directories outside the work dir before any check could refuse the name.
+ */
+async function makeParentsInside(root: string, relParent: string, name: string, code: number): Promise<void> {
+  let current = root;
+  for (const part of relParent.split(sep)) {
+    if (part === "" || part === ".") continue;
+    const next = join(current, part);
+    let real = await realpath(next).catch(() => undefined);
+    if (real === undefined) {
+      // Missing (or a dangling symlink, which mkdir refuses with EEXIST and realpath again fails on).
+      await mkdir(next, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== "EEXIST") throw error;
+      });
+      real = await realpath(next).catch(() => undefined);
+    }
+    if (real === undefined || !isInside(root, real)) {
+      throw new DrceError("invalid", `file ${JSON.stringify(name)}: path escapes the working directory`, { legacyCode: code });
+    }
+    current = real;
+  }
 }
 
 function fileError(name: string, code: number, what: string, error: unknown): DrceError {

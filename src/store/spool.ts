@@ -104,10 +104,19 @@ export class OutputSpool extends Writable {
       if (this.tailHandle !== undefined) {
         const tailBytes = Math.min(this.total - this.headCap, this.tailCap);
         const start = tailBytes < this.tailCap ? 0 : (this.total - this.headCap) % this.tailCap;
-        const ring = Buffer.alloc(tailBytes);
-        await this.tailHandle.read(ring, 0, tailBytes, 0);
-        const ordered = Buffer.concat([ring.subarray(start), ring.subarray(0, start)]);
-        await writeAll(handle, ordered, this.headCap);
+        // Copied in pieces: a tail as large as the cap (128 MiB by default) must not pass
+        // through memory at once.
+        const piece = Buffer.allocUnsafe(Math.min(tailBytes, 1024 * 1024));
+        let written = 0;
+        for (const [from, to] of [[start, tailBytes], [0, start]] as const) {
+          for (let offset = from; offset < to; ) {
+            const { bytesRead } = await this.tailHandle.read(piece, 0, Math.min(piece.length, to - offset), offset);
+            if (bytesRead === 0) break;
+            await writeAll(handle, piece.subarray(0, bytesRead), this.headCap + written);
+            offset += bytesRead;
+            written += bytesRead;
+          }
+        }
         await this.tailHandle.close();
         await rm(`${this.path}.tail`, { force: true });
       }

@@ -28,7 +28,7 @@ export async function spawnServe(args: readonly string[], env: NodeJS.ProcessEnv
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   delete childEnv["DRCE_TOKEN"];
   if (env["DRCE_TEST_CRASH_AT"] === undefined) delete childEnv["DRCE_TEST_CRASH_AT"];
-  const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve", "--listen", "127.0.0.1:0", "--no-zmq", "--log-level", "info", ...args], {
+  const proc = spawn(process.execPath, ["--import", "tsx", "src/main.ts", "serve", "--listen", "127.0.0.1:0", "--no-zmq", "--no-admin-zmq", "--log-level", "info", ...args], {
     cwd: repoRoot,
     env: childEnv,
     stdio: ["ignore", "ignore", "pipe"],

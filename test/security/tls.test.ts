@@ -214,7 +214,7 @@ describe("drce over TLS", () => {
   });
 
   it("drce serve names the TLS file it cannot read", async () => {
-    const outcome = await drce(["serve", "--listen", "127.0.0.1:0", "--no-zmq", "--data-dir", pki.dir, "--tls-cert", `${pki.dir}/nope.pem`, "--tls-key", pki.serverKey]);
+    const outcome = await drce(["serve", "--listen", "127.0.0.1:0", "--no-zmq", "--no-admin-zmq", "--data-dir", pki.dir, "--tls-cert", `${pki.dir}/nope.pem`, "--tls-key", pki.serverKey]);
     expect(outcome.code).toBe(2);
     expect(outcome.stderr).toMatch(/--tls-cert .*nope\.pem: ENOENT/);
   });
