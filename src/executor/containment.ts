@@ -11,7 +11,15 @@ import { listProcPids, readAllProcStats } from "./process-usage.js";
  * execs the command with the same pid. `read` takes a pipe byte by byte, so the task's own
  * input that follows is left for the command.
  */
-export const cgroupGate = ["/bin/sh", ["-c", 'read -r _ || exit 125; exec "$@"', "drce-gate"]] as const;
+export const cgroupGate = ["/bin/sh", ["-c", 'read -r _ || exit 125; [ "$1" = keep-pwd ] || unset PWD; shift; exec "$@"', "drce-gate"]] as const;
+
+/**
+ * The gate's first argument: the gate's shell exports a PWD of its own, which a task run
+ * without a gate would not see; it is kept only when the task's environment asked for one.
+ */
+export function gateArgs(env: Readonly<Record<string, string | undefined>>): string[] {
+  return [...cgroupGate[1], env["PWD"] === undefined ? "drop-pwd" : "keep-pwd"];
+}
 
 /** Why a command cannot be executed, as execvp(3) would find it; undefined when it can. */
 export type ExecProblem = "ENOENT" | "EACCES";

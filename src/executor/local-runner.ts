@@ -3,7 +3,7 @@ import { pipeline } from "node:stream/promises";
 import { execa } from "execa";
 import { ErrorCode } from "../domain/errors.js";
 import type { TerminateOptions } from "../domain/task.js";
-import { createContainment, cgroupGate, findExecProblem, type Containment } from "./containment.js";
+import { createContainment, cgroupGate, findExecProblem, gateArgs, type Containment } from "./containment.js";
 import { taskEnvironment, shellCommand } from "./env.js";
 import { localFiles } from "./local-files.js";
 import { listGroupPids, readProcStartTicks, createGroupUsageSampler } from "./process-usage.js";
@@ -90,7 +90,7 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       // a missing program is found here, as spawn would have found it.
       const gated = contained.cgroup !== undefined;
       const problem = gated ? findExecProblem(file, request.workDir, env["PATH"] ?? "") : undefined;
-      const [spawnFile, spawnArgs] = gated && problem === undefined ? [cgroupGate[0], [...cgroupGate[1], file, ...args]] : [file, args];
+      const [spawnFile, spawnArgs] = gated && problem === undefined ? [cgroupGate[0], [...gateArgs(env), file, ...args]] : [file, args];
       const child = execa(problem === undefined ? spawnFile : file, problem === undefined ? spawnArgs : args, {
         ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }),
         cwd: request.workDir,
