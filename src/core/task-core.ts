@@ -162,11 +162,16 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     options.onEvent?.(event);
   };
 
-  /** Changes a task's status in memory, persists it, and publishes the change. */
-  const update = async (entry: Entry, changes: Partial<TaskStatus>, point?: string): Promise<void> => {
+  /**
+   * Changes a task's status in memory, persists it, and publishes the change. Only
+   * `durable` writes are fsynced: intermediate states (queued, spawned) need not survive
+   * an OS crash, after which no task process survives either and recovery marks the task
+   * crashed all the same; a node killed outright keeps them in the page cache.
+   */
+  const update = async (entry: Entry, changes: Partial<TaskStatus>, point?: string, durable = true): Promise<void> => {
     const stateChanged = changes.state !== undefined && changes.state !== entry.status.state;
     entry.status = { ...entry.status, ...changes };
-    await store.saveStatus(entry.status, point);
+    await store.saveStatus(entry.status, point, durable);
     if (stateChanged) publish(entry.status);
   };
 
@@ -324,7 +329,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     let slotHeld = false;
     try {
       // Wait for a slot; a ttl ends the wait.
-      if (!slots.free) await update(entry, { state: TaskState.Queued });
+      if (!slots.free) await update(entry, { state: TaskState.Queued }, undefined, false);
       const ttlTimer = spec.ttlMs > 0 ? setTimeout(() => live.abort.abort(), spec.ttlMs) : undefined;
       // A terminate that came while the queued status was written has already aborted the signal.
       slotHeld = await slots.acquire(live.abort.signal);
@@ -407,7 +412,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       stdout: spools.stdout,
       stderr: spools.stderr,
       onSpawn: async (info) => {
-        await update(entry, { state: TaskState.InProgress, pid: info.pid, pgid: info.pgid, procStartTicks: info.procStartTicks, startedAt: Date.now() }, "spawned");
+        await update(entry, { state: TaskState.InProgress, pid: info.pid, pgid: info.pgid, procStartTicks: info.procStartTicks, startedAt: Date.now() }, "spawned", false);
       },
     });
     live.handle = handle;
@@ -435,11 +440,13 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       for (const timer of timers) clearTimeout(timer);
       clearInterval(sampler);
     }
-    for (const spool of [spools.stdout, spools.stderr]) {
-      if (!spool.writableEnded) spool.end();
-      await finished(spool).catch(() => undefined);
-      await spool.finish();
-    }
+    await Promise.all(
+      [spools.stdout, spools.stderr].map(async (spool) => {
+        if (!spool.writableEnded) spool.end();
+        await finished(spool).catch(() => undefined);
+        await spool.finish();
+      }),
+    );
 
     // Files after the command.
     let fileError: DrceError | undefined;
@@ -661,7 +668,10 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     }
     slots.reserve(tree.length);
     const made = tree.map(({ spec: task, parentId }) => makeEntry(task, parentId, parentId === "" ? digest : specDigest(task)));
-    const accepted = Promise.all(made.map((entry) => store.create({ digest: entry.digest, spec: toStoredSpec(entry.spec) }, entry.status))).then(() => undefined);
+    // An async submission is acknowledged at once, so it must be on disk first; a sync one is
+    // acknowledged by its final result, whose durable write makes the whole task durable.
+    const durable = spec.mode !== 1;
+    const accepted = Promise.all(made.map((entry) => store.create({ digest: entry.digest, spec: toStoredSpec(entry.spec) }, entry.status, durable))).then(() => undefined);
     for (const entry of made) {
       entry.accepted = accepted;
       entries.set(entry.status.id, entry);

@@ -1,6 +1,6 @@
 import { constants } from "node:os";
 import { pipeline } from "node:stream/promises";
-import { execa } from "execa";
+import { spawn } from "node:child_process";
 import { ErrorCode } from "../domain/errors.js";
 import type { TerminateOptions } from "../domain/task.js";
 import { taskEnvironment, shellCommand } from "./env.js";
@@ -74,27 +74,19 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
     async start(request: ExecRequest): Promise<ExecHandle> {
       const { spec } = request;
       const [file, args] = spec.command !== "" ? shellCommand(spec.shell, spec.command) : [spec.argv[0] ?? "", spec.argv.slice(1)];
-      const child = execa(file, args, {
+      // A plain spawn: the hot path of every task, where execa's stream and promise layers
+      // cost a third of the throughput and nothing of theirs is used.
+      const child = spawn(file, args, {
         cwd: request.workDir,
         env: taskEnvironment(spec.env, { ...options.extraEnv, DRCE_TASK_ID: spec.id }),
-        extendEnv: false,
         detached: true,
-        cleanup: false,
-        buffer: false,
-        reject: false,
-        stdin: "pipe",
-        stdout: "pipe",
-        stderr: "pipe",
-        encoding: "buffer",
-        stripFinalNewline: false,
-        forceKillAfterDelay: false,
+        stdio: ["pipe", "pipe", "pipe"],
       });
-      // execa settles after the streams end; its result is not needed (exit comes from
-      // the 'exit' event) but its promise must not go unhandled.
-      const settled = child.then(
-        () => undefined,
-        () => undefined,
-      );
+      // Settles once the process and its pipes are closed, or it could not start.
+      const settled = new Promise<void>((resolve) => {
+        child.once("close", () => resolve());
+        child.once("error", () => resolve());
+      });
       const spawned = await new Promise<{ ok: true } | { ok: false; code: string; message: string }>((resolve) => {
         child.once("spawn", () => resolve({ ok: true }));
         child.once("error", (error: NodeJS.ErrnoException) => resolve({ ok: false, code: error.code ?? "", message: error.message }));

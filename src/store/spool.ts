@@ -87,7 +87,7 @@ export class OutputSpool extends Writable {
 
   /**
    * Completes the file: stitches the tail ring after the head when the cap was passed,
-   * fsyncs and closes. Safe to call once the writer side ended.
+   * fdatasyncs and closes. Safe to call once the writer side ended.
    */
   async finish(): Promise<void> {
     if (this.ended) return;
@@ -103,7 +103,7 @@ export class OutputSpool extends Writable {
         await this.tailHandle.close();
         await rm(`${this.path}.tail`, { force: true });
       }
-      await handle.sync();
+      await handle.datasync();
       await handle.close();
     }
     this.fileSize = Math.min(this.total, this.headCap + this.tailCap);

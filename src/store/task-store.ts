@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { DrceError } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
 import type { StreamName, TaskStatus } from "../domain/task.js";
-import { fsyncDir, writeFileAtomic } from "./atomic.js";
+import { createDirSyncGroup, syncFile, writeFileAtomic } from "./atomic.js";
 
 /** What `request.json` holds: the redacted request and its digest. */
 export interface StoredRequest {
@@ -31,17 +31,26 @@ export interface TaskStoreOptions {
 /**
  * The on-disk task store: a directory per task holding `request.json`, `status.json`,
  * `stdout`, `stderr`, returned files under `files/`, and the default working directory
- * `work/`. Every JSON write is atomic (temp file, fsync, rename, directory fsync).
+ * `work/`. Every JSON write is atomic (temp file, rename); a durable one also fsyncs the
+ * file and its directory, and directory fsyncs of concurrent writes are shared.
  */
 export interface TaskStore {
   /** The tasks root directory. */
   readonly root: string;
   /** Loads every task directory; unreadable ones are reported as undefined status and skipped. */
   load(): Promise<LoadedTask[]>;
-  /** Creates a task's directory and writes its request, then its status; returns once both are durable. */
-  create(request: StoredRequest, status: TaskStatus): Promise<void>;
-  /** Writes a task's status atomically. `point` names the write for the crash hook. */
-  saveStatus(status: TaskStatus, point?: string): Promise<void>;
+  /**
+   * Creates a task's directory and writes its request and status; with `durable` (the
+   * default) returns once both are on disk. A task created without it is made durable by
+   * its first durable status write.
+   */
+  create(request: StoredRequest, status: TaskStatus, durable?: boolean): Promise<void>;
+  /**
+   * Writes a task's status atomically; with `durable` (the default) also fsynced, with the
+   * request too when the task was created without durability. `point` names the write for
+   * the crash hook.
+   */
+  saveStatus(status: TaskStatus, point?: string, durable?: boolean): Promise<void>;
   /** Reads a task's request. */
   readRequest(id: string): Promise<StoredRequest>;
   /** Deletes a task's directory. */
@@ -65,6 +74,9 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
   const root = join(options.dataDir, "tasks");
   await mkdir(root, { recursive: true, mode: 0o700 });
   const taskDir = (id: string): string => join(root, id);
+  const syncDir = createDirSyncGroup();
+  // Tasks whose directory, request and status were written but not fsynced yet.
+  const volatile = new Set<string>();
   const crash = (point: string | undefined): void => {
     if (point !== undefined && options.crashAt === point) {
       // The crash hook stops the node dead, as SIGKILL would, to test recovery.
@@ -110,24 +122,41 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
       await Promise.all(workers);
       return loaded;
     },
-    async create(request, status) {
+    async create(request, status, createDurable) {
       const dir = taskDir(status.id);
+      const durable = createDurable ?? true;
       await wrap("creating a task", async () => {
         await mkdir(join(dir, "work"), { recursive: true, mode: 0o700 });
-        await writeFileAtomic(join(dir, "request.json"), JSON.stringify(request));
-        await writeFileAtomic(join(dir, "status.json"), JSON.stringify(status));
-        await fsyncDir(root);
+        // Both files are fsynced before their renames; the two directory fsyncs that make the
+        // renames and the task's directory durable are shared with concurrent submissions.
+        await Promise.all([
+          writeFileAtomic(join(dir, "request.json"), JSON.stringify(request), { durable, syncDir: async () => undefined }),
+          writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable, syncDir: async () => undefined }),
+        ]);
+        if (durable) await Promise.all([syncDir(dir), syncDir(root)]);
+        else volatile.add(status.id);
       });
       crash("accepted");
     },
-    async saveStatus(status, point) {
-      await wrap("saving a task status", () => writeFileAtomic(join(taskDir(status.id), "status.json"), JSON.stringify(status)));
+    async saveStatus(status, point, saveDurable) {
+      const durable = saveDurable ?? true;
+      const dir = taskDir(status.id);
+      await wrap("saving a task status", async () => {
+        const pending = durable && volatile.has(status.id);
+        await Promise.all([
+          writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable, syncDir }),
+          pending ? syncFile(join(dir, "request.json")) : undefined,
+          pending ? syncDir(root) : undefined,
+        ]);
+        if (pending) volatile.delete(status.id);
+      });
       crash(point);
     },
     async readRequest(id) {
       return wrap("reading a task request", async () => JSON.parse(await readFile(join(taskDir(id), "request.json"), "utf8")) as StoredRequest);
     },
     async remove(id) {
+      volatile.delete(id);
       await wrap("deleting a task", () => rm(taskDir(id), { recursive: true, force: true }));
     },
     taskDir,
