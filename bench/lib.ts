@@ -41,6 +41,8 @@ export interface BenchNodeOptions {
   readonly nodeFlags?: readonly string[];
   /** A task id to probe readiness with (GetTask); otherwise ListTasks is used. */
   readonly probeTask?: string;
+  /** How the node is started; default as `npm start` does. */
+  readonly entry?: readonly string[];
 }
 
 /**
@@ -54,9 +56,7 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     process.execPath,
     [
       ...(options.nodeFlags ?? []),
-      "--import",
-      "tsx",
-      "src/main.ts",
+      ...(options.entry ?? ["--import", "tsx", "src/main.ts"]),
       "serve",
       "--listen",
       `127.0.0.1:${port}`,

@@ -269,7 +269,9 @@ async function main(): Promise<void> {
   const dataDir = join(work, "data");
   let node: BenchNode | undefined;
   try {
-    node = await startBenchNode({ dataDir });
+    // Unlimited output per stream: past --max-output-bytes (256 MiB by default) a run streams
+    // the head live and the tail once the task ends, so 1 GiB would not reach the CLI whole.
+    node = await startBenchNode({ dataDir, args: ["--max-output-bytes", "0"] });
     log(`node up in ${node.startMs.toFixed(0)} ms (pid ${node.pid})`);
     // Warm up both sides (JIT, page cache) before anything is timed.
     await connectSyncThroughput(node, smoke ? 16 : 200);
