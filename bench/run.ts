@@ -29,8 +29,8 @@ import {
 
 const smoke = process.argv.includes("--smoke") || process.env["BENCH_SMOKE"] === "1";
 const sizes = smoke
-  ? { rounds: 1, syncTasks: 64, latencyTasks: 20, asyncTasks: 200, transferBytes: 64 * 1024 * 1024, legacyTasks: 64, storedTasks: 300 }
-  : { rounds: 3, syncTasks: 1500, latencyTasks: 200, asyncTasks: 5000, transferBytes: 1024 * 1024 * 1024, legacyTasks: 1500, storedTasks: 10_000 };
+  ? { rounds: 1, syncTasks: 64, latencyTasks: 20, asyncTasks: 200, transferBytes: 64 * 1024 * 1024, legacyTasks: 64, storedTasks: 100 }
+  : { rounds: 3, syncTasks: 1000, latencyTasks: 200, asyncTasks: 5000, transferBytes: 1024 * 1024 * 1024, legacyTasks: 800, storedTasks: 10_000 };
 const concurrency = 32;
 const MB = 1024 * 1024;
 
