@@ -1,5 +1,6 @@
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { createTokenCheck } from "./auth.js";
@@ -99,6 +100,8 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     return next(request);
   };
   const shutdown = new AbortController();
+  // Every request in flight listens to it; dozens at once are normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
   const connect = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
       router.service(TaskService, createTaskHandler({ core, identity }));
