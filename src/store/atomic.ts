@@ -1,9 +1,32 @@
-import { closeSync, fdatasync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, open as openCallback, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { open, rename } from "node:fs/promises";
 import { dirname, join, basename } from "node:path";
 import { promisify } from "node:util";
 
-const fdatasyncAsync = promisify(fdatasync);
+const fdatasyncRaw = promisify(fdatasync);
+
+/** fsyncs in flight from this process (file and directory). */
+let syncsInFlight = 0;
+
+async function counted<T>(action: () => Promise<T>): Promise<T> {
+  syncsInFlight++;
+  try {
+    return await action();
+  } finally {
+    syncsInFlight--;
+  }
+}
+
+const fdatasyncAsync = (fd: number): Promise<void> => counted(() => fdatasyncRaw(fd));
+
+/**
+ * Tells whether an fsync of this process is under way. While one is, the file system's
+ * journal commits, and a call that creates or renames a file may wait for that commit:
+ * such calls then go to the thread pool rather than block the event loop.
+ */
+export function diskSyncing(): boolean {
+  return syncsInFlight > 0;
+}
 
 /** Options of {@link writeFileAtomic}. */
 export interface AtomicWriteOptions {
@@ -21,6 +44,8 @@ export interface AtomicWriteOptions {
   readonly before?: () => Promise<unknown>;
 }
 
+const openAsync = promisify(openCallback);
+
 let tmpCounter = 0;
 
 /**
@@ -30,14 +55,15 @@ let tmpCounter = 0;
  *
  * The small write and close are synchronous calls: each takes microseconds in the page
  * cache, while a round trip through the thread pool costs a millisecond on a loaded host
- * and a task makes several. The fsyncs, which wait for the disk, go to the pool.
+ * and a task makes several. The fsyncs, which wait for the disk, go to the pool, and so do
+ * the creation and renames while an fsync runs (see {@link diskSyncing}).
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
   const durable = options.durable ?? true;
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${(tmpCounter = (tmpCounter + 1) % 1e9)}.tmp`);
   const bytes = typeof data === "string" ? Buffer.from(data) : data;
-  const fd = openSync(tmp, "w", 0o600);
+  const fd = diskSyncing() ? await openAsync(tmp, "w", 0o600) : openSync(tmp, "w", 0o600);
   try {
     for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset);
     // fdatasync: the data and the size; the rest of the inode does not matter to a reader.
@@ -52,7 +78,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     // Renaming over an existing file makes ext4 start writeback of the new one's unsynced
     // data (auto_da_alloc), which blocks for a millisecond or more on a busy disk: only an
     // fsynced file, with nothing left to write, is renamed on the event loop.
-    if (durable) renameSync(tmp, path);
+    if (durable && !diskSyncing()) renameSync(tmp, path);
     else await rename(tmp, path);
   } catch (error) {
     rmSync(tmp, { force: true });
@@ -63,12 +89,14 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
 
 /** fsyncs a directory so that entries created or renamed in it are durable. */
 export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await counted(async () => {
+    const handle = await open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  });
 }
 
 /** fdatasyncs an existing file (missing files are ignored: nothing to make durable). */

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { DrceError } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
 import type { StreamName, TaskStatus } from "../domain/task.js";
-import { createDirSyncGroup, syncFile, writeFileAtomic } from "./atomic.js";
+import { createDirSyncGroup, diskSyncing, syncFile, writeFileAtomic } from "./atomic.js";
 
 /** What `request.json` holds: the redacted request and its digest. */
 export interface StoredRequest {
@@ -130,8 +130,10 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
       const dir = taskDir(status.id);
       const durable = createDurable ?? true;
       await wrap("creating a task", async () => {
-        // Synchronous: microseconds in the page cache, against a thread pool round trip.
-        mkdirSync(join(dir, "work"), { recursive: true, mode: 0o700 });
+        // Synchronous: microseconds in the page cache, against a thread pool round trip;
+        // unless an fsync runs, when creating a directory may wait for the journal.
+        if (diskSyncing()) await mkdir(join(dir, "work"), { recursive: true, mode: 0o700 });
+        else mkdirSync(join(dir, "work"), { recursive: true, mode: 0o700 });
         // Both files are fsynced before their renames; the two directory fsyncs that make the
         // renames and the task's directory durable are shared with concurrent submissions.
         await Promise.all([
