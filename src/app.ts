@@ -1,6 +1,7 @@
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { readFileSync } from "node:fs";
+import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
 import { createSecureContext } from "node:tls";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
@@ -169,6 +170,8 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   const served = [TaskService, NodeService];
   const health = createHealthHandler({ services: served.map((service) => service.typeName) });
   const reflection = createReflectionHandlers([...served, Health]);
+  // Every request in flight listens to it; dozens at once are normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
   const connect = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
       router.service(TaskService, createTaskHandler({ core, identity }));

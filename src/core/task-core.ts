@@ -128,6 +128,13 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Largest output chunk a stream sends in one message: big enough that per-message work
+ * (a file read, encoding, a write to the HTTP/2 stream) is small against the bytes, well
+ * under the 4 MiB message limit gRPC clients default to.
+ */
+const outputChunkBytes = 1024 * 1024;
+
 /** Resolves when the signal aborts (never rejects). */
 const aborted = (signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
@@ -166,7 +173,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     options.onEvent?.(event);
   };
 
-  /** Changes a task's status in memory, persists it, and publishes the change. */
+  /** Changes a task's status in memory, persists it durably, and publishes the change. */
   const update = async (entry: Entry, changes: Partial<TaskStatus>, point?: string): Promise<void> => {
     const stateChanged = changes.state !== undefined && changes.state !== entry.status.state;
     entry.status = { ...entry.status, ...changes };
@@ -449,11 +456,13 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       for (const timer of timers) clearTimeout(timer);
       clearInterval(sampler);
     }
-    for (const spool of [spools.stdout, spools.stderr]) {
-      if (!spool.writableEnded) spool.end();
-      await finished(spool).catch(() => undefined);
-      await spool.finish();
-    }
+    await Promise.all(
+      [spools.stdout, spools.stderr].map(async (spool) => {
+        if (!spool.writableEnded) spool.end();
+        await finished(spool).catch(() => undefined);
+        await spool.finish();
+      }),
+    );
 
     // Files after the command.
     let fileError: DrceError | undefined;
@@ -688,6 +697,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     }
     slots.reserve(tree.length);
     const made = tree.map(({ spec: task, parentId }) => makeEntry(task, parentId, parentId === "" ? digest : specDigest(task)));
+    // Every task is on disk before it runs, sync or async, so that a node that dies (or a host
+    // that loses power) never leaves a process it cannot account for.
     const accepted = Promise.all(made.map((entry) => store.create({ digest: entry.digest, spec: toStoredSpec(entry.spec) }, entry.status))).then(() => undefined);
     for (const entry of made) {
       entry.accepted = accepted;
@@ -790,7 +801,6 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     const id = entry.status.id;
     const position: Record<StreamName, number> = { stdout: offsets.stdout, stderr: offsets.stderr };
     const handles: Partial<Record<StreamName, Awaited<ReturnType<typeof open>>>> = {};
-    const buffer = Buffer.allocUnsafe(256 * 1024);
     const stopped = aborted(signal); // one listener for the whole stream, not one per wait
     try {
       for (;;) {
@@ -805,11 +815,12 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           const available = spools !== undefined && entry.live !== undefined ? spools[stream].available : await store.outputSize(id, stream);
           while (position[stream] < available && !signal.aborted) {
             handles[stream] ??= await open(store.outputPath(id, stream), "r");
-            const length = Math.min(buffer.length, available - position[stream]);
-            const { bytesRead } = await handles[stream].read(buffer, 0, length, position[stream]);
+            // A fresh buffer per chunk, read into directly: the message keeps it, no copy.
+            const length = Math.min(outputChunkBytes, available - position[stream]);
+            const data = Buffer.allocUnsafe(length);
+            const { bytesRead } = await handles[stream].read(data, 0, length, position[stream]);
             if (bytesRead === 0) break;
-            const data = Buffer.from(buffer.subarray(0, bytesRead));
-            yield { kind: "output", chunk: { stream, offset: position[stream], data } };
+            yield { kind: "output", chunk: { stream, offset: position[stream], data: data.subarray(0, bytesRead) } };
             position[stream] += bytesRead;
             progressed = true;
           }
@@ -822,7 +833,12 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         const writing = spools === undefined ? [] : [spools.stdout, spools.stderr].filter((spool) => !spool.complete);
         if (!progressed && entry.live !== undefined && writing.length > 0) {
           // Only spools still being written can change; a complete one would wake us at once.
-          await Promise.race([...writing.map((spool) => spool.changed(signal)), entry.done]);
+          // Subscriptions are dropped after the wait, so waits do not pile up on a quiet stream.
+          let wake!: () => void;
+          const woken = new Promise<void>((resolve) => (wake = resolve));
+          const unsubscribe = writing.map((spool) => spool.subscribe(wake));
+          await Promise.race([woken, entry.done, stopped]);
+          for (const off of unsubscribe) off();
         } else if (!progressed && entry.live !== undefined) {
           // Output is complete; the task turns final once its files and status are written.
           await Promise.race([entry.done, stopped]);

@@ -160,7 +160,13 @@ export async function listGroupPids(pgid: number, options: ProcOptions = {}): Pr
  */
 export async function readProcStartTicks(pid: number, options: ProcOptions = {}): Promise<number> {
   if (!Number.isSafeInteger(pid) || pid <= 0) return 0;
-  const text = await readFile(`${options.procRoot ?? "/proc"}/${pid}/stat`, "latin1").catch(() => undefined);
+  let text: string | undefined;
+  try {
+    // procfs answers from memory: a synchronous read is cheaper than a thread pool round trip.
+    text = readFileSync(`${options.procRoot ?? "/proc"}/${pid}/stat`, "latin1");
+  } catch {
+    text = undefined;
+  }
   const stat = text === undefined ? undefined : parseProcStat(text);
   return stat?.startTicks ?? 0;
 }

@@ -95,7 +95,7 @@ export class OutputSpool extends Writable {
 
   /**
    * Completes the file: stitches the tail ring after the head when the cap was passed,
-   * fsyncs and closes. Safe to call once the writer side ended.
+   * and closes (the store's durable status write fsyncs it). Safe to call once the writer side ended.
    */
   async finish(): Promise<void> {
     if (this.ended) return;
@@ -120,12 +120,30 @@ export class OutputSpool extends Writable {
         await this.tailHandle.close();
         await rm(`${this.path}.tail`, { force: true });
       }
-      await handle.sync();
+      // No fsync here: the task's durable final status write fsyncs its output first.
       await handle.close();
     }
     this.fileSize = Math.min(this.total, this.headCap + this.tailCap);
     this.ended = true;
     this.wake();
+  }
+
+  /**
+   * Calls `listener` once, when more bytes arrive or the spool completes (at once when it is
+   * complete already); returns a function that unsubscribes it. Unlike {@link changed} it
+   * leaves nothing behind when the caller stops waiting for another reason.
+   */
+  subscribe(listener: () => void): () => void {
+    if (this.ended) {
+      listener();
+      return () => undefined;
+    }
+    const once = (): void => {
+      this.waiters.delete(once);
+      listener();
+    };
+    this.waiters.add(once);
+    return () => this.waiters.delete(once);
   }
 
   /** Resolves when more bytes arrive or the spool completes. */

@@ -1,9 +1,10 @@
+import { mkdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DrceError } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
 import type { StreamName, TaskStatus } from "../domain/task.js";
-import { fsyncDir, writeFileAtomic } from "./atomic.js";
+import { createDirSyncGroup, diskSyncing, syncFile, writeFileAtomic } from "./atomic.js";
 
 /** What `request.json` holds: the redacted request and its digest. */
 export interface StoredRequest {
@@ -31,17 +32,26 @@ export interface TaskStoreOptions {
 /**
  * The on-disk task store: a directory per task holding `request.json`, `status.json`,
  * `stdout`, `stderr`, returned files under `files/`, and the default working directory
- * `work/`. Every JSON write is atomic (temp file, fsync, rename, directory fsync).
+ * `work/`. Every JSON write is atomic (temp file, rename); a durable one also fsyncs the
+ * file and its directory, and directory fsyncs of concurrent writes are shared.
  */
 export interface TaskStore {
   /** The tasks root directory. */
   readonly root: string;
   /** Loads every task directory; unreadable ones are reported as undefined status and skipped. */
   load(): Promise<LoadedTask[]>;
-  /** Creates a task's directory and writes its request, then its status; returns once both are durable. */
-  create(request: StoredRequest, status: TaskStatus): Promise<void>;
-  /** Writes a task's status atomically. `point` names the write for the crash hook. */
-  saveStatus(status: TaskStatus, point?: string): Promise<void>;
+  /**
+   * Creates a task's directory and writes its request and status; with `durable` (the
+   * default) returns once both are on disk. A task created without it is made durable by
+   * its first durable status write.
+   */
+  create(request: StoredRequest, status: TaskStatus, durable?: boolean): Promise<void>;
+  /**
+   * Writes a task's status atomically; with `durable` (the default) also fsynced, after its
+   * output files, and its request when the task was created without durability. `point`
+   * names the write for the crash hook.
+   */
+  saveStatus(status: TaskStatus, point?: string, durable?: boolean): Promise<void>;
   /** Reads a task's request. */
   readRequest(id: string): Promise<StoredRequest>;
   /** Deletes a task's directory. */
@@ -60,11 +70,17 @@ export interface TaskStore {
   outputSize(id: string, stream: StreamName): Promise<number>;
 }
 
+/** Output files up to this size are read synchronously (see readOutput). */
+const smallOutputBytes = 256 * 1024;
+
 /** Creates the store, making its root directory. */
 export async function createTaskStore(options: TaskStoreOptions): Promise<TaskStore> {
   const root = join(options.dataDir, "tasks");
   await mkdir(root, { recursive: true, mode: 0o700 });
   const taskDir = (id: string): string => join(root, id);
+  const syncDir = createDirSyncGroup();
+  // Tasks whose directory, request and status were written but not fsynced yet.
+  const volatile = new Set<string>();
   const crash = (point: string | undefined): void => {
     if (point !== undefined && options.crashAt === point) {
       // The crash hook stops the node dead, as SIGKILL would, to test recovery.
@@ -84,50 +100,69 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
     async load() {
       const names = await readdir(root);
       const loaded: LoadedTask[] = [];
-      // Bounded parallelism keeps start-up fast for thousands of tasks without a burst of fds.
-      const queue = names.filter((n) => !n.startsWith("."));
-      const workers = Array.from({ length: 16 }, async () => {
-        for (let name = queue.pop(); name !== undefined; name = queue.pop()) {
-          const dir = taskDir(name);
-          let status: TaskStatus;
-          try {
-            status = JSON.parse(await readFile(join(dir, "status.json"), "utf8")) as TaskStatus;
-          } catch {
-            // No status: the crash came between mkdir and the first write; the task was
-            // never acknowledged, so its directory is removed.
-            await rm(dir, { recursive: true, force: true });
-            continue;
-          }
-          let request: StoredRequest | undefined;
-          try {
-            request = JSON.parse(await readFile(join(dir, "request.json"), "utf8")) as StoredRequest;
-          } catch {
-            request = undefined;
-          }
-          loaded.push({ status, request });
+      // Synchronous reads: at start-up nothing else waits for the event loop, and for
+      // thousands of tasks a thread pool round trip per open, stat, read and close costs
+      // seconds on a busy host where the reads themselves (page cache) take milliseconds.
+      const read = (path: string): string => readFileSync(path, "utf8");
+      for (const name of names) {
+        if (name.startsWith(".")) continue;
+        const dir = taskDir(name);
+        let status: TaskStatus;
+        try {
+          status = JSON.parse(read(join(dir, "status.json"))) as TaskStatus;
+        } catch {
+          // No status: the crash came between mkdir and the first write; the task was
+          // never acknowledged, so its directory is removed.
+          await rm(dir, { recursive: true, force: true });
+          continue;
         }
-      });
-      await Promise.all(workers);
+        let request: StoredRequest | undefined;
+        try {
+          request = JSON.parse(read(join(dir, "request.json"))) as StoredRequest;
+        } catch {
+          request = undefined;
+        }
+        loaded.push({ status, request });
+      }
       return loaded;
     },
-    async create(request, status) {
+    async create(request, status, createDurable) {
       const dir = taskDir(status.id);
+      const durable = createDurable ?? true;
       await wrap("creating a task", async () => {
-        await mkdir(join(dir, "work"), { recursive: true, mode: 0o700 });
-        await writeFileAtomic(join(dir, "request.json"), JSON.stringify(request));
-        await writeFileAtomic(join(dir, "status.json"), JSON.stringify(status));
-        await fsyncDir(root);
+        // Synchronous: microseconds in the page cache, against a thread pool round trip;
+        // unless an fsync runs, when creating a directory may wait for the journal.
+        if (diskSyncing()) await mkdir(join(dir, "work"), { recursive: true, mode: 0o700 });
+        else mkdirSync(join(dir, "work"), { recursive: true, mode: 0o700 });
+        // Each file is fsynced before its rename, the request before the status, so a status on
+        // disk always has its request; the two directory fsyncs that make the renames and the
+        // task's directory durable are shared with concurrent submissions.
+        await writeFileAtomic(join(dir, "request.json"), JSON.stringify(request), { durable, syncDir: async () => undefined });
+        await writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable, syncDir: async () => undefined });
+        if (durable) await Promise.all([syncDir(dir), syncDir(root)]);
+        else volatile.add(status.id);
       });
       crash("accepted");
     },
-    async saveStatus(status, point) {
-      await wrap("saving a task status", () => writeFileAtomic(join(taskDir(status.id), "status.json"), JSON.stringify(status)));
+    async saveStatus(status, point, saveDurable) {
+      const durable = saveDurable ?? true;
+      const dir = taskDir(status.id);
+      await wrap("saving a task status", async () => {
+        const pending = durable && volatile.has(status.id);
+        // The status must not become durable before what it describes: the output files (and
+        // the request, for a task created without durability) are fsynced before its rename.
+        const before = (): Promise<unknown> =>
+          Promise.all([syncFile(join(dir, "stdout")), syncFile(join(dir, "stderr")), pending ? syncFile(join(dir, "request.json")) : undefined]);
+        await Promise.all([writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable, syncDir, before }), pending ? syncDir(root) : undefined]);
+        if (pending) volatile.delete(status.id);
+      });
       crash(point);
     },
     async readRequest(id) {
       return wrap("reading a task request", async () => JSON.parse(await readFile(join(taskDir(id), "request.json"), "utf8")) as StoredRequest);
     },
     async remove(id) {
+      volatile.delete(id);
       await wrap("deleting a task", () => rm(taskDir(id), { recursive: true, force: true }));
     },
     taskDir,
@@ -136,7 +171,11 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
     filePath: (id, index) => join(taskDir(id), "files", String(index)),
     async readOutput(id, stream) {
       try {
-        return await readFile(join(taskDir(id), stream));
+        const path = join(taskDir(id), stream);
+        // Small outputs (most) are read at once; large ones through the thread pool, so a
+        // big read never stalls the event loop.
+        if (statSync(path).size <= smallOutputBytes) return readFileSync(path);
+        return await readFile(path);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === "ENOENT") return Buffer.alloc(0);
         throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: 109 });

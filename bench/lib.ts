@@ -1,0 +1,178 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { TaskService } from "../gen/drce/v1/task_service_pb.js";
+
+/** The repository root, whatever the working directory. */
+export const root = fileURLToPath(new URL("..", import.meta.url));
+
+/** A free loopback TCP port (bound, then released). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : 0;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A node started as a child process, as an operator starts it. */
+export interface BenchNode {
+  readonly url: string;
+  readonly zmqEndpoint: string;
+  readonly pid: number;
+  readonly client: Client<typeof TaskService>;
+  /** Milliseconds from spawn to the first answered RPC. */
+  readonly startMs: number;
+  stop(): Promise<void>;
+}
+
+/** Options of {@link startBenchNode}. */
+export interface BenchNodeOptions {
+  readonly dataDir: string;
+  /** Extra `drce serve` flags. */
+  readonly args?: readonly string[];
+  /** Node.js flags placed before the entry (e.g. `--cpu-prof`). */
+  readonly nodeFlags?: readonly string[];
+  /** A task id to probe readiness with (GetTask); otherwise ListTasks is used. */
+  readonly probeTask?: string;
+  /** How the node is started; default as `npm start` does. */
+  readonly entry?: readonly string[];
+}
+
+/**
+ * Starts `node --import tsx src/main.ts serve` on pre-chosen free ports with a silent log,
+ * and resolves once it answers an RPC.
+ */
+export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNode> {
+  const [port, zmqPort] = [await freePort(), await freePort()];
+  const started = performance.now();
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      ...(options.nodeFlags ?? []),
+      ...(options.entry ?? ["--import", "tsx", "src/main.ts"]),
+      "serve",
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--no-admin-zmq",
+      "--zmq-listen",
+      `127.0.0.1:${zmqPort}`,
+      "--data-dir",
+      options.dataDir,
+      "--log-level",
+      "silent",
+      ...(options.args ?? []),
+    ],
+    { cwd: root, stdio: ["ignore", "inherit", "inherit"] },
+  );
+  let exited = false;
+  const exit = once(child, "exit").then(() => (exited = true));
+  const url = `http://127.0.0.1:${port}`;
+  const client = createClient(TaskService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
+  for (;;) {
+    if (exited) throw new Error("the node exited before it answered");
+    try {
+      if (options.probeTask !== undefined) await client.getTask({ task: options.probeTask }, { timeoutMs: 2000 });
+      else await client.listTasks({}, { timeoutMs: 2000 });
+      break;
+    } catch {
+      await sleep(10);
+    }
+  }
+  const startMs = performance.now() - started;
+  return {
+    url,
+    zmqEndpoint: `tcp://127.0.0.1:${zmqPort}`,
+    pid: child.pid ?? 0,
+    client,
+    startMs,
+    async stop() {
+      if (!exited) {
+        child.kill("SIGTERM");
+        await exit;
+      }
+    },
+  };
+}
+
+/** Sleeps. */
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A field of /proc/<pid>/status in bytes (VmRSS, VmHWM). */
+export async function procMemory(pid: number, field: "VmRSS" | "VmHWM"): Promise<number> {
+  const text = await readFile(`/proc/${pid}/status`, "utf8");
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text);
+  return match === null ? 0 : Number(match[1]) * 1024;
+}
+
+/** Resets a process's peak RSS (VmHWM) to its current RSS; false when the kernel refuses. */
+export async function resetPeakRss(pid: number): Promise<boolean> {
+  try {
+    await writeFile(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The q-quantile (0..1) of a list of numbers. */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/** Runs `count` jobs with at most `concurrency` in flight; resolves with the elapsed ms. */
+export async function runConcurrent(count: number, concurrency: number, job: (index: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      for (let index = next++; index < count; index = next++) await job(index);
+    }),
+  );
+  return performance.now() - started;
+}
+
+/** Runs a child process to its end and parses the one JSON line it prints. */
+export async function runJsonChild<T>(args: readonly string[]): Promise<T> {
+  const child = spawn(process.execPath, ["--import", "tsx", ...args], { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  const [code] = (await once(child, "exit")) as [number | null];
+  if (code !== 0) throw new Error(`${args.join(" ")} exited with ${code}`);
+  return JSON.parse(out.trim().split("\n").pop() ?? "null") as T;
+}
+
+/** What a byte-streaming child delivered on its stdout. */
+export interface Transfer {
+  readonly bytes: number;
+  /** Bytes per second from the first byte to the end of the stream. */
+  readonly bytesPerSecond: number;
+  /** Milliseconds from spawn to the first byte (start-up and connection). */
+  readonly firstByteMs: number;
+  readonly exitCode: number | null;
+}
+
+/** Spawns a command, counts the bytes of its stdout, and times the transfer. */
+export async function measureTransfer(file: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Transfer> {
+  const spawned = performance.now();
+  const child = spawn(file, args, { cwd: root, env, stdio: ["ignore", "pipe", "inherit"] });
+  let bytes = 0;
+  let first = 0;
+  child.stdout.on("data", (chunk: Buffer) => {
+    if (bytes === 0) first = performance.now();
+    bytes += chunk.length;
+  });
+  const closed = once(child.stdout, "end");
+  const [code] = (await once(child, "exit")) as [number | null];
+  await closed;
+  const last = performance.now();
+  return { bytes, bytesPerSecond: first === 0 ? 0 : (bytes * 1000) / (last - first), firstByteMs: first === 0 ? 0 : first - spawned, exitCode: code };
+}

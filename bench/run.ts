@@ -1,0 +1,423 @@
+// The drce benchmark suite: starts a node as a child process and measures it against
+// baselines taken in the same run (raw child_process.spawn, raw node:http2, ssh to a
+// loopback sshd), then prints one table. `--smoke` (or BENCH_SMOKE=1) runs small counts
+// in a few seconds and only checks that every figure is produced.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { Dealer } from "zeromq";
+import { TaskMode, TaskSpecSchema } from "../gen/drce/v1/task_pb.js";
+import { isFinalState } from "../src/domain/states.js";
+import { generateKey, keyUser, sshdAvailable, sshdUnavailableReason, startSshd } from "../test/helpers/sshd.js";
+import {
+  type BenchNode,
+  measureTransfer,
+  procMemory,
+  quantile,
+  resetPeakRss,
+  root,
+  runConcurrent,
+  runJsonChild,
+  sleep,
+  startBenchNode,
+  type Transfer,
+} from "./lib.js";
+
+const smoke = process.argv.includes("--smoke") || process.env["BENCH_SMOKE"] === "1";
+const sizes = smoke
+  ? { rounds: 1, syncTasks: 64, latencyTasks: 20, asyncTasks: 200, transferBytes: 64 * 1024 * 1024, legacyTasks: 64, storedTasks: 100 }
+  : { rounds: 3, syncTasks: 1000, latencyTasks: 200, asyncTasks: 5000, transferBytes: 1024 * 1024 * 1024, legacyTasks: 800, storedTasks: 10_000 };
+const concurrency = 32;
+const MB = 1024 * 1024;
+
+/** One row of the result table. */
+interface Row {
+  readonly figure: string;
+  readonly value: number | undefined;
+  readonly unit: string;
+  readonly baseline: number | undefined;
+  readonly baselineName: string;
+  /** What the target compares and whether it holds. */
+  readonly target: string;
+  readonly pass: boolean | undefined;
+  /** The figure as a ratio of the baseline, when the target is a ratio. */
+  readonly ratio?: number | undefined;
+}
+
+const rows: Row[] = [];
+const log = (text: string): void => void process.stderr.write(`bench: ${text}\n`);
+
+const trueSpec = (mode: TaskMode = TaskMode.SYNC) => create(TaskSpecSchema, { command: "true", mode });
+
+async function rawSpawnThroughput(count: number): Promise<number> {
+  return (await runJsonChild<{ tasksPerSecond: number }>(["bench/raw-spawn.ts", "throughput", String(count), String(concurrency)])).tasksPerSecond;
+}
+
+async function rawSpawnLatency(count: number): Promise<number> {
+  return (await runJsonChild<{ medianMs: number }>(["bench/raw-spawn.ts", "latency", String(count)])).medianMs;
+}
+
+async function connectSyncThroughput(node: BenchNode, count: number): Promise<number> {
+  const ms = await runConcurrent(count, concurrency, async () => {
+    const reply = await node.client.submitTask({ task: trueSpec() });
+    if (reply.result?.exitStatus !== 0 || reply.result.legacyState !== 0) throw new Error(`task failed: ${JSON.stringify(reply.result?.errorMessage)}`);
+  });
+  return (count * 1000) / ms;
+}
+
+async function connectSyncLatency(node: BenchNode, count: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    await node.client.submitTask({ task: trueSpec() });
+    samples.push(performance.now() - started);
+  }
+  return quantile(samples, 0.5);
+}
+
+/** Submits `count` async tasks back to back (32 in flight); times every submission and the whole batch. */
+async function connectAsync(node: BenchNode, count: number): Promise<{ tasksPerSecond: number; submitP99Ms: number }> {
+  const pending = new Set<string>();
+  const finishedEarly = new Set<string>();
+  const watch = new AbortController();
+  let allDone!: () => void;
+  const done = new Promise<void>((resolve) => (allDone = resolve));
+  let submitted = 0;
+  const watching = (async () => {
+    for await (const message of node.client.watchTaskEvents({}, { signal: watch.signal })) {
+      const event = message.event;
+      if (event === undefined || !isFinalState(event.legacyState)) continue;
+      if (pending.delete(event.id)) {
+        if (submitted === count && pending.size === 0) allDone();
+      } else finishedEarly.add(event.id);
+    }
+  })().catch(() => undefined);
+  await sleep(100); // the watch must be registered before the first submission
+  const latencies: number[] = [];
+  const started = performance.now();
+  await runConcurrent(count, concurrency, async () => {
+    const t = performance.now();
+    const reply = await node.client.submitTask({ task: trueSpec(TaskMode.ASYNC) });
+    latencies.push(performance.now() - t);
+    const id = reply.result?.id ?? "";
+    if (!finishedEarly.delete(id)) pending.add(id);
+    submitted++;
+  });
+  if (pending.size > 0) await done;
+  const ms = performance.now() - started;
+  watch.abort();
+  await watching;
+  return { tasksPerSecond: (count * 1000) / ms, submitP99Ms: quantile(latencies, 0.99) };
+}
+
+function legacyBody(id: number): string {
+  const data = Buffer.from(JSON.stringify({ session: { tmode: 1 }, command: "true" })).toString("base64");
+  return JSON.stringify({ type: 0, id, data });
+}
+
+let legacyIds = 1_000_000;
+
+async function legacyHttpThroughput(node: BenchNode, count: number): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const ms = await runConcurrent(count, concurrency, async () => {
+    const body = legacyBody(legacyIds++);
+    const reply = await new Promise<string>((resolve, reject) => {
+      const request = http.request(`${node.url}/drce`, { method: "POST", agent, headers: { "content-type": "application/json" } }, (response) => {
+        let text = "";
+        response.setEncoding("utf8").on("data", (chunk: string) => (text += chunk));
+        response.on("end", () => resolve(text));
+      });
+      request.on("error", reject);
+      request.end(body);
+    });
+    const [item] = JSON.parse(reply) as { state: number; exit_status?: number }[];
+    if (item?.state !== 0) throw new Error(`legacy HTTP task failed: ${reply.slice(0, 200)}`);
+  });
+  agent.destroy();
+  return (count * 1000) / ms;
+}
+
+async function legacyZmqThroughput(node: BenchNode, count: number): Promise<number> {
+  const dealer = new Dealer({ routingId: `bench-${process.pid}` });
+  dealer.connect(node.zmqEndpoint);
+  const waiters = new Map<string, (body: string) => void>();
+  const receiving = (async () => {
+    for await (const [frameId, body] of dealer) {
+      waiters.get(String(frameId))?.(String(body));
+    }
+  })().catch(() => undefined);
+  const ms = await runConcurrent(count, concurrency, async () => {
+    const id = legacyIds++;
+    const reply = new Promise<string>((resolve) => waiters.set(String(id), resolve));
+    await dealer.send([String(id), legacyBody(id)]);
+    const text = await reply;
+    waiters.delete(String(id));
+    const [item] = JSON.parse(text) as { state: number }[];
+    if (item?.state !== 0) throw new Error(`legacy ZeroMQ task failed: ${text.slice(0, 200)}`);
+  });
+  dealer.close();
+  await receiving;
+  return (count * 1000) / ms;
+}
+
+/** `drce run -- head -c N /dev/zero` through the CLI, with the node's peak RSS growth. */
+async function cliTransfer(node: BenchNode, bytes: number): Promise<{ transfer: Transfer; rssGrowth: number }> {
+  const before = await procMemory(node.pid, "VmRSS");
+  const resettable = await resetPeakRss(node.pid);
+  let peak = before;
+  let sampling = true;
+  // A sampler as a fallback for kernels that do not reset the peak.
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, await procMemory(node.pid, "VmRSS").catch(() => 0));
+      await sleep(20);
+    }
+  })();
+  const transfer = await measureTransfer(process.execPath, ["bin/drce.js", "run", "--", "head", "-c", String(bytes), "/dev/zero"], { ...process.env, DRCE_SERVER: node.url });
+  sampling = false;
+  await sampler;
+  if (resettable) peak = Math.max(peak, await procMemory(node.pid, "VmHWM"));
+  if (transfer.bytes !== bytes || transfer.exitCode !== 0) throw new Error(`drce run delivered ${transfer.bytes} of ${bytes} bytes, exit ${transfer.exitCode}`);
+  return { transfer, rssGrowth: peak - before };
+}
+
+async function rawHttp2Transfer(bytes: number): Promise<Transfer> {
+  const server = spawn(process.execPath, ["--import", "tsx", "bench/raw-h2.ts", "server"], { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const [line] = (await once(server.stdout, "data")) as [Buffer];
+    const { port } = JSON.parse(String(line)) as { port: number };
+    const transfer = await measureTransfer(process.execPath, ["--import", "tsx", "bench/raw-h2.ts", "client", String(port), String(bytes)]);
+    if (transfer.bytes !== bytes) throw new Error(`raw HTTP/2 delivered ${transfer.bytes} of ${bytes} bytes`);
+    return transfer;
+  } finally {
+    server.kill();
+  }
+}
+
+/** ssh to a private loopback sshd, key login; undefined when no sshd can run here. */
+async function startSshBaseline(): Promise<{ run(bytes: number): Promise<Transfer>; stop(): Promise<void> } | undefined> {
+  if (!sshdAvailable()) {
+    log(`ssh baseline skipped: ${sshdUnavailableReason()}`);
+    return undefined;
+  }
+  const sshd = await startSshd();
+  const key = await generateKey(sshd.dir, "bench_key");
+  await appendFile(join(sshd.dir, "keys", `${keyUser}.keys`), await readFile(key.publicKeyFile));
+  const args = (bytes: number): string[] => [
+    "-p",
+    String(sshd.port),
+    "-i",
+    key.privateKeyFile,
+    "-o",
+    `UserKnownHostsFile=${sshd.knownHostsFile}`,
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "BatchMode=yes",
+    `${keyUser}@127.0.0.1`,
+    `head -c ${bytes} /dev/zero`,
+  ];
+  return {
+    async run(bytes) {
+      const transfer = await measureTransfer("ssh", args(bytes));
+      if (transfer.bytes !== bytes) throw new Error(`ssh delivered ${transfer.bytes} of ${bytes} bytes (exit ${transfer.exitCode}): ${sshd.log().slice(-500)}`);
+      return transfer;
+    },
+    stop: () => sshd.stop(),
+  };
+}
+
+/** Fills a data directory with `count` finished tasks, copies of one real finished task. */
+async function fillStore(source: string, target: string, count: number): Promise<string> {
+  const tasks = join(source, "tasks");
+  const sample = (await readdir(tasks)).find((name) => !name.startsWith("."));
+  if (sample === undefined) throw new Error("no finished task to copy");
+  const status = JSON.parse(await readFile(join(tasks, sample, "status.json"), "utf8")) as { id: string };
+  const request = JSON.parse(await readFile(join(tasks, sample, "request.json"), "utf8")) as { spec: { id: string } };
+  await mkdir(join(target, "tasks"), { recursive: true });
+  let last = "";
+  await runConcurrent(count, 16, async (index) => {
+    const id = `stored-${index}`;
+    const dir = join(target, "tasks", id);
+    await cp(join(tasks, sample), dir, { recursive: true });
+    await writeFile(join(dir, "status.json"), JSON.stringify({ ...status, id }));
+    await writeFile(join(dir, "request.json"), JSON.stringify({ ...request, spec: { ...request.spec, id } }));
+    last = id;
+  });
+  return last;
+}
+
+const ratioRow = (figure: string, value: number, unit: string, baseline: number, baselineName: string, minRatio: number): Row => ({
+  figure,
+  value,
+  unit,
+  baseline,
+  baselineName,
+  ratio: value / baseline,
+  target: `>= ${minRatio} x ${baselineName}`,
+  pass: value / baseline >= minRatio,
+});
+
+const median = (values: readonly number[]): number => quantile(values, 0.5);
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), "drce-bench-"));
+  const dataDir = join(work, "data");
+  let node: BenchNode | undefined;
+  try {
+    // Unlimited output per stream: past --max-output-bytes (256 MiB by default) a run streams
+    // the head live and the tail once the task ends, so 1 GiB would not reach the CLI whole.
+    node = await startBenchNode({ dataDir, args: ["--max-output-bytes", "0"] });
+    log(`node up in ${node.startMs.toFixed(0)} ms (pid ${node.pid})`);
+    // Warm up both sides (JIT, page cache) before anything is timed.
+    await connectSyncThroughput(node, smoke ? 16 : 200);
+    await rawSpawnThroughput(smoke ? 16 : 200);
+
+    // Sync throughput and latency, interleaved with the raw spawn baseline round by round.
+    const raw: number[] = [];
+    const drce: number[] = [];
+    const rawLatency: number[] = [];
+    const drceLatency: number[] = [];
+    for (let round = 0; round < sizes.rounds; round++) {
+      raw.push(await rawSpawnThroughput(sizes.syncTasks));
+      drce.push(await connectSyncThroughput(node, sizes.syncTasks));
+      rawLatency.push(await rawSpawnLatency(sizes.latencyTasks));
+      drceLatency.push(await connectSyncLatency(node, sizes.latencyTasks));
+      log(`round ${round + 1}: spawn ${raw.at(-1)!.toFixed(0)}/s, drce ${drce.at(-1)!.toFixed(0)}/s; median spawn ${rawLatency.at(-1)!.toFixed(2)} ms, drce ${drceLatency.at(-1)!.toFixed(2)} ms`);
+    }
+    const rawTasks = median(raw);
+    const connectTasks = median(drce);
+    rows.push(ratioRow(`sync true, ${concurrency} callers`, connectTasks, "tasks/s", rawTasks, "raw spawn", 0.9));
+    const [rawMedian, drceMedian] = [median(rawLatency), median(drceLatency)];
+    rows.push({
+      figure: "sync true, one caller, median",
+      value: drceMedian,
+      unit: "ms",
+      baseline: rawMedian,
+      baselineName: "raw spawn",
+      target: "<= raw spawn + 1.0 ms",
+      pass: drceMedian <= rawMedian + 1,
+    });
+
+    // Async: the whole batch, then every submission's latency.
+    const asyncResult = await connectAsync(node, sizes.asyncTasks);
+    const rawAfter = await rawSpawnThroughput(sizes.syncTasks);
+    const rawAsyncBase = median([...raw, rawAfter]);
+    rows.push(ratioRow(`async ${sizes.asyncTasks} true, until all finished`, asyncResult.tasksPerSecond, "tasks/s", rawAsyncBase, "raw spawn", 0.9));
+    rows.push({ figure: "async submit p99", value: asyncResult.submitP99Ms, unit: "ms", baseline: undefined, baselineName: "", target: "<= 10 ms", pass: asyncResult.submitP99Ms <= 10 });
+
+    // Legacy gateways against the Connect figure, interleaved.
+    const legacyHttp: number[] = [];
+    const legacyZmq: number[] = [];
+    const connectAgain: number[] = [];
+    for (let round = 0; round < sizes.rounds; round++) {
+      connectAgain.push(await connectSyncThroughput(node, sizes.legacyTasks));
+      legacyHttp.push(await legacyHttpThroughput(node, sizes.legacyTasks));
+      legacyZmq.push(await legacyZmqThroughput(node, sizes.legacyTasks));
+      log(`legacy round ${round + 1}: connect ${connectAgain.at(-1)!.toFixed(0)}/s, http ${legacyHttp.at(-1)!.toFixed(0)}/s, zmq ${legacyZmq.at(-1)!.toFixed(0)}/s`);
+    }
+    const connectBase = median(connectAgain);
+    rows.push(ratioRow(`legacy HTTP sync true, ${concurrency} callers`, median(legacyHttp), "tasks/s", connectBase, "Connect", 0.9));
+    rows.push(ratioRow(`legacy ZeroMQ sync true, ${concurrency} callers`, median(legacyZmq), "tasks/s", connectBase, "Connect", 0.9));
+
+    // Output throughput at the CLI, against raw HTTP/2 and ssh.
+    const ssh = await startSshBaseline();
+    const cli: Transfer[] = [];
+    const h2: Transfer[] = [];
+    const sshRuns: Transfer[] = [];
+    const rss: number[] = [];
+    try {
+      for (let round = 0; round < sizes.rounds; round++) {
+        const result = await cliTransfer(node, sizes.transferBytes);
+        cli.push(result.transfer);
+        rss.push(result.rssGrowth);
+        h2.push(await rawHttp2Transfer(sizes.transferBytes));
+        if (ssh !== undefined) sshRuns.push(await ssh.run(sizes.transferBytes));
+        log(
+          `transfer round ${round + 1}: drce run ${(cli.at(-1)!.bytesPerSecond / MB).toFixed(0)} MB/s (first byte ${cli.at(-1)!.firstByteMs.toFixed(0)} ms), ` +
+            `http2 ${(h2.at(-1)!.bytesPerSecond / MB).toFixed(0)} MB/s, ssh ${sshRuns.length > 0 ? (sshRuns.at(-1)!.bytesPerSecond / MB).toFixed(0) : "-"} MB/s; rss +${(rss.at(-1)! / MB).toFixed(1)} MB`,
+        );
+      }
+    } finally {
+      await ssh?.stop();
+    }
+    const cliRate = median(cli.map((t) => t.bytesPerSecond)) / MB;
+    rows.push(ratioRow(`drce run head -c ${sizes.transferBytes / MB} MiB`, cliRate, "MB/s", median(h2.map((t) => t.bytesPerSecond)) / MB, "raw HTTP/2", 0.6));
+    if (sshRuns.length > 0) {
+      const sshRate = median(sshRuns.map((t) => t.bytesPerSecond)) / MB;
+      rows.push(ratioRow(`drce run head -c ${sizes.transferBytes / MB} MiB`, cliRate, "MB/s", sshRate, "ssh", 1));
+    } else {
+      rows.push({ figure: `drce run vs ssh`, value: cliRate, unit: "MB/s", baseline: undefined, baselineName: "ssh", target: "> ssh (no sshd here)", pass: undefined });
+    }
+    const rssMax = Math.max(...rss) / MB;
+    rows.push({ figure: "node peak RSS growth during the run", value: rssMax, unit: "MB", baseline: undefined, baselineName: "", target: "<= 64 MB", pass: rssMax <= 64 });
+
+    // Start-up with many finished tasks on disk.
+    await node.stop();
+    node = undefined;
+    const storedDir = join(work, "stored");
+    const probe = await fillStore(dataDir, storedDir, sizes.storedTasks);
+    const emptyDir = join(work, "empty");
+    const starts: number[] = [];
+    const emptyStarts: number[] = [];
+    const rssAfter: number[] = [];
+    for (let round = 0; round < sizes.rounds; round++) {
+      const empty = await startBenchNode({ dataDir: emptyDir });
+      emptyStarts.push(empty.startMs);
+      await empty.stop();
+      const full = await startBenchNode({ dataDir: storedDir, probeTask: probe });
+      starts.push(full.startMs);
+      rssAfter.push(await procMemory(full.pid, "VmRSS"));
+      await full.stop();
+      log(`start-up round ${round + 1}: empty ${emptyStarts.at(-1)!.toFixed(0)} ms, ${sizes.storedTasks} tasks ${starts.at(-1)!.toFixed(0)} ms, rss ${(rssAfter.at(-1)! / MB).toFixed(0)} MB`);
+    }
+    const startMs = median(starts);
+    rows.push({ figure: `start-up with ${sizes.storedTasks} finished tasks`, value: startMs, unit: "ms", baseline: median(emptyStarts), baselineName: "empty data dir", target: "<= 2000 ms", pass: startMs <= 2000 });
+    const rssMb = median(rssAfter) / MB;
+    rows.push({ figure: `RSS with ${sizes.storedTasks} finished tasks`, value: rssMb, unit: "MB", baseline: undefined, baselineName: "", target: "<= 200 MB", pass: rssMb <= 200 });
+  } finally {
+    await node?.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function format(value: number | undefined, unit: string): string {
+  if (value === undefined || !Number.isFinite(value)) return "-";
+  const digits = unit === "ms" ? 2 : unit === "MB" || unit === "MB/s" ? 1 : 0;
+  return `${value.toFixed(digits)} ${unit}`;
+}
+
+function printTable(): void {
+  const header = ["figure", "drce", "baseline", "ratio", "target", "result"];
+  const body = rows.map((row) => [
+    row.figure,
+    format(row.value, row.unit),
+    row.baseline === undefined ? "-" : `${format(row.baseline, row.unit)} (${row.baselineName})`,
+    row.ratio === undefined ? "-" : row.ratio.toFixed(2),
+    row.target,
+    row.pass === undefined ? "n/a" : row.pass ? "pass" : "FAIL",
+  ]);
+  const widths = header.map((_, i) => Math.max(...[header, ...body].map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => `| ${cells.map((cell, i) => cell.padEnd(widths[i]!)).join(" | ")} |`;
+  console.log(line(header));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const cells of body) console.log(line(cells));
+}
+
+const expected = 11;
+try {
+  await main();
+} finally {
+  printTable();
+}
+if (smoke) {
+  const missing = rows.filter((row) => row.value === undefined || !Number.isFinite(row.value));
+  if (rows.length < expected || missing.length > 0) {
+    console.error(`bench: smoke run produced ${rows.length - missing.length} of ${expected} figures`);
+    process.exitCode = 1;
+  } else console.log(`bench: smoke run produced all ${expected} figures`);
+}
