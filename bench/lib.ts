@@ -46,8 +46,8 @@ export interface BenchNodeOptions {
 }
 
 /**
- * Starts `node --import tsx src/main.ts serve` on pre-chosen free ports with a silent log,
- * and resolves once it answers an RPC.
+ * Starts `node bin/drce.js serve` (the compiled bundle, as `npm start` runs it) on pre-chosen
+ * free ports with a silent log, and resolves once it answers an RPC.
  */
 export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNode> {
   const [port, zmqPort] = [await freePort(), await freePort()];
@@ -56,7 +56,7 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     process.execPath,
     [
       ...(options.nodeFlags ?? []),
-      ...(options.entry ?? ["--import", "tsx", "src/main.ts"]),
+      ...(options.entry ?? ["bin/drce.js"]),
       "serve",
       "--listen",
       `127.0.0.1:${port}`,

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 // The drce benchmark suite: starts a node as a child process and measures it against
 // baselines taken in the same run (raw child_process.spawn, raw node:http2, ssh to a
 // loopback sshd), then prints one table. `--smoke` (or BENCH_SMOKE=1) runs small counts
@@ -265,6 +266,8 @@ const ratioRow = (figure: string, value: number, unit: string, baseline: number,
 const median = (values: readonly number[]): number => quantile(values, 0.5);
 
 async function main(): Promise<void> {
+  // The node and the CLI run from the compiled bundle, as `npm start` builds it.
+  execFileSync(process.execPath, ["bin/build.js"], { cwd: root, stdio: "inherit" });
   const work = await mkdtemp(join(tmpdir(), "drce-bench-"));
   const dataDir = join(work, "data");
   let node: BenchNode | undefined;

@@ -1,8 +1,46 @@
 #!/usr/bin/env node
-// The drce command: runs the TypeScript sources through tsx's loader, in this process
-// (so signals reach drce itself), with the project's tsconfig whatever the working directory.
+// The drce command. It runs the compiled bundle (dist/drce.mjs, made by `npm run build`)
+// when the bundle is newer than every source it was made from; otherwise it runs the
+// TypeScript sources through tsx's loader, so an edited source is never shadowed by a stale
+// bundle. Either way in this process, so that signals reach drce itself.
+import { readdirSync, statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { register } from "tsx/esm/api";
 
-register({ tsconfig: fileURLToPath(new URL("../tsconfig.json", import.meta.url)) });
-await import("../src/main.ts");
+const root = new URL("../", import.meta.url);
+const bundle = new URL("dist/drce.mjs", root);
+
+/** Newest modification time of the files below a directory, in ms (0 when it is missing). */
+function newest(dir) {
+  let latest = 0;
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true, recursive: true });
+  } catch {
+    return 0;
+  }
+  for (const entry of entries) {
+    if (!entry.isFile()) continue;
+    latest = Math.max(latest, statSync(`${entry.parentPath ?? entry.path}/${entry.name}`).mtimeMs);
+  }
+  return latest;
+}
+
+function bundleIsFresh() {
+  let built;
+  try {
+    built = statSync(bundle).mtimeMs;
+  } catch {
+    return false;
+  }
+  const sources = ["src", "gen"].map((dir) => newest(fileURLToPath(new URL(dir, root))));
+  sources.push(statSync(new URL("package.json", root)).mtimeMs, statSync(new URL("tsconfig.json", root)).mtimeMs);
+  return sources.every((mtime) => mtime <= built);
+}
+
+if (bundleIsFresh()) {
+  await import(bundle.href);
+} else {
+  const { register } = await import("tsx/esm/api");
+  register({ tsconfig: fileURLToPath(new URL("tsconfig.json", root)) });
+  await import(new URL("src/main.ts", root).href);
+}

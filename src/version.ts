@@ -2,7 +2,10 @@ import { readFileSync } from "node:fs";
 
 let cached: string | undefined;
 
-/** The drce version: the `version` of package.json, read once. */
+/**
+ * The drce version: the `version` of package.json, read once. The file is one level above
+ * this module both in the sources (src/) and in the compiled bundle (dist/).
+ */
 export function packageVersion(): string {
   if (cached === undefined) {
     try {

@@ -9,7 +9,7 @@
  *   141    stdout closed by its reader
  *   run, submit --sync and fetch otherwise exit with the task's own exit status.
  */
-import { readFileSync } from "node:fs";
+import { packageVersion } from "../version.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { LocalError, UsageError } from "./errors.js";
 import { ExitCode, exitCodeForError } from "./exit-codes.js";
@@ -82,8 +82,7 @@ export function mainUsage(): string {
 
 /** The version in package.json. */
 export function version(): string {
-  const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
-  return (JSON.parse(text) as { version?: string }).version ?? "unknown";
+  return packageVersion();
 }
 
 // Options that may come before the command name and belong to it.

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TaskService } from "../../gen/drce/v1/task_service_pb.js";
+import { allProcesses } from "./proc.js";
 
 /*
  * A node run as `drce serve` in a child process, so that its memory, file descriptors and
@@ -136,19 +137,7 @@ export function openFiles(pid: number): string[] {
  * stays in the node's group.
  */
 export function childrenOf(pid: number): { pid: number; state: string; pgid: number; name: string }[] {
-  const children: { pid: number; state: string; pgid: number; name: string }[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(rest[1]) === pid) {
-      children.push({ pid: Number(name), state: rest[0] ?? "?", pgid: Number(rest[2]), name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
-    }
-  }
-  return children;
+  return allProcesses()
+    .filter((p) => p.ppid === pid)
+    .map(({ pid: child, state, pgid, name }) => ({ pid: child, state, pgid, name }));
 }
