@@ -16,7 +16,7 @@ const sequential = process.argv.includes("--sequential");
 const count = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 1000);
 const work = await mkdtemp(join(tmpdir(), "drce-profile-"));
 const profDir = join(work, "prof");
-const node = await startBenchNode({ dataDir: join(work, "data"), nodeFlags: ["--cpu-prof", "--cpu-prof-dir", profDir] });
+const node = await startBenchNode({ dataDir: join(work, "data"), nodeFlags: ["--cpu-prof", "--cpu-prof-dir", profDir], args: transfer ? ["--max-output-bytes", "0"] : [] });
 try {
   if (transfer) {
     const result = await measureTransfer(process.execPath, ["--cpu-prof", "--cpu-prof-dir", join(work, "cli-prof"), "bin/drce.js", "run", "--", "head", "-c", String(256 * 1024 * 1024), "/dev/zero"], { ...process.env, DRCE_SERVER: node.url });

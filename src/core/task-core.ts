@@ -1,4 +1,4 @@
-import { open } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import { finished } from "node:stream/promises";
 import { mkdir, realpath, writeFile } from "node:fs/promises";
@@ -134,6 +134,17 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * under the 4 MiB message limit gRPC clients default to.
  */
 const outputChunkBytes = 1024 * 1024;
+
+/**
+ * Reads one output chunk from `offset` (up to `available`) into a fresh buffer, read into
+ * directly: the message keeps it, no copy. Empty at the end of the file.
+ */
+async function readChunk(handle: FileHandle, offset: number, available: number): Promise<Buffer> {
+  const length = Math.min(outputChunkBytes, available - offset);
+  const data = Buffer.allocUnsafe(length);
+  const { bytesRead } = await handle.read(data, 0, length, offset);
+  return data.subarray(0, bytesRead);
+}
 
 /** Resolves when the signal aborts (never rejects). */
 const aborted = (signal: AbortSignal): Promise<void> =>
@@ -802,6 +813,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     const position: Record<StreamName, number> = { stdout: offsets.stdout, stderr: offsets.stderr };
     const handles: Partial<Record<StreamName, Awaited<ReturnType<typeof open>>>> = {};
     const stopped = aborted(signal); // one listener for the whole stream, not one per wait
+    let readAhead: { stream: StreamName; offset: number; data: Promise<Buffer> } | undefined;
     try {
       for (;;) {
         if (signal.aborted) return;
@@ -814,14 +826,20 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         for (const stream of ["stdout", "stderr"] as const) {
           const available = spools !== undefined && entry.live !== undefined ? spools[stream].available : await store.outputSize(id, stream);
           while (position[stream] < available && !signal.aborted) {
-            handles[stream] ??= await open(store.outputPath(id, stream), "r");
-            // A fresh buffer per chunk, read into directly: the message keeps it, no copy.
-            const length = Math.min(outputChunkBytes, available - position[stream]);
-            const data = Buffer.allocUnsafe(length);
-            const { bytesRead } = await handles[stream].read(data, 0, length, position[stream]);
-            if (bytesRead === 0) break;
-            yield { kind: "output", chunk: { stream, offset: position[stream], data: data.subarray(0, bytesRead) } };
-            position[stream] += bytesRead;
+            const handle = (handles[stream] ??= await open(store.outputPath(id, stream), "r"));
+            const data = await (readAhead?.stream === stream && readAhead.offset === position[stream] ? readAhead.data : readChunk(handle, position[stream], available));
+            readAhead = undefined;
+            if (data.length === 0) break;
+            const next = position[stream] + data.length;
+            // The next chunk is read from the file while this one is sent: the disk (or page
+            // cache) and the connection work at once instead of in turn.
+            if (next < available) {
+              const ahead = readChunk(handle, next, available);
+              ahead.catch(() => undefined); // handled when awaited; never an unhandled rejection meanwhile
+              readAhead = { stream, offset: next, data: ahead };
+            }
+            yield { kind: "output", chunk: { stream, offset: position[stream], data } };
+            position[stream] = next;
             progressed = true;
           }
         }
@@ -847,6 +865,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         }
       }
     } finally {
+      // A read still under way must end before its file closes.
+      await readAhead?.data.catch(() => undefined);
       for (const handle of Object.values(handles)) await handle?.close();
     }
   }

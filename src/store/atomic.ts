@@ -59,32 +59,57 @@ let tmpCounter = 0;
  * the creation and renames while an fsync runs (see {@link diskSyncing}).
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
+  await writeFilesAtomic([{ path, data }], options);
+}
+
+/**
+ * Writes several files atomically, each as {@link writeFileAtomic} does, sharing the waits:
+ * every temp file is written, then all are fdatasynced at once (with `before`), then renamed
+ * one by one in the order given, then each directory is fsynced once. The renames are
+ * metadata changes the file system journals in order, so after a crash a later file of the
+ * list is never on disk without the earlier ones; and since every rename follows every
+ * fdatasync, no name ever points at unwritten data.
+ */
+export async function writeFilesAtomic(files: readonly { readonly path: string; readonly data: string | Uint8Array }[], options: AtomicWriteOptions = {}): Promise<void> {
   const durable = options.durable ?? true;
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${(tmpCounter = (tmpCounter + 1) % 1e9)}.tmp`);
-  const bytes = typeof data === "string" ? Buffer.from(data) : data;
-  const fd = diskSyncing() ? await openAsync(tmp, "w", 0o600) : openSync(tmp, "w", 0o600);
+  const temps: { tmp: string; path: string }[] = [];
+  const fds: number[] = [];
+  const removeTemps = (): void => {
+    for (const { tmp } of temps) rmSync(tmp, { force: true });
+  };
   try {
-    for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset);
+    for (const { path, data } of files) {
+      const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${(tmpCounter = (tmpCounter + 1) % 1e9)}.tmp`);
+      const bytes = typeof data === "string" ? Buffer.from(data) : data;
+      const fd = diskSyncing() ? await openAsync(tmp, "w", 0o600) : openSync(tmp, "w", 0o600);
+      temps.push({ tmp, path });
+      fds.push(fd);
+      for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset);
+    }
     // fdatasync: the data and the size; the rest of the inode does not matter to a reader.
-    if (durable) await Promise.all([fdatasyncAsync(fd), options.before?.()]);
+    if (durable) await Promise.all([...fds.map((fd) => fdatasyncAsync(fd)), options.before?.()]);
   } catch (error) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
+    for (const fd of fds.splice(0)) closeSync(fd);
+    removeTemps();
     throw error;
   }
-  closeSync(fd);
+  for (const fd of fds) closeSync(fd);
   try {
-    // Renaming over an existing file makes ext4 start writeback of the new one's unsynced
-    // data (auto_da_alloc), which blocks for a millisecond or more on a busy disk: only an
-    // fsynced file, with nothing left to write, is renamed on the event loop.
-    if (durable && !diskSyncing()) renameSync(tmp, path);
-    else await rename(tmp, path);
+    for (const { tmp, path } of temps) {
+      // Renaming over an existing file makes ext4 start writeback of the new one's unsynced
+      // data (auto_da_alloc), which blocks for a millisecond or more on a busy disk: only an
+      // fsynced file, with nothing left to write, is renamed on the event loop.
+      if (durable && !diskSyncing()) renameSync(tmp, path);
+      else await rename(tmp, path);
+    }
   } catch (error) {
-    rmSync(tmp, { force: true });
+    removeTemps();
     throw error;
   }
-  if (durable) await (options.syncDir ?? fsyncDir)(dir);
+  if (durable) {
+    const dirs = [...new Set(temps.map(({ path }) => dirname(path)))];
+    await Promise.all(dirs.map((dir) => (options.syncDir ?? fsyncDir)(dir)));
+  }
 }
 
 /** fsyncs a directory so that entries created or renamed in it are durable. */

@@ -20,6 +20,9 @@ export class OutputSpool extends Writable {
   private readonly tailCap: number;
   private tailHandle: FileHandle | undefined;
   private fileSize = 0;
+  /** Bytes written since the last background flush started, and that flush. */
+  private unflushed = 0;
+  private flushing: Promise<void> | undefined;
 
   constructor(
     readonly path: string,
@@ -90,7 +93,32 @@ export class OutputSpool extends Writable {
       }
     }
     this.total += data.length;
+    this.unflushed += chunk.length;
+    if (this.unflushed >= OutputSpool.flushEveryBytes && this.flushing === undefined) this.flushInBackground();
     this.wake();
+  }
+
+  /** Background flushes started so far. */
+  flushes = 0;
+
+  /** Output written between two background flushes. */
+  static flushEveryBytes = 64 * 1024 * 1024;
+
+  /**
+   * Starts writing the output so far to disk without waiting for it: the task's final status
+   * is durable only once its output is, and a large output flushed as it comes leaves that
+   * last fsync little to do, instead of all of it at once when the task ends. A failure is
+   * left to that last fsync, which reports it.
+   */
+  private flushInBackground(): void {
+    this.unflushed = 0;
+    this.flushes++;
+    const handles = [this.handle, this.tailHandle].filter((handle) => handle !== undefined);
+    this.flushing = Promise.all(handles.map((handle) => handle.datasync()))
+      .catch(() => undefined)
+      .then(() => {
+        this.flushing = undefined;
+      });
   }
 
   /**
@@ -99,6 +127,7 @@ export class OutputSpool extends Writable {
    */
   async finish(): Promise<void> {
     if (this.ended) return;
+    await this.flushing;
     const handle = this.handle;
     if (handle !== undefined) {
       if (this.tailHandle !== undefined) {

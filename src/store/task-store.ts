@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { DrceError } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
 import type { StreamName, TaskStatus } from "../domain/task.js";
-import { createDirSyncGroup, diskSyncing, syncFile, writeFileAtomic } from "./atomic.js";
+import { createDirSyncGroup, diskSyncing, syncFile, writeFileAtomic, writeFilesAtomic } from "./atomic.js";
 
 /** What `request.json` holds: the redacted request and its digest. */
 export interface StoredRequest {
@@ -134,13 +134,16 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
         // unless an fsync runs, when creating a directory may wait for the journal.
         if (diskSyncing()) await mkdir(join(dir, "work"), { recursive: true, mode: 0o700 });
         else mkdirSync(join(dir, "work"), { recursive: true, mode: 0o700 });
-        // Each file is fsynced before its rename, the request before the status, so a status on
-        // disk always has its request; the two directory fsyncs that make the renames and the
-        // task's directory durable are shared with concurrent submissions.
-        await writeFileAtomic(join(dir, "request.json"), JSON.stringify(request), { durable, syncDir: async () => undefined });
-        await writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable, syncDir: async () => undefined });
-        if (durable) await Promise.all([syncDir(dir), syncDir(root)]);
-        else volatile.add(status.id);
+        // Both files are fdatasynced (at once) before either is renamed, the request renamed
+        // before the status, so a status on disk always has its request; the directory fsyncs
+        // that make the renames and the task's directory durable (the tasks directory's along
+        // with the task's own) are shared with concurrent submissions.
+        const files = [
+          { path: join(dir, "request.json"), data: JSON.stringify(request) },
+          { path: join(dir, "status.json"), data: JSON.stringify(status) },
+        ];
+        await writeFilesAtomic(files, { durable, syncDir: (path) => Promise.all([syncDir(path), syncDir(root)]).then(() => undefined) });
+        if (!durable) volatile.add(status.id);
       });
       crash("accepted");
     },

@@ -1,8 +1,9 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createDirSyncGroup, writeFileAtomic } from "../../src/store/atomic.js";
+import { createDirSyncGroup, writeFileAtomic, writeFilesAtomic } from "../../src/store/atomic.js";
+import { OutputSpool } from "../../src/store/spool.js";
 import { createTaskStore } from "../../src/store/task-store.js";
 import { TaskState } from "../../src/domain/states.js";
 import type { TaskStatus } from "../../src/domain/task.js";
@@ -91,6 +92,61 @@ describe("writeFileAtomic", () => {
   it("fails with the error of a missing directory and creates nothing", async () => {
     await expect(writeFileAtomic(join(dir, "missing", "status.json"), "{}")).rejects.toMatchObject({ code: "ENOENT" });
     expect(await readdir(dir)).toEqual([]);
+  });
+});
+
+describe("writeFilesAtomic", () => {
+  it("writes every file, each directory fsynced once, nothing left behind", async () => {
+    await mkdir(join(dir, "sub"));
+    const synced: string[] = [];
+    const files = [
+      { path: join(dir, "request.json"), data: "{\"r\":1}" },
+      { path: join(dir, "status.json"), data: "{\"s\":1}" },
+      { path: join(dir, "sub", "other.json"), data: new Uint8Array([123, 125]) },
+    ];
+    await writeFilesAtomic(files, { syncDir: async (d) => void synced.push(d) });
+    expect(await readFile(join(dir, "request.json"), "utf8")).toBe('{"r":1}');
+    expect(await readFile(join(dir, "status.json"), "utf8")).toBe('{"s":1}');
+    expect(await readFile(join(dir, "sub", "other.json"), "utf8")).toBe("{}");
+    expect(synced.sort()).toEqual([dir, join(dir, "sub")]);
+    expect((await readdir(dir)).sort()).toEqual(["request.json", "status.json", "sub"]);
+  });
+
+  it("renames nothing when one file cannot be written, and removes the temp files", async () => {
+    await writeFile(join(dir, "request.json"), "old");
+    const files = [
+      { path: join(dir, "request.json"), data: "new" },
+      { path: join(dir, "missing", "status.json"), data: "{}" },
+    ];
+    await expect(writeFilesAtomic(files)).rejects.toMatchObject({ code: "ENOENT" });
+    expect(await readFile(join(dir, "request.json"), "utf8")).toBe("old");
+    expect(await readdir(dir)).toEqual(["request.json"]);
+  });
+});
+
+describe("OutputSpool", () => {
+  it("flushes a large output to disk as it comes, and ends with every byte in order", async () => {
+    const saved = OutputSpool.flushEveryBytes;
+    OutputSpool.flushEveryBytes = 64 * 1024;
+    try {
+      // A cap, so that the tail ring is flushed and stitched too.
+      const spool = new OutputSpool(join(dir, "stdout"), 512 * 1024);
+      await spool.openFile();
+      const chunks = Array.from({ length: 48 }, (_, i) => Buffer.alloc(32 * 1024, i));
+      for (const chunk of chunks) {
+        if (!spool.write(chunk)) await new Promise((resolve) => spool.once("drain", resolve));
+      }
+      spool.end();
+      await new Promise((resolve) => spool.once("finish", resolve));
+      await spool.finish();
+      expect(spool.flushes).toBeGreaterThanOrEqual(2);
+      const all = Buffer.concat(chunks);
+      const expected = Buffer.concat([all.subarray(0, 256 * 1024), all.subarray(all.length - 256 * 1024)]);
+      expect(spool.truncated).toBe(true);
+      expect((await readFile(join(dir, "stdout"))).equals(expected)).toBe(true);
+    } finally {
+      OutputSpool.flushEveryBytes = saved;
+    }
   });
 });
 

@@ -8,7 +8,8 @@ import { afterAll, describe, expect, it } from "vitest";
 /*
  * The store's write order, seen in the system calls a real process makes (strace -f -y):
  * every JSON file is written to a temp file, fsynced, renamed over its name, and then its
- * directory is fsynced; a task's request is durable before its status, and both before
+ * directory is fsynced; a task's request is renamed into place before its status, both only
+ * once both are fsynced, and all of it before
  * create() returns (the node acknowledges a submission only after that).
  */
 
@@ -70,19 +71,20 @@ describe.skipIf(strace === "")("the task store's writes", () => {
     expect(createdAt).toBeGreaterThan(0);
     const createEvents = parseTrace(text.split("\n").slice(0, createdAt).join("\n"), dataDir).length;
 
-    // The two directory fsyncs of create() run at once; their relative order is the kernel's.
-    const sorted = [...events.slice(0, 6), ...events.slice(6, 8).sort().reverse(), ...events.slice(8)];
+    // create(): both temp files are written, then fsynced at once, then renamed request first;
+    // the two directory fsyncs run at once. Within each concurrent pair the order is the kernel's.
+    const sorted = [...events.slice(0, 2), ...events.slice(2, 4).sort(), ...events.slice(4, 6), ...events.slice(6, 8).sort().reverse(), ...events.slice(8)];
     expect(sorted).toEqual([
       "create /tasks/t1/.request.json.tmp",
-      "fsync /tasks/t1/.request.json.tmp",
-      "rename /tasks/t1/.request.json.tmp -> /tasks/t1/request.json",
       "create /tasks/t1/.status.json.tmp",
+      "fsync /tasks/t1/.request.json.tmp",
       "fsync /tasks/t1/.status.json.tmp",
+      "rename /tasks/t1/.request.json.tmp -> /tasks/t1/request.json",
       "rename /tasks/t1/.status.json.tmp -> /tasks/t1/status.json",
       // One directory fsync makes both renames durable (concurrent submissions share it).
       "fsync /tasks/t1",
       "fsync /tasks",
-      // saveStatus: a state change.
+    // saveStatus: a state change.
       "create /tasks/t1/.status.json.tmp",
       "fsync /tasks/t1/.status.json.tmp",
       "rename /tasks/t1/.status.json.tmp -> /tasks/t1/status.json",
