@@ -176,3 +176,18 @@ export async function measureTransfer(file: string, args: readonly string[], env
   const last = performance.now();
   return { bytes, bytesPerSecond: first === 0 ? 0 : (bytes * 1000) / (last - first), firstByteMs: first === 0 ? 0 : first - spawned, exitCode: code };
 }
+
+/**
+ * The raw baseline's unit of work: `/bin/sh -c true` spawned with child_process, as a node
+ * spawns a trivial task (its own process group, piped stdio), resolved on `close`.
+ */
+export function spawnTrue(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("/bin/sh", ["-c", "true"], { detached: true, stdio: ["pipe", "pipe", "pipe"], env: { PATH: "/usr/bin:/bin" } });
+    child.stdin.end();
+    child.stdout.resume();
+    child.stderr.resume();
+    child.once("error", reject);
+    child.once("close", () => resolve());
+  });
+}

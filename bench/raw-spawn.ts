@@ -1,19 +1,7 @@
 // Baseline: the same command a node runs for a trivial task (`/bin/sh -c true`, in its own
 // process group, with piped stdio), spawned by a plain Node process with child_process.
 // Usage: raw-spawn.ts throughput COUNT CONCURRENCY | raw-spawn.ts latency COUNT
-import { spawn } from "node:child_process";
-import { quantile, runConcurrent } from "./lib.js";
-
-function spawnTrue(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", "true"], { detached: true, stdio: ["pipe", "pipe", "pipe"], env: { PATH: "/usr/bin:/bin" } });
-    child.stdin.end();
-    child.stdout.resume();
-    child.stderr.resume();
-    child.once("error", reject);
-    child.once("close", () => resolve());
-  });
-}
+import { quantile, runConcurrent, spawnTrue } from "./lib.js";
 
 const [mode, countText, concurrencyText] = process.argv.slice(2);
 const count = Number(countText);

@@ -3,21 +3,10 @@
 // `/bin/sh -c true` (own process group, piped stdio) with 32 callers, either itself or by
 // asking a forked helper over IPC; it prints tasks/s and how busy its own event loop was.
 // Usage: spawn-helper.ts [COUNT] [ROUNDS]     (the helper is this file run with "helper")
-import { fork, spawn } from "node:child_process";
+import { fork } from "node:child_process";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { runConcurrent } from "./lib.js";
-
-function spawnTrue(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("/bin/sh", ["-c", "true"], { detached: true, stdio: ["pipe", "pipe", "pipe"], env: { PATH: "/usr/bin:/bin" } });
-    child.stdin.end();
-    child.stdout.resume();
-    child.stderr.resume();
-    child.once("error", reject);
-    child.once("close", () => resolve());
-  });
-}
+import { runConcurrent, spawnTrue } from "./lib.js";
 
 if (process.argv[2] === "helper") {
   process.on("message", (id: number) => {

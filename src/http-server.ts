@@ -70,16 +70,7 @@ export function createDualServer(options: DualServerOptions): DualServer {
   h1.keepAliveTimeout = 65_000;
   const h2 = http2.createServer({ settings: options.http2Settings ?? {} }, options.handler);
   const sockets = new Set<net.Socket>();
-  const sessions = new Set<http2.ServerHttp2Session>();
-  h2.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-    const window = options.http2Settings?.initialWindowSize;
-    if (window !== undefined && window > 65_535) {
-      // The connection-level window is not a SETTINGS value; widen it per session.
-      session.once("connect", () => session.setLocalWindowSize(window * 4));
-    }
-  });
+  const sessions = trackSessions(h2, options.http2Settings);
   const sniffTimeoutMs = options.headersTimeoutMs ?? 30_000;
   const server = net.createServer((socket) => {
     sockets.add(socket);
@@ -101,40 +92,17 @@ export function createDualServer(options: DualServerOptions): DualServer {
     });
     socket.on("error", () => socket.destroy());
   });
-  let listenerClosed: Promise<void> | undefined;
-  const stopAccepting = (): Promise<void> => (listenerClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));
-  return {
-    stopAccepting() {
-      void stopAccepting();
-    },
-    listen(host, port) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          // The HTTP/1.1 server gets its sockets from the sniffer and never listens itself,
-          // but node only enforces headersTimeout/requestTimeout on a server that emitted
-          // "listening" (that starts its connection checks), so a slow-headers client would
-          // otherwise hold a socket for ever.
-          h1.emit("listening");
-          const address = server.address() as net.AddressInfo;
-          resolve({ host: address.address, port: address.port });
-        });
-      });
-    },
-    async close() {
+  return serve(server, sockets, sessions, {
+    // The HTTP/1.1 server gets its sockets from the sniffer and never listens itself, but node
+    // only enforces headersTimeout/requestTimeout on a server that emitted "listening" (that
+    // starts its connection checks), so a slow-headers client would otherwise hold a socket for ever.
+    onListening: () => h1.emit("listening"),
+    onClose: () => {
       // Stops the HTTP/1.1 connection checks; its "not running" error is expected.
       h1.close(() => undefined);
-      await new Promise<void>((resolve) => {
-        void stopAccepting().then(resolve);
-        for (const session of sessions) session.close();
-        h1.closeIdleConnections();
-        setTimeout(() => {
-          for (const socket of sockets) socket.destroy();
-        }, 1000).unref();
-      });
+      h1.closeIdleConnections();
     },
-  };
+  });
 }
 
 /**
@@ -162,20 +130,42 @@ function createSecureServer(options: DualServerOptions, material: DualServerTls)
   h1Limits.headersTimeout = options.headersTimeoutMs ?? 30_000;
   h1Limits.requestTimeout = options.requestTimeoutMs ?? 300_000;
   h1Limits.connectionsCheckingInterval = checkingInterval(h1Limits.headersTimeout);
-  const sockets = new Set<tls.TLSSocket>();
-  const sessions = new Set<http2.ServerHttp2Session>();
+  const sockets = new Set<net.Socket>();
   server.on("secureConnection", (socket: tls.TLSSocket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
-  server.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-    const window = options.http2Settings?.initialWindowSize;
-    if (window !== undefined && window > 65_535) session.once("connect", () => session.setLocalWindowSize(window * 4));
-  });
+  const sessions = trackSessions(server, options.http2Settings);
   // A refused handshake is the client's problem; keep it from surfacing as a server error.
   server.on("tlsClientError", () => undefined);
+  return serve(server, sockets, sessions, {});
+}
+
+/** Keeps an HTTP/2 server's open sessions, widening each one's connection window. */
+function trackSessions(server: http2.Http2Server | http2.Http2SecureServer, settings: http2.Settings | undefined): Set<http2.ServerHttp2Session> {
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    const window = settings?.initialWindowSize;
+    if (window !== undefined && window > 65_535) {
+      // The connection-level window is not a SETTINGS value; widen it per session.
+      session.once("connect", () => session.setLocalWindowSize(window * 4));
+    }
+  });
+  return sessions;
+}
+
+/**
+ * The {@link DualServer} of a listener: listen, stop accepting, and close (sessions closed,
+ * idle connections too through `onClose`, the rest dropped after 1 s).
+ */
+function serve(
+  server: net.Server,
+  sockets: ReadonlySet<net.Socket>,
+  sessions: ReadonlySet<http2.ServerHttp2Session>,
+  hooks: { readonly onListening?: () => void; readonly onClose?: () => void },
+): DualServer {
   let listenerClosed: Promise<void> | undefined;
   const stopAccepting = (): Promise<void> => (listenerClosed ??= new Promise<void>((resolve) => server.close(() => resolve())));
   return {
@@ -187,12 +177,14 @@ function createSecureServer(options: DualServerOptions, material: DualServerTls)
         server.once("error", reject);
         server.listen(port, host, () => {
           server.off("error", reject);
+          hooks.onListening?.();
           const address = server.address() as net.AddressInfo;
           resolve({ host: address.address, port: address.port });
         });
       });
     },
     async close() {
+      hooks.onClose?.();
       await new Promise<void>((resolve) => {
         void stopAccepting().then(resolve);
         for (const session of sessions) session.close();

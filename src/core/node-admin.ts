@@ -25,18 +25,12 @@ export interface NodeSettings {
   readonly token: string;
 }
 
-/** The limits a node enforces, as reported. */
-export interface NodeLimits {
-  readonly maxConcurrent: number;
-  readonly maxQueue: number;
-  readonly maxOutputBytes: number;
-  readonly maxTaskMs: number;
-  readonly maxRequestBytes: number;
-  readonly maxFileBytes: number;
-  readonly sampleIntervalMs: number;
-  readonly eventHistory: number;
-  readonly reportHistory: number;
-  readonly allowedDirs: readonly string[];
+/** The limits a node enforces, as reported: its settings, without the secret. */
+export interface NodeLimits
+  extends Pick<
+    NodeSettings,
+    "maxConcurrent" | "maxQueue" | "maxOutputBytes" | "maxTaskMs" | "maxRequestBytes" | "maxFileBytes" | "sampleIntervalMs" | "eventHistory" | "reportHistory" | "allowedDirs"
+  > {
   readonly allowedEnv: readonly string[];
   readonly tokenRequired: boolean;
 }

@@ -3,38 +3,13 @@ import type { TaskEvent } from "../../src/core/api.js";
 import { createNodeStats, isFailure } from "../../src/core/node-stats.js";
 import { TaskState } from "../../src/domain/states.js";
 import type { TaskStatus } from "../../src/domain/task.js";
+import { testStatus } from "../helpers/status.js";
 
 const t0 = 1_700_000_000_000;
 let seq = 0;
 
 function status(fields: Partial<TaskStatus>): TaskStatus {
-  return {
-    id: "t",
-    alias: "",
-    parentId: "",
-    subtaskIds: [],
-    mode: 1,
-    state: TaskState.New,
-    errorCode: 0,
-    errorMessage: "",
-    pid: 0,
-    pgid: 0,
-    procStartTicks: 0,
-    exitStatus: 0,
-    signal: "",
-    submittedAt: t0,
-    startedAt: 0,
-    finishedAt: 0,
-    stdoutSize: 0,
-    stderrSize: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    files: [],
-    escapedPids: [],
-    command: "true",
-    usage: {},
-    ...fields,
-  };
+  return testStatus({ id: "t", state: TaskState.New, submittedAt: t0, command: "true", ...fields });
 }
 
 function event(s: TaskStatus, at: number, timeMs = 0): TaskEvent {

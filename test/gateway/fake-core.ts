@@ -1,41 +1,13 @@
 import type { NodeIdentity, SubmitOutcome, TaskCore } from "../../src/core/api.js";
 import type { TaskState } from "../../src/domain/states.js";
-import type { TaskSpec, TaskStatus, TerminateOptions } from "../../src/domain/task.js";
+import type { TaskSpec, TerminateOptions } from "../../src/domain/task.js";
+import { testStatus } from "../helpers/status.js";
 import type { TaskView } from "../../src/domain/view.js";
 
 /** The node identity the gateway tests answer with. */
 export const testIdentity: NodeIdentity = { host: "127.0.0.1", port: 8470, node: "test-node" };
 
-/** A status with every field at its default but those given. */
-export function testStatus(fields: Partial<TaskStatus>): TaskStatus {
-  return {
-    id: "1",
-    alias: "",
-    parentId: "",
-    subtaskIds: [],
-    mode: 1,
-    state: 0,
-    errorCode: 0,
-    errorMessage: "",
-    pid: 0,
-    pgid: 0,
-    procStartTicks: 0,
-    exitStatus: 0,
-    signal: "",
-    submittedAt: 0,
-    startedAt: 0,
-    finishedAt: 0,
-    stdoutSize: 0,
-    stderrSize: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    files: [],
-    escapedPids: [],
-    command: "",
-    usage: {},
-    ...fields,
-  };
-}
+export { testStatus } from "../helpers/status.js";
 
 /** A view of a spec's tree in one state. */
 export function viewOf(spec: TaskSpec, state: TaskState): TaskView {

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { NodeIdentity } from "../../src/core/api.js";
-import { noLimits, type TaskStatus } from "../../src/domain/task.js";
+import { noLimits } from "../../src/domain/task.js";
 import type { TaskView } from "../../src/domain/view.js";
 import {
   decodeBase64Strict,
@@ -14,6 +14,7 @@ import {
   type LegacyRequest,
 } from "../../src/gateway/legacy-codec.js";
 import { cover, legacyBase64, legacyRequest, uncover } from "./legacy-request-encoder.js";
+import { testStatus } from "../helpers/status.js";
 
 interface Scenario {
   steps: { request?: Record<string, unknown>; raw?: string }[];
@@ -431,35 +432,7 @@ describe("decodeLegacyMessage: the clients' cover", () => {
 
 const identity: NodeIdentity = { host: "127.0.0.1", port: 8080, node: "node-a" };
 
-function status(fields: Partial<TaskStatus>): TaskStatus {
-  return {
-    id: "1",
-    alias: "",
-    parentId: "",
-    subtaskIds: [],
-    mode: 1,
-    state: 0,
-    errorCode: 0,
-    errorMessage: "",
-    pid: 0,
-    pgid: 0,
-    procStartTicks: 0,
-    exitStatus: 0,
-    signal: "",
-    submittedAt: 0,
-    startedAt: 0,
-    finishedAt: 0,
-    stdoutSize: 0,
-    stderrSize: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    files: [],
-    escapedPids: [],
-    command: "",
-    usage: {},
-    ...fields,
-  };
-}
+const status = testStatus;
 
 describe("encodeTaskView", () => {
   const view: TaskView = {
