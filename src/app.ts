@@ -95,9 +95,10 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   const nodeUid = process.geteuid?.() ?? 0;
   const defaultUser = config.runAs === "" ? undefined : lookupUser(config.runAs);
   const sshRunner = createSshRunner({ knownHostsFile: config.sshKnownHosts, trustOnFirstUse: config.sshTrustOnFirstUse });
+  const localRunner = createLocalRunner({ containment });
   const core = createTaskCore({
     store,
-    localRunner: createLocalRunner({ containment }),
+    localRunner,
     runAs: createRunAsPolicy({ nodeUid, defaultUser: defaultUser?.uid === nodeUid ? undefined : defaultUser, allowRootTasks: config.allowRootTasks }),
     sshRunner,
     maxConcurrent: config.maxConcurrent,
@@ -115,6 +116,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       directoryBytes: (dir) => directoryBytes(dir),
       hostFields: () => hostFields(host.current()),
     },
+    onInternalError: (task, error) => logger.error({ task, err: error instanceof Error ? error.stack : String(error) }, "internal error while running a task"),
     onEvent: (event) => {
       stats.record(event);
       const s = event.status;
@@ -264,7 +266,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       shutdown.abort();
       await Promise.all([server.close(), zmq?.close(), adminZmq?.close()]);
       host.stop();
-      await sshRunner.close();
+      await Promise.all([sshRunner.close(), localRunner.close?.()]);
     },
   };
 }

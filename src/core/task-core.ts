@@ -70,6 +70,11 @@ export interface TaskCoreOptions {
   readonly runAs?: ((spec: TaskSpec) => RunAs | undefined) | undefined;
   /** Called with each event (logging, metrics, notifications). */
   readonly onEvent?: ((event: TaskEvent) => void) | undefined;
+  /**
+   * Called with an error no expected outcome explains (a fault of the node, not of the task);
+   * the task ends with error 107 and a message that does not expose it.
+   */
+  readonly onInternalError?: ((taskId: string, error: unknown) => void) | undefined;
 }
 
 /** Why a running task is being stopped. */
@@ -374,6 +379,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       await runCommand(entry, treeDeadline, releaseSlot);
     } catch (error) {
       live.markStarted();
+      if (!(error instanceof DrceError)) options.onInternalError?.(entry.status.id, error);
       const reason: StopReason =
         error instanceof DrceError
           ? { state: TaskState.NotSet, errorCode: error.legacyCode, message: error.message }

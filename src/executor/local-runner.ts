@@ -1,6 +1,5 @@
 import { constants } from "node:os";
 import { pipeline } from "node:stream/promises";
-import { execa } from "execa";
 import { ErrorCode } from "../domain/errors.js";
 import type { TerminateOptions } from "../domain/task.js";
 import { createContainment, cgroupGate, findExecProblem, gateArgs, type Containment } from "./containment.js";
@@ -8,6 +7,7 @@ import { taskEnvironment, shellCommand } from "./env.js";
 import { localFiles } from "./local-files.js";
 import { listGroupPids, readProcStartTicks, createGroupUsageSampler } from "./process-usage.js";
 import type { ExecHandle, ExecOutcome, ExecRequest, Runner } from "./runner.js";
+import { createSpawner, type ProcessExit, type Spawner } from "./spawner.js";
 
 /** Options of {@link createLocalRunner}. */
 export interface LocalRunnerOptions {
@@ -23,6 +23,8 @@ export interface LocalRunnerOptions {
    * createContainment), else their process group only. Default: process groups only.
    */
   readonly containment?: Containment;
+  /** What starts the commands; default: a spawner of the runner's own (see createSpawner). */
+  readonly spawner?: Spawner;
 }
 
 /** Signals a whole process group, ignoring a group that is already gone. */
@@ -76,8 +78,10 @@ function signalNumber(name: string): number {
 export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
   const drainMs = options.drainMs ?? 200;
   const containment = options.containment ?? createContainment({ cgroups: undefined });
+  const spawner = options.spawner ?? createSpawner();
   return {
     files: localFiles,
+    close: () => spawner.close(),
     async start(request: ExecRequest): Promise<ExecHandle> {
       const { spec } = request;
       const [file, args] = spec.command !== "" ? shellCommand(spec.shell, spec.command) : [spec.argv[0] ?? "", spec.argv.slice(1)];
@@ -91,40 +95,23 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       const gated = contained.cgroup !== undefined;
       const problem = gated ? findExecProblem(file, request.workDir, env["PATH"] ?? "") : undefined;
       const [spawnFile, spawnArgs] = gated && problem === undefined ? [cgroupGate[0], [...gateArgs(env), file, ...args]] : [file, args];
-      const child = execa(problem === undefined ? spawnFile : file, problem === undefined ? spawnArgs : args, {
-        ...(runAs === undefined ? {} : { uid: runAs.uid, gid: runAs.gid }),
+      const spawned = await spawner.spawn({
+        file: problem === undefined ? spawnFile : file,
+        args: problem === undefined ? spawnArgs : args,
         cwd: request.workDir,
         env,
-        extendEnv: false,
-        detached: true,
-        cleanup: false,
-        buffer: false,
-        reject: false,
-        stdin: "pipe",
-        stdout: "pipe",
-        stderr: "pipe",
-        encoding: "buffer",
-        stripFinalNewline: false,
-        forceKillAfterDelay: false,
+        uid: runAs?.uid,
+        gid: runAs?.gid,
       });
-      // execa settles after the streams end; its result is not needed (exit comes from
-      // the 'exit' event) but its promise must not go unhandled.
-      const settled = child.then(
-        () => undefined,
-        () => undefined,
-      );
-      const spawned = await new Promise<{ ok: true } | { ok: false; code: string; message: string }>((resolve) => {
-        child.once("spawn", () => resolve({ ok: true }));
-        child.once("error", (error: NodeJS.ErrnoException) => resolve({ ok: false, code: error.code ?? "", message: error.message }));
-      });
-      if (!spawned.ok || child.pid === undefined) {
-        await settled;
+      if (!spawned.ok) {
         await contained.release();
-        const failure = spawned.ok ? { code: "", message: "no pid" } : spawned;
         const outcome: ExecOutcome = {
           kind: "failed",
-          errorCode: failure.code === "ENOENT" ? ErrorCode.ShellNotExist : failure.code === "EACCES" ? ErrorCode.ShellCannotExecute : ErrorCode.CommandExecution,
-          message: `cannot start ${JSON.stringify(file)}: ${failure.code === "ENOENT" ? "not found" : failure.code === "EACCES" ? "permission denied" : "spawn failed"}`,
+          errorCode: spawned.code === "ENOENT" ? ErrorCode.ShellNotExist : spawned.code === "EACCES" ? ErrorCode.ShellCannotExecute : ErrorCode.CommandExecution,
+          message:
+            spawned.code === "ESPAWNER"
+              ? `cannot start ${JSON.stringify(file)}: ${spawned.message}`
+              : `cannot start ${JSON.stringify(file)}: ${spawned.code === "ENOENT" ? "not found" : spawned.code === "EACCES" ? "permission denied" : "spawn failed"}`,
         };
         return {
           done: Promise.resolve(outcome),
@@ -133,22 +120,25 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
           endInput: () => undefined,
         };
       }
+      const child = spawned.process;
       const pid = child.pid;
       const pgid = pid; // detached: the leader heads its own group
       let exited = false;
-      const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-        child.once("exit", (code, signal) => {
-          exited = true;
-          resolve({ code, signal });
-        });
+      // A spawner that stopped before reporting the exit leaves the status unknown: the
+      // task's processes are killed below and the task fails.
+      const exit = child.exit.then(
+        (result): ProcessExit | undefined => result,
+        () => undefined,
+      );
+      void exit.then(() => {
+        exited = true;
       });
-      // Output is piped at once: execa's streams may already flow, and bytes must not be lost.
+      // Output is piped at once: the command may be writing already, and bytes must not be lost.
       const outputs = Promise.allSettled([
         pipeline(child.stdout, request.stdout, { end: false }),
         pipeline(child.stderr, request.stderr, { end: false }),
       ]);
       const stdin = child.stdin;
-      stdin.on("error", () => undefined); // EPIPE when the command does not read its input
       // Into the group first, then open the gate; a failed move still opens it (the task
       // then runs in its process group only, as without cgroups). Moving a process waits
       // for an RCU grace period in the kernel (milliseconds); the spawn record is written
@@ -175,7 +165,7 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
 
 
       const done = (async (): Promise<ExecOutcome> => {
-        const { code, signal } = await exit;
+        const ended = await exit;
         // Nobody reads stdin any more; an open_stdin pipe must not keep the task waiting.
         if (!stdin.destroyed) stdin.destroy();
         // The leader is gone. Output may still be in flight; give it a bounded drain, then
@@ -192,8 +182,9 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
             await outputs;
           }
         }
-        await Promise.race([settled, sleep(drainMs)]);
         await contained.release();
+        if (ended === undefined) return { kind: "failed", errorCode: ErrorCode.CommandExecution, message: "the process spawner stopped while the command ran; its exit status is unknown and its processes were killed" };
+        const { code, signal } = ended;
         const exitStatus = signal !== null ? 128 + signalNumber(signal) : (code ?? 0);
         return { kind: "exited", exitStatus, signal: signal ?? "", escapedPids };
       })();

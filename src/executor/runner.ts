@@ -107,4 +107,6 @@ export interface Runner {
   start(request: ExecRequest): Promise<ExecHandle>;
   /** File operations where the command runs. */
   readonly files: FileOps;
+  /** Releases what the runner holds (a local runner's spawner); commands still running keep running. */
+  close?(): Promise<void>;
 }

@@ -132,12 +132,13 @@ export function openFiles(pid: number): string[] {
 }
 
 /**
- * Children of a process from /proc: state (Z: zombie), process group and name. A task's
- * process leads its own group; a helper of the node's runtime (the esbuild service of tsx)
- * stays in the node's group.
+ * Children and grandchildren of a process: a node's tasks are children of its spawner,
+ * which is the node's child (and stays in the node's process group).
  */
-export function childrenOf(pid: number): { pid: number; state: string; pgid: number; name: string }[] {
-  return allProcesses()
-    .filter((p) => p.ppid === pid)
-    .map(({ pid: child, state, pgid, name }) => ({ pid: child, state, pgid, name }));
+export function familyOf(pid: number): { pid: number; ppid: number; state: string; pgid: number; name: string }[] {
+  const all = allProcesses();
+  const children = new Set(all.filter((p) => p.ppid === pid).map((p) => p.pid));
+  return all
+    .filter((p) => p.ppid === pid || children.has(p.ppid))
+    .map(({ pid: member, ppid, state, pgid, name }) => ({ pid: member, ppid, state, pgid, name }));
 }

@@ -9,7 +9,8 @@ import { startNode, until, type TestNode } from "../helpers/node.js";
 
 /*
  * No zombies after 1,000 tasks that double-fork: the node runs in this test process, so its
- * children are ours; a zombie is a /proc entry in state Z whose parent is this process.
+ * spawner is our child and the tasks are the spawner's children; a zombie is a /proc entry
+ * in state Z whose parent is this process or a child of it.
  * The double-forked grandchildren (reparented away from the task) die with their task's
  * group or cgroup and are not left running either.
  */
@@ -42,7 +43,12 @@ function processes(): { pid: number; state: string; ppid: number; environ: strin
   return out;
 }
 
-const zombiesOfThisProcess = (): number[] => processes().filter((p) => p.state === "Z" && p.ppid === process.pid).map((p) => p.pid);
+/** Zombies whose parent is this process or one of its children (the node's spawner starts the tasks). */
+const zombiesOfThisProcess = (): number[] => {
+  const all = processes();
+  const family = new Set([process.pid, ...all.filter((p) => p.ppid === process.pid).map((p) => p.pid)]);
+  return all.filter((p) => p.state === "Z" && family.has(p.ppid)).map((p) => p.pid);
+};
 
 for (const { cgroups, tasks } of runs) {
   describe(`${tasks} double-forking tasks (${cgroups ? "cgroups where available" : "--no-cgroups"})`, { timeout: 120_000 }, () => {

@@ -1,0 +1,44 @@
+/**
+ * The messages between a node and its spawner (see spawner.ts): JSON over the IPC channel
+ * of a forked Node.js process. Standard streams do not travel in messages: the node
+ * connects one Unix socket per stream to the spawner's listening socket and opens it with
+ * a {@link streamHeader}, and the spawner hands the accepted sockets to the command as its
+ * stdin, stdout and stderr.
+ */
+
+/** Node to spawner: start a command. */
+export interface SpawnMessage {
+  readonly type: "spawn";
+  /** The node's number for this spawn, echoed in every answer about it. */
+  readonly id: number;
+  /** Secret the three stream connections of this spawn open with (hex, {@link tokenLength} characters). */
+  readonly token: string;
+  readonly file: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+/** Spawner to node. */
+export type SpawnerMessage =
+  /** Listening; spawns may be sent. */
+  | { readonly type: "ready" }
+  /** The command runs, its own process group leader (setsid), with this pid. */
+  | { readonly type: "spawned"; readonly id: number; readonly pid: number }
+  /** The command could not be started; `code` is the errno name (ENOENT, EACCES, ...). */
+  | { readonly type: "failed"; readonly id: number; readonly code: string; readonly message: string }
+  /** The command's process ended (its streams may still be open in its children). */
+  | { readonly type: "exit"; readonly id: number; readonly code: number | null; readonly signal: NodeJS.Signals | null };
+
+/** Hex characters of a spawn's token: 128 random bits. */
+export const tokenLength = 32;
+
+/** The bytes a stream connection starts with: the spawn's token, then 0, 1 or 2 (stdin, stdout, stderr). */
+export function streamHeader(token: string, fd: 0 | 1 | 2): string {
+  return `${token}${fd}`;
+}
+
+/** Length of {@link streamHeader} in bytes. */
+export const headerLength = tokenLength + 1;

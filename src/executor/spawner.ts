@@ -1,0 +1,194 @@
+import { fork, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { connect, type Socket } from "node:net";
+import { fileURLToPath } from "node:url";
+import { streamHeader, tokenLength, type SpawnerMessage, type SpawnMessage } from "./spawner-protocol.js";
+
+/** What to start; see {@link Spawner.spawn}. */
+export interface SpawnRequest {
+  readonly file: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  /** The whole environment (nothing is inherited). */
+  readonly env: Readonly<Record<string, string>>;
+  readonly uid?: number | undefined;
+  readonly gid?: number | undefined;
+}
+
+/** How a spawned process ended, as child_process reports it. */
+export interface ProcessExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** A started command: the leader of its own process group and session. */
+export interface SpawnedProcess {
+  readonly pid: number;
+  /** Its fd 0: write to it, end it for end of input. */
+  readonly stdin: Socket;
+  /** Its fd 1: ends once every process holding it closed it. */
+  readonly stdout: Socket;
+  /** Its fd 2, likewise. */
+  readonly stderr: Socket;
+  /**
+   * Settles when the leader ended. Rejects when the spawner stopped before reporting
+   * it: the exit status is then unknown, and the caller should kill what is left.
+   */
+  readonly exit: Promise<ProcessExit>;
+}
+
+/** The outcome of a spawn: the process, or why it could not start (errno name and message). */
+export type SpawnResult = { readonly ok: true; readonly process: SpawnedProcess } | { readonly ok: false; readonly code: string; readonly message: string };
+
+/** Starts commands through a spawner process; see {@link createSpawner}. */
+export interface Spawner {
+  spawn(request: SpawnRequest): Promise<SpawnResult>;
+  /** The spawner's pid while it runs. */
+  readonly pid: number | undefined;
+  /** Stops the spawner; commands it started keep running. */
+  close(): Promise<void>;
+}
+
+/** Where the spawner's entry is: beside this module, compiled (dist/) or as TypeScript (src/). */
+function spawnerEntry(): { path: string; execArgv: string[] } {
+  const here = import.meta.url;
+  if (here.endsWith(".ts")) return { path: fileURLToPath(new URL("./spawner-main.ts", here)), execArgv: ["--import", "tsx"] };
+  return { path: fileURLToPath(new URL("./spawner-main.mjs", here)), execArgv: [] };
+}
+
+/** One spawner process and what it has in flight. */
+interface Helper {
+  readonly child: ChildProcess;
+  readonly socketName: string;
+  readonly ready: Promise<void>;
+  /** Spawns waiting for "spawned" or "failed". */
+  readonly starting: Map<number, (message: SpawnerMessage) => void>;
+  /** Running commands waiting for "exit". */
+  readonly running: Map<number, { resolve: (exit: ProcessExit) => void; reject: (error: Error) => void }>;
+}
+
+/**
+ * Creates a spawner: a small Node.js process, forked once (on the first spawn, and again if
+ * it ever stops), that starts commands for this process. A process that forks pays for the
+ * size of its own memory, and libuv forks on the event loop and waits there until the child
+ * has called execve; a node holding hundreds of megabytes would spend milliseconds of its
+ * event loop on every task. The spawner is small and does nothing else, so the node's event
+ * loop only sends a message and connects three local sockets.
+ *
+ * The command's stdin, stdout and stderr are Unix stream sockets the node connects to the
+ * spawner, which hands the accepted ends to the command and closes its own copies; child
+ * processes get socket pairs from libuv for 'pipe' too, so a command sees the same kind of
+ * file either way. Each connection opens with the spawn's random token: the listening
+ * socket has an abstract name, and a process that does not know the token cannot claim a
+ * command's streams.
+ */
+export function createSpawner(): Spawner {
+  let helper: Helper | undefined;
+  let nextId = 1;
+
+  const start = (): Helper => {
+    // An abstract socket name: NUL, then this; no file is left behind.
+    const name = `drce-spawner-${process.pid}-${randomBytes(8).toString("hex")}`;
+    const socketName = `\0${name}`;
+    const entry = spawnerEntry();
+    const child = fork(entry.path, [name], { execArgv: entry.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" });
+    const starting = new Map<number, (message: SpawnerMessage) => void>();
+    const running = new Map<number, { resolve: (exit: ProcessExit) => void; reject: (error: Error) => void }>();
+    let markReady: () => void = () => undefined;
+    let markFailed: (error: Error) => void = () => undefined;
+    const ready = new Promise<void>((resolve, reject) => {
+      markReady = resolve;
+      markFailed = reject;
+    });
+    ready.catch(() => undefined);
+    child.on("message", (message: SpawnerMessage) => {
+      if (message.type === "ready") return markReady();
+      if (message.type === "exit") {
+        running.get(message.id)?.resolve({ code: message.code, signal: message.signal });
+        running.delete(message.id);
+        return;
+      }
+      starting.get(message.id)?.(message);
+      starting.delete(message.id);
+    });
+    const stopped = (why: string): void => {
+      if (helper?.child === child) helper = undefined;
+      const error = new Error(`the process spawner stopped (${why})`);
+      markFailed(error);
+      for (const answer of starting.values()) answer({ type: "failed", id: 0, code: "ESPAWNER", message: error.message });
+      for (const waiter of running.values()) waiter.reject(error);
+      starting.clear();
+      running.clear();
+    };
+    child.on("error", (error) => stopped(error.message));
+    child.on("exit", (code, signal) => stopped(signal ?? `exit ${code}`));
+    // The spawner never keeps the node alive: running commands hold their sockets open,
+    // and a node with nothing else to do may exit (the spawner follows when its channel closes).
+    child.unref();
+    child.channel?.unref();
+    return { child, socketName, ready, starting, running };
+  };
+
+  const connectStream = (socketName: string, token: string, fd: 0 | 1 | 2): Socket => {
+    const socket = connect(socketName);
+    socket.write(streamHeader(token, fd));
+    return socket;
+  };
+
+  return {
+    get pid() {
+      return helper?.child.pid;
+    },
+    async spawn(request) {
+      let current: Helper;
+      try {
+        current = helper ??= start();
+        await current.ready;
+      } catch (error) {
+        return { ok: false, code: "ESPAWNER", message: (error as Error).message };
+      }
+      const id = nextId++;
+      const token = randomBytes(tokenLength / 2).toString("hex");
+      const streams = ([0, 1, 2] as const).map((fd) => connectStream(current.socketName, token, fd));
+      const [stdin, stdout, stderr] = streams as [Socket, Socket, Socket];
+      // A connection the spawner refuses or drops shows up as the command's end of input or
+      // output, never as an exception of the node.
+      for (const socket of streams) socket.on("error", () => undefined);
+      // Nothing comes back on stdin's connection; reading it lets its end be noticed.
+      stdin.resume();
+      const answer = new Promise<SpawnerMessage>((resolve) => current.starting.set(id, resolve));
+      const message: SpawnMessage = {
+        type: "spawn",
+        id,
+        token,
+        file: request.file,
+        args: request.args,
+        cwd: request.cwd,
+        env: request.env,
+        ...(request.uid === undefined ? {} : { uid: request.uid }),
+        ...(request.gid === undefined ? {} : { gid: request.gid }),
+      };
+      // The exit waiter is in place before the spawn is sent, so no message is missed.
+      const exit = new Promise<ProcessExit>((resolve, reject) => current.running.set(id, { resolve, reject }));
+      exit.catch(() => undefined);
+      current.child.send(message);
+      const reply = await answer;
+      if (reply.type !== "spawned") {
+        current.running.delete(id);
+        for (const socket of streams) socket.destroy();
+        return reply.type === "failed" ? { ok: false, code: reply.code, message: reply.message } : { ok: false, code: "", message: "unexpected answer" };
+      }
+      return { ok: true, process: { pid: reply.pid, stdin, stdout, stderr, exit } };
+    },
+    async close() {
+      const current = helper;
+      helper = undefined;
+      if (current === undefined || current.child.exitCode !== null || current.child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => current.child.once("exit", () => resolve()));
+      // Waiting for it must keep this process alive (it is unreferenced while it runs).
+      current.child.ref();
+      if (current.child.connected) current.child.disconnect();
+      await exited;
+    },
+  };
+}

@@ -1,0 +1,179 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ErrorCode } from "../../src/domain/errors.js";
+import { taskSpec } from "../../src/domain/task.js";
+import { createLocalRunner } from "../../src/executor/local-runner.js";
+import { createSpawner, type SpawnedProcess, type Spawner } from "../../src/executor/spawner.js";
+import { isDead, procStat } from "./proc-helpers.js";
+
+/*
+ * The spawner: the small process that starts a node's local commands, so the node itself
+ * never forks. Real processes throughout: the spawner is forked from this test process.
+ */
+
+const env = { PATH: "/usr/bin:/bin" };
+let dir = "";
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "drce-spawner-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const spawners: Spawner[] = [];
+afterEach(async () => {
+  await Promise.all(spawners.splice(0).map((spawner) => spawner.close()));
+});
+const newSpawner = (): Spawner => {
+  const spawner = createSpawner();
+  spawners.push(spawner);
+  return spawner;
+};
+
+async function readAll(socket: Socket): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of socket) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString();
+}
+
+async function started(spawner: Spawner, file: string, args: string[], cwd = dir): Promise<SpawnedProcess> {
+  const result = await spawner.spawn({ file, args, cwd, env });
+  if (!result.ok) throw new Error(`spawn failed: ${result.code} ${result.message}`);
+  return result.process;
+}
+
+/** The abstract Unix socket names of listening sockets whose name contains `part` (from /proc/net/unix). */
+async function abstractSockets(part: string): Promise<string[]> {
+  const lines = (await readFile("/proc/net/unix", "latin1")).split("\n").slice(1);
+  return lines.map((line) => line.trim().split(/\s+/)[7] ?? "").filter((path) => path.startsWith("@") && path.includes(part));
+}
+
+describe("the spawner", () => {
+  it("starts a command with its stdin, stdout and stderr, in its own process group, in its directory", async () => {
+    const spawner = newSpawner();
+    const child = await started(spawner, "/bin/sh", ["-c", 'read line; echo "out:$line:$(pwd)"; echo "err:$PATH" >&2; exit 7']);
+    const stat = await procStat(child.pid);
+    // detached: the leader of its own process group (and session), a child of the spawner.
+    expect(stat?.pgrp).toBe(child.pid);
+    expect(stat?.ppid).toBe(spawner.pid);
+    expect(spawner.pid).not.toBe(process.pid);
+    child.stdin.end("hello\n");
+    const [out, err, exit] = await Promise.all([readAll(child.stdout), readAll(child.stderr), child.exit]);
+    expect(out).toBe(`out:hello:${dir}\n`);
+    expect(err).toBe("err:/usr/bin:/bin\n");
+    expect(exit).toEqual({ code: 7, signal: null });
+  });
+
+  it("reports the signal that ended a command", async () => {
+    const spawner = newSpawner();
+    const child = await started(spawner, "/bin/sleep", ["300"]);
+    process.kill(child.pid, "SIGTERM");
+    expect(await child.exit).toEqual({ code: null, signal: "SIGTERM" });
+  });
+
+  it("passes only the environment it is given", async () => {
+    const spawner = newSpawner();
+    const result = await spawner.spawn({ file: "/usr/bin/env", args: [], cwd: dir, env: { ONLY: "this" } });
+    if (!result.ok) throw new Error(result.message);
+    result.process.stdin.end();
+    expect(await readAll(result.process.stdout)).toBe("ONLY=this\n");
+  });
+
+  it("says why a command cannot start: missing, not executable, bad argument", async () => {
+    const spawner = newSpawner();
+    const missing = await spawner.spawn({ file: join(dir, "no-such-program"), args: [], cwd: dir, env });
+    expect(missing).toMatchObject({ ok: false, code: "ENOENT" });
+    const script = join(dir, "not-executable");
+    await writeFile(script, "#!/bin/sh\necho hi\n");
+    await chmod(script, 0o644);
+    const denied = await spawner.spawn({ file: script, args: [], cwd: dir, env });
+    expect(denied).toMatchObject({ ok: false, code: "EACCES" });
+    const nul = await spawner.spawn({ file: "/bin/echo", args: ["a\0b"], cwd: dir, env });
+    expect(nul).toMatchObject({ ok: false, code: "ERR_INVALID_ARG_VALUE" });
+    // The spawner is still there for the next command.
+    const child = await started(spawner, "/bin/true", []);
+    expect(await child.exit).toEqual({ code: 0, signal: null });
+  });
+
+  it("runs many commands at once, each with its own streams", async () => {
+    const spawner = newSpawner();
+    const outputs = await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const child = await started(spawner, "/bin/sh", ["-c", `cat; echo ${i}`]);
+        child.stdin.end(`in${i} `);
+        return readAll(child.stdout);
+      }),
+    );
+    expect(outputs).toEqual(Array.from({ length: 40 }, (_, i) => `in${i} ${i}\n`));
+  });
+
+  it("drops a connection to its socket that does not open with a spawn's header", async () => {
+    const spawner = newSpawner();
+    await (await started(spawner, "/bin/true", [])).exit;
+    const [name] = await abstractSockets(`drce-spawner-${process.pid}-`);
+    expect(name).toBeDefined();
+    const stranger = connect(`\0${name!.slice(1)}`);
+    stranger.on("error", () => undefined);
+    stranger.write("this is not a header of thirty-three bytes");
+    const closed = new Promise<void>((resolve) => stranger.once("close", () => resolve()));
+    stranger.resume();
+    await closed;
+    // And the spawner goes on.
+    expect(await (await started(spawner, "/bin/true", [])).exit).toEqual({ code: 0, signal: null });
+  });
+
+  it("is started again after it died; the commands it had could not report their exit", async () => {
+    const spawner = newSpawner();
+    const child = await started(spawner, "/bin/sleep", ["300"]);
+    const first = spawner.pid!;
+    process.kill(first, "SIGKILL");
+    await expect(child.exit).rejects.toThrow(/spawner stopped/);
+    // The orphan still runs (a runner kills it: see below); this test cleans it up.
+    expect(await isDead(child.pid)).toBe(false);
+    process.kill(child.pid, "SIGKILL");
+    const next = await started(spawner, "/bin/sh", ["-c", "echo again"]);
+    expect(spawner.pid).not.toBe(first);
+    expect(await readAll(next.stdout)).toBe("again\n");
+  });
+
+  it("stops on close, leaving running commands running", async () => {
+    const spawner = createSpawner();
+    const child = await started(spawner, "/bin/sleep", ["300"]);
+    const pid = spawner.pid!;
+    await spawner.close();
+    await expect.poll(() => isDead(pid), { timeout: 5000 }).toBe(true);
+    expect(await isDead(child.pid)).toBe(false);
+    process.kill(child.pid, "SIGKILL");
+  });
+});
+
+describe("a local runner whose spawner dies while a command runs", () => {
+  it("kills the command and fails the task with error 101, and the next task runs", async () => {
+    const spawner = newSpawner();
+    const runner = createLocalRunner({ spawner });
+    let leader = 0;
+    const handle = await runner.start({
+      spec: taskSpec({ id: "orphaned", command: "sleep 300" }),
+      workDir: dir,
+      stdout: new PassThrough(),
+      stderr: new PassThrough(),
+      onSpawn: async (info) => {
+        leader = info.pid;
+      },
+    });
+    process.kill(spawner.pid!, "SIGKILL");
+    const outcome = await handle.done;
+    expect(outcome).toMatchObject({ kind: "failed", errorCode: ErrorCode.CommandExecution });
+    expect(outcome.kind === "failed" ? outcome.message : "").toMatch(/spawner stopped/);
+    await expect.poll(() => isDead(leader), { timeout: 5000 }).toBe(true);
+
+    const stdout = new PassThrough();
+    const next = await runner.start({ spec: taskSpec({ id: "next", command: "echo fine" }), workDir: dir, stdout, stderr: new PassThrough(), onSpawn: async () => undefined });
+    expect(await next.done).toMatchObject({ kind: "exited", exitStatus: 0 });
+    expect(String(stdout.read())).toBe("fine\n");
+  });
+});
