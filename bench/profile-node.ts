@@ -35,4 +35,4 @@ for (const dir of transfer ? [profDir, join(work, "cli-prof")] : [profDir]) {
   console.log(`\n== ${dir === profDir ? "node" : "drce CLI"}`);
   spawnSync(process.execPath, ["--import", "tsx", "bench/profile-summary.ts", join(dir, profile!), "20"], { cwd: root, stdio: "inherit" });
 }
-await rm(work, { recursive: true, force: true });
+if (!process.env.KEEP_PROFILE) await rm(work, { recursive: true, force: true }); else console.log("kept", work);

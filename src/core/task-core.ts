@@ -431,7 +431,6 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       stdout: new OutputSpool(store.outputPath(spec.id, "stdout"), options.maxOutputBytes),
       stderr: new OutputSpool(store.outputPath(spec.id, "stderr"), options.maxOutputBytes),
     };
-    await Promise.all([spools.stdout.openFile(), spools.stderr.openFile()]);
     live.spools = spools;
 
     const runAs = spec.session.type === "local" ? options.runAs?.(spec) : undefined;

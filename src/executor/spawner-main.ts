@@ -109,4 +109,7 @@ process.on("message", (message: SpawnMessage) => {
 // The node is gone (or let go of this process): commands keep running, as they would
 // have without a spawner; nothing else is left to do here.
 process.on("disconnect", () => process.exit(0));
+// A node that went away while this process was loading closed the channel before the
+// listener above existed.
+if (!process.connected) process.exit(0);
 server.listen(`\0${name}`, () => send({ type: "ready" }));

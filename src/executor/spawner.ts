@@ -65,6 +65,8 @@ interface Helper {
   readonly starting: Map<number, (message: SpawnerMessage) => void>;
   /** Running commands waiting for "exit". */
   readonly running: Map<number, { resolve: (exit: ProcessExit) => void; reject: (error: Error) => void }>;
+  /** Counts answers awaited (+1 per request, -1 per answer); the channel is referenced while any are. */
+  readonly awaiting: (change: number) => void;
 }
 
 /**
@@ -101,15 +103,32 @@ export function createSpawner(): Spawner {
       markFailed = reject;
     });
     ready.catch(() => undefined);
+    // The channel keeps this process alive only while an answer is awaited: an idle
+    // spawner never holds a node up, and a node waiting for a command's exit is not left.
+    let waiting = 0;
+    const awaiting = (change: number): void => {
+      const before = waiting;
+      waiting += change;
+      if (before === 0 && waiting > 0) child.channel?.ref();
+      else if (before > 0 && waiting === 0) child.channel?.unref();
+    };
     child.on("message", (message: SpawnerMessage) => {
-      if (message.type === "ready") return markReady();
-      if (message.type === "exit") {
-        running.get(message.id)?.resolve({ code: message.code, signal: message.signal });
-        running.delete(message.id);
-        return;
+      if (message.type === "ready") {
+        awaiting(-1);
+        return markReady();
       }
-      starting.get(message.id)?.(message);
+      if (message.type === "exit") {
+        const waiter = running.get(message.id);
+        if (waiter === undefined) return;
+        running.delete(message.id);
+        awaiting(-1);
+        return waiter.resolve({ code: message.code, signal: message.signal });
+      }
+      const answer = starting.get(message.id);
+      if (answer === undefined) return;
       starting.delete(message.id);
+      awaiting(-1);
+      answer(message);
     });
     const stopped = (why: string): void => {
       if (helper?.child === child) helper = undefined;
@@ -119,14 +138,16 @@ export function createSpawner(): Spawner {
       for (const waiter of running.values()) waiter.reject(error);
       starting.clear();
       running.clear();
+      waiting = 0;
     };
     child.on("error", (error) => stopped(error.message));
     child.on("exit", (code, signal) => stopped(signal ?? `exit ${code}`));
-    // The spawner never keeps the node alive: running commands hold their sockets open,
-    // and a node with nothing else to do may exit (the spawner follows when its channel closes).
+    // An idle spawner never keeps the node alive (see awaiting); the spawner follows a node
+    // that exits, when its channel closes.
     child.unref();
     child.channel?.unref();
-    return { child, socketName, ready, starting, running };
+    awaiting(1); // "ready"
+    return { child, socketName, ready, starting, running, awaiting };
   };
 
   const connectStream = (socketName: string, token: string, fd: 0 | 1 | 2): Socket => {
@@ -157,6 +178,7 @@ export function createSpawner(): Spawner {
       // Nothing comes back on stdin's connection; reading it lets its end be noticed.
       stdin.resume();
       const answer = new Promise<SpawnerMessage>((resolve) => current.starting.set(id, resolve));
+      current.awaiting(2); // "spawned" (or "failed"), then "exit"
       const message: SpawnMessage = {
         type: "spawn",
         id,
@@ -174,7 +196,7 @@ export function createSpawner(): Spawner {
       current.child.send(message);
       const reply = await answer;
       if (reply.type !== "spawned") {
-        current.running.delete(id);
+        if (current.running.delete(id)) current.awaiting(-1);
         for (const socket of streams) socket.destroy();
         return reply.type === "failed" ? { ok: false, code: reply.code, message: reply.message } : { ok: false, code: "", message: "unexpected answer" };
       }

@@ -4,7 +4,9 @@ import { Writable } from "node:stream";
 /**
  * An output spool: a Writable that appends a stream's bytes to a file as they arrive,
  * counts them, and wakes readers tailing the file. Memory stays flat for any output
- * size: bytes live in the file and in the page cache, not in the node.
+ * size: bytes live in the file and in the page cache, not in the node. The file is created
+ * with the first byte: a command that writes nothing to a stream leaves no file (a missing
+ * output file reads as empty), and costs no create, close or fsync.
  *
  * Past `capBytes` (zero: unlimited) the file keeps the first half of the cap (the head)
  * and a ring of the last half (the tail); {@link finish} stitches head and tail so the
@@ -48,11 +50,6 @@ export class OutputSpool extends Writable {
     return this.ended;
   }
 
-  /** Opens the file; call once before writing. */
-  async openFile(): Promise<void> {
-    this.handle = await open(this.path, "w", 0o600);
-  }
-
   /** The errno code of the first write that failed (e.g. ENOSPC); the output is incomplete. */
   storageError: string | undefined;
 
@@ -70,8 +67,8 @@ export class OutputSpool extends Writable {
   }
 
   private async append(chunk: Buffer): Promise<void> {
-    const handle = this.handle;
-    if (handle === undefined) throw new Error("spool not open");
+    // Writes come one at a time (Writable), so the file is opened once.
+    const handle = (this.handle ??= await open(this.path, "w", 0o600));
     let data = chunk;
     const headRoom = this.headCap - Math.min(this.total, this.headCap);
     if (headRoom > 0) {

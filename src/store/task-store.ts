@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DrceError } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
+import { isFinalState } from "../domain/states.js";
 import type { StreamName, TaskStatus } from "../domain/task.js";
 import { createDirSyncGroup, diskSyncing, syncFile, writeFileAtomic, writeFilesAtomic } from "./atomic.js";
 
@@ -47,9 +48,9 @@ export interface TaskStore {
    */
   create(request: StoredRequest, status: TaskStatus, durable?: boolean): Promise<void>;
   /**
-   * Writes a task's status atomically; with `durable` (the default) also fsynced, after its
-   * output files, and its request when the task was created without durability. `point`
-   * names the write for the crash hook.
+   * Writes a task's status atomically; with `durable` (the default) also fsynced: a final
+   * status after its output files, and any status after its request when the task was
+   * created without durability. `point` names the write for the crash hook.
    */
   saveStatus(status: TaskStatus, point?: string, durable?: boolean): Promise<void>;
   /** Reads a task's request. */
@@ -152,10 +153,17 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
       const dir = taskDir(status.id);
       await wrap("saving a task status", async () => {
         const pending = durable && volatile.has(status.id);
-        // The status must not become durable before what it describes: the output files (and
-        // the request, for a task created without durability) are fsynced before its rename.
+        // The status must not become durable before what it describes: a final status's output
+        // files (and the request, for a task created without durability) are fsynced before
+        // its rename. Earlier statuses state no output sizes (a restart reads the files'), so
+        // they wait for no output. A stream that wrote nothing has no file to sync.
+        const final = isFinalState(status.state);
         const before = (): Promise<unknown> =>
-          Promise.all([syncFile(join(dir, "stdout")), syncFile(join(dir, "stderr")), pending ? syncFile(join(dir, "request.json")) : undefined]);
+          Promise.all([
+            final ? syncFile(join(dir, "stdout")) : undefined,
+            final ? syncFile(join(dir, "stderr")) : undefined,
+            pending ? syncFile(join(dir, "request.json")) : undefined,
+          ]);
         await Promise.all([writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable, syncDir, before }), pending ? syncDir(root) : undefined]);
         if (pending) volatile.delete(status.id);
       });

@@ -1,8 +1,10 @@
+import { spawn, type ChildProcess } from "node:child_process";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
+import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/domain/errors.js";
 import { taskSpec } from "../../src/domain/task.js";
@@ -148,6 +150,41 @@ describe("the spawner", () => {
     await expect.poll(() => isDead(pid), { timeout: 5000 }).toBe(true);
     expect(await isDead(child.pid)).toBe(false);
     process.kill(child.pid, "SIGKILL");
+  });
+});
+
+/** Runs test/fixtures/spawner-parent.mts and resolves to the pids its first line names. */
+function spawnerParent(mode: "running" | "early"): Promise<{ parent: ChildProcess; pids: number[] }> {
+  const parent = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../fixtures/spawner-parent.mts", import.meta.url)), mode], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    let text = "";
+    parent.stdout!.on("data", (chunk: Buffer) => {
+      text += chunk.toString();
+      if (text.includes("\n")) resolve({ parent, pids: text.trim().split(" ").map(Number) });
+    });
+    parent.once("exit", (code) => {
+      if (!text.includes("\n")) reject(new Error(`spawner-parent ${mode} exited with ${code} before printing`));
+    });
+  });
+}
+
+describe("a spawner whose node is gone", () => {
+  it("exits when its node is killed, leaving the command it started running", async () => {
+    const { parent, pids } = await spawnerParent("running");
+    const [spawnerPid, commandPid] = pids as [number, number];
+    expect(await isDead(spawnerPid)).toBe(false);
+    parent.kill("SIGKILL");
+    await expect.poll(() => isDead(spawnerPid), { timeout: 10_000 }).toBe(true);
+    // The command is the node's business (its restart kills it, see recovery); here, ours.
+    expect(await isDead(commandPid)).toBe(false);
+    process.kill(commandPid, "SIGKILL");
+  });
+
+  it("exits when its node went away while it was still starting", async () => {
+    const { pids } = await spawnerParent("early");
+    const [spawnerPid] = pids as [number];
+    expect(spawnerPid).toBeGreaterThan(0);
+    await expect.poll(() => isDead(spawnerPid), { timeout: 10_000 }).toBe(true);
   });
 });
 

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -132,7 +132,6 @@ describe("OutputSpool", () => {
     try {
       // A cap, so that the tail ring is flushed and stitched too.
       const spool = new OutputSpool(join(dir, "stdout"), 512 * 1024);
-      await spool.openFile();
       const chunks = Array.from({ length: 48 }, (_, i) => Buffer.alloc(32 * 1024, i));
       for (const chunk of chunks) {
         if (!spool.write(chunk)) await new Promise((resolve) => spool.once("drain", resolve));
@@ -150,6 +149,24 @@ describe("OutputSpool", () => {
     } finally {
       OutputSpool.flushEveryBytes = saved;
     }
+  });
+});
+
+describe("OutputSpool without output", () => {
+  it("creates no file for a stream nothing was written to, and the store reads it as empty", async () => {
+    const store = await createTaskStore({ dataDir: join(dir, "lazy") });
+    await store.create({ digest: "d", spec: { id: "quiet" } as never }, status("quiet", TaskState.New));
+    const spool = new OutputSpool(store.outputPath("quiet", "stderr"));
+    spool.end();
+    await new Promise((resolve) => spool.once("finish", resolve));
+    await spool.finish();
+    expect(spool.complete).toBe(true);
+    expect(spool.available).toBe(0);
+    await expect(stat(store.outputPath("quiet", "stderr"))).rejects.toMatchObject({ code: "ENOENT" });
+    expect((await store.readOutput("quiet", "stderr")).length).toBe(0);
+    expect(await store.outputSize("quiet", "stderr")).toBe(0);
+    // A final status is durable without it.
+    await store.saveStatus({ ...status("quiet", TaskState.Finished), stderrSize: 0 }, "final");
   });
 });
 
