@@ -3,6 +3,8 @@
 // too), then a summary.
 // `--sequential` submits them one at a time (the latency path).
 // Usage: profile-node.ts [--transfer | --sequential] [COUNT]
+// With KEEP_PROFILE set, the .cpuprofile files are kept (for Chrome's DevTools) and their
+// directory printed.
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,4 +37,5 @@ for (const dir of transfer ? [profDir, join(work, "cli-prof")] : [profDir]) {
   console.log(`\n== ${dir === profDir ? "node" : "drce CLI"}`);
   spawnSync(process.execPath, ["--import", "tsx", "bench/profile-summary.ts", join(dir, profile!), "20"], { cwd: root, stdio: "inherit" });
 }
-if (!process.env.KEEP_PROFILE) await rm(work, { recursive: true, force: true }); else console.log("kept", work);
+if (process.env["KEEP_PROFILE"] === undefined) await rm(work, { recursive: true, force: true });
+else console.log(`profiles kept in ${work}`);
