@@ -18,6 +18,11 @@ export interface OutputChunk {
   readonly stream: StreamName;
   /** Byte offset of data within its stream. */
   readonly offset: number;
+  /**
+   * The bytes, valid until the consumer asks for the next event: the stream reads large
+   * chunks into two buffers it reuses in turn (an encoder copies them before asking for
+   * more; a consumer that keeps them must copy them).
+   */
   readonly data: Uint8Array;
 }
 

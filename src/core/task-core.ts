@@ -141,14 +141,37 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const outputChunkBytes = 1024 * 1024;
 
 /**
- * Reads one output chunk from `offset` (up to `available`) into a fresh buffer, read into
- * directly: the message keeps it, no copy. Empty at the end of the file.
+ * Reads one output chunk from `offset` (up to `available`) into a buffer `bufferFor`
+ * gives, read into directly: the message takes it as it is, no copy. Empty at the end of
+ * the file.
  */
-async function readChunk(handle: FileHandle, offset: number, available: number): Promise<Buffer> {
+async function readChunk(handle: FileHandle, offset: number, available: number, bufferFor: (length: number) => Buffer): Promise<Buffer> {
   const length = Math.min(outputChunkBytes, available - offset);
-  const data = Buffer.allocUnsafe(length);
+  const data = bufferFor(length);
   const { bytesRead } = await handle.read(data, 0, length, offset);
   return data.subarray(0, bytesRead);
+}
+
+/** Chunks below this are read into buffers of their own (Node's small-buffer pool serves them). */
+const ownBufferBelow = 64 * 1024;
+
+/**
+ * The read buffers of one output stream: two of a chunk each, used in turn. At most two
+ * reads are outstanding (the chunk being sent and the one read ahead), one after the
+ * other, so the buffer a read gets is never the other's; and a sent chunk's buffer comes
+ * back once the consumer asks for the next event (see OutputChunk). Reusing them, rather
+ * than allocating a MiB per message, keeps V8 from seeing a gigabyte of fresh external
+ * memory per gigabyte sent, which is what drives its full garbage collections during a
+ * transfer (BENCHMARKS.md has the figures).
+ */
+function chunkBuffers(): (length: number) => Buffer {
+  const buffers: Buffer[] = [];
+  let turn = 0;
+  return (length) => {
+    if (length < ownBufferBelow) return Buffer.allocUnsafe(length);
+    const index = turn++ % 2;
+    return (buffers[index] ??= Buffer.allocUnsafe(outputChunkBytes)).subarray(0, length);
+  };
 }
 
 /** Resolves when the signal aborts (never rejects). */
@@ -819,6 +842,9 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     const handles: Partial<Record<StreamName, Awaited<ReturnType<typeof open>>>> = {};
     const stopped = aborted(signal); // one listener for the whole stream, not one per wait
     let readAhead: { stream: StreamName; offset: number; data: Promise<Buffer> } | undefined;
+    /** Since when (performance.now()) a stream's few ready bytes have been held back; see below. */
+    const heldSince: Partial<Record<StreamName, number>> = {};
+    const bufferFor = chunkBuffers();
     try {
       for (;;) {
         if (signal.aborted) return;
@@ -828,18 +854,33 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         await entry.live?.started;
         const spools = entry.live?.spools;
         let progressed = false;
+        /** The earliest time a held-back stream is due, or undefined when none is held. */
+        let heldUntil: number | undefined;
         for (const stream of ["stdout", "stderr"] as const) {
-          const available = spools !== undefined && entry.live !== undefined ? spools[stream].available : await store.outputSize(id, stream);
+          const live = spools !== undefined && entry.live !== undefined ? spools[stream] : undefined;
+          const available = live !== undefined ? live.available : await store.outputSize(id, stream);
+          // A stream still being written with less than a message's worth ready is held back
+          // for up to OutputSpool.wakeDelayMs, for more: sending each 64 KiB the command writes
+          // as its own message costs several times the CPU per byte of sending it by the MiB.
+          if (live !== undefined && !live.complete && available > position[stream] && available - position[stream] < outputChunkBytes) {
+            const now = performance.now();
+            const due = (heldSince[stream] ??= now) + OutputSpool.wakeDelayMs;
+            if (now < due) {
+              heldUntil = Math.min(heldUntil ?? due, due);
+              continue;
+            }
+          }
+          delete heldSince[stream];
           while (position[stream] < available && !signal.aborted) {
             const handle = (handles[stream] ??= await open(store.outputPath(id, stream), "r"));
-            const data = await (readAhead?.stream === stream && readAhead.offset === position[stream] ? readAhead.data : readChunk(handle, position[stream], available));
+            const data = await (readAhead?.stream === stream && readAhead.offset === position[stream] ? readAhead.data : readChunk(handle, position[stream], available, bufferFor));
             readAhead = undefined;
             if (data.length === 0) break;
             const next = position[stream] + data.length;
             // The next chunk is read from the file while this one is sent: the disk (or page
             // cache) and the connection work at once instead of in turn.
             if (next < available) {
-              const ahead = readChunk(handle, next, available);
+              const ahead = readChunk(handle, next, available, bufferFor);
               ahead.catch(() => undefined); // handled when awaited; never an unhandled rejection meanwhile
               readAhead = { stream, offset: next, data: ahead };
             }
@@ -857,10 +898,13 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         if (!progressed && entry.live !== undefined && writing.length > 0) {
           // Only spools still being written can change; a complete one would wake us at once.
           // Subscriptions are dropped after the wait, so waits do not pile up on a quiet stream.
+          // Bytes held back above are sent after at most OutputSpool.wakeDelayMs.
           let wake!: () => void;
           const woken = new Promise<void>((resolve) => (wake = resolve));
           const unsubscribe = writing.map((spool) => spool.subscribe(wake));
+          const timer = heldUntil === undefined ? undefined : setTimeout(wake, Math.max(0, heldUntil - performance.now()));
           await Promise.race([woken, entry.done, stopped]);
+          clearTimeout(timer);
           for (const off of unsubscribe) off();
         } else if (!progressed && entry.live !== undefined) {
           // Output is complete; the task turns final once its files and status are written.

@@ -112,3 +112,34 @@ describe.concurrent("1 MiB of /dev/urandom, byte for byte", () => {
     }
   });
 });
+
+/*
+ * Several MiB through the Connect streams, live and after the end: the node reads chunks of
+ * 1 MiB into two buffers it reuses in turn, so a chunk sent from a buffer already refilled
+ * would show here as a wrong checksum.
+ */
+describe.concurrent("6 MiB of /dev/urandom through the Connect streams, chunk by chunk", () => {
+  const big = `head -c ${6 * MiB} /dev/urandom > data.bin && cat data.bin && sha256sum data.bin | cut -d ' ' -f 1 >&2`;
+
+  it("live, in RunTask", async () => {
+    const chunks: { stream: Stream; offset: bigint; data: Uint8Array }[] = [];
+    for await (const m of node.client.runTask({ task: { command: big } })) {
+      if (m.event.case === "output") chunks.push(m.event.value);
+    }
+    const { stdout, stderr } = joinChunks(chunks);
+    expect(stdout.length).toBe(6 * MiB);
+    expect(sha256(stdout)).toBe(stderr.toString().trim());
+  });
+
+  it("after the end, in StreamTaskOutput, where every chunk is a full MiB", async () => {
+    const r = (await node.client.submitTask({ task: create(TaskSpecSchema, { command: big }) })).result!;
+    expect(r.state).toBe(TaskState.FINISHED);
+    const chunks: { stream: Stream; offset: bigint; data: Uint8Array }[] = [];
+    for await (const m of node.client.streamTaskOutput({ task: r.id, follow: false })) {
+      if (m.event.case === "output") chunks.push(m.event.value);
+    }
+    const { stdout, stderr } = joinChunks(chunks);
+    expect(chunks.filter((c) => c.stream === Stream.STDOUT).map((c) => c.data.length)).toEqual(Array(6).fill(MiB));
+    expect(sha256(stdout)).toBe(stderr.toString().trim());
+  });
+});
