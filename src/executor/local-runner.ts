@@ -1,5 +1,4 @@
 import { constants } from "node:os";
-import { pipeline } from "node:stream/promises";
 import { ErrorCode } from "../domain/errors.js";
 import type { TerminateOptions } from "../domain/task.js";
 import { createContainment, cgroupGate, findExecProblem, gateArgs, type Containment } from "./containment.js";
@@ -102,6 +101,9 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
         env,
         uid: runAs?.uid,
         gid: runAs?.gid,
+        // Output is read from the start: the command may be writing already, and bytes must not be lost.
+        stdout: request.stdout,
+        stderr: request.stderr,
       });
       if (!spawned.ok) {
         await contained.release();
@@ -133,11 +135,7 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       void exit.then(() => {
         exited = true;
       });
-      // Output is piped at once: the command may be writing already, and bytes must not be lost.
-      const outputs = Promise.allSettled([
-        pipeline(child.stdout, request.stdout, { end: false }),
-        pipeline(child.stderr, request.stderr, { end: false }),
-      ]);
+      const outputs = child.output;
       const stdin = child.stdin;
       // Into the group first, then open the gate; a failed move still opens it (the task
       // then runs in its process group only, as without cgroups). Moving a process waits
@@ -177,8 +175,7 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
           const closed = await Promise.race([outputs.then(() => true), sleep(drainMs).then(() => false)]);
           if (!closed) {
             // Something outside the group (a setsid escapee) still holds the pipes.
-            child.stdout.destroy();
-            child.stderr.destroy();
+            child.dropOutput();
             await outputs;
           }
         }

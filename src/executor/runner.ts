@@ -48,9 +48,13 @@ export interface ExecRequest {
   readonly spec: TaskSpec;
   /** The resolved working directory (local path, or remote path for SSH). */
   readonly workDir: string;
-  /** Sink for stdout; the runner writes with backpressure and does not end it. */
+  /**
+   * Sink for stdout; the runner writes with backpressure and does not end it. The bytes of
+   * a write are the sink's only until it calls back (the local runner reads into a buffer
+   * it reuses): a sink that keeps them copies them.
+   */
   readonly stdout: Writable;
-  /** Sink for stderr; the runner writes with backpressure and does not end it. */
+  /** Sink for stderr, likewise. */
   readonly stderr: Writable;
   /**
    * Called once the process exists, before any output is delivered as "running";

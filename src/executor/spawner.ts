@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
+import type { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { streamHeader, tokenLength, type SpawnerMessage, type SpawnMessage } from "./spawner-protocol.js";
 
@@ -13,6 +14,9 @@ export interface SpawnRequest {
   readonly env: Readonly<Record<string, string>>;
   readonly uid?: number | undefined;
   readonly gid?: number | undefined;
+  /** Where the command's stdout and stderr go: written with backpressure, never ended. */
+  readonly stdout: Writable;
+  readonly stderr: Writable;
 }
 
 /** How a spawned process ended, as child_process reports it. */
@@ -26,10 +30,13 @@ export interface SpawnedProcess {
   readonly pid: number;
   /** Its fd 0: write to it, end it for end of input. */
   readonly stdin: Socket;
-  /** Its fd 1: ends once every process holding it closed it. */
-  readonly stdout: Socket;
-  /** Its fd 2, likewise. */
-  readonly stderr: Socket;
+  /**
+   * Settles once the command's stdout and stderr have ended (every process holding them
+   * closed them) and their last bytes are written to the sinks, or were dropped.
+   */
+  readonly output: Promise<void>;
+  /** Stops reading the output (what a process outside the task still holds open). */
+  dropOutput(): void;
   /**
    * Settles when the leader ended. Rejects when the spawner stopped before reporting
    * it: the exit status is then unknown, and the caller should kill what is left.
@@ -55,6 +62,9 @@ function spawnerEntry(): { path: string; execArgv: string[] } {
   if (here.endsWith(".ts")) return { path: fileURLToPath(new URL("./spawner-main.ts", here)), execArgv: ["--import", "tsx"] };
   return { path: fileURLToPath(new URL("./spawner-main.mjs", here)), execArgv: [] };
 }
+
+/** The most a read of a command's output takes at once (a Unix socket buffers about 200 KiB). */
+const outputReadBytes = 256 * 1024;
 
 /** One spawner process and what it has in flight. */
 interface Helper {
@@ -156,6 +166,39 @@ export function createSpawner(): Spawner {
     return socket;
   };
 
+  /**
+   * Connects an output stream that reads into one buffer of its own, reused: each read is
+   * written to `sink`, and the next is made once that write is done. A stream read the
+   * usual way gets a fresh 64 KiB buffer per read, a gigabyte of them per gigabyte of
+   * output, which V8 then has to collect; reads here also take up to 256 KiB at once.
+   * Resolves once the stream closed; a sink that fails stops it (as a pipeline would).
+   */
+  const connectOutput = (socketName: string, token: string, fd: 1 | 2, sink: Writable): { socket: Socket; done: Promise<void> } => {
+    const buffer = Buffer.allocUnsafe(outputReadBytes);
+    let socket: Socket;
+    const onWritten = (error?: Error | null): void => {
+      if (error) socket.destroy();
+      else socket.resume();
+    };
+    socket = connect({
+      path: socketName,
+      onread: {
+        buffer,
+        callback: (bytes: number, data: Uint8Array): boolean => {
+          sink.write(data.subarray(0, bytes), onWritten);
+          return false; // paused until the write is done: the buffer is the sink's until then
+        },
+      },
+    });
+    socket.write(streamHeader(token, fd));
+    socket.on("error", () => undefined);
+    // The sink's owner learns of its failure from the sink (the spool keeps the errno); here
+    // it only ends the reading, and is not an uncaught exception, even for a write that
+    // fails after the reading ended (the listener stays: a sink serves one command).
+    sink.once("error", () => socket.destroy());
+    return { socket, done: new Promise<void>((resolve) => socket.once("close", () => resolve())) };
+  };
+
   return {
     get pid() {
       return helper?.child.pid;
@@ -170,11 +213,13 @@ export function createSpawner(): Spawner {
       }
       const id = nextId++;
       const token = randomBytes(tokenLength / 2).toString("hex");
-      const streams = ([0, 1, 2] as const).map((fd) => connectStream(current.socketName, token, fd));
-      const [stdin, stdout, stderr] = streams as [Socket, Socket, Socket];
+      const stdin = connectStream(current.socketName, token, 0);
+      const stdout = connectOutput(current.socketName, token, 1, request.stdout);
+      const stderr = connectOutput(current.socketName, token, 2, request.stderr);
+      const streams = [stdin, stdout.socket, stderr.socket];
       // A connection the spawner refuses or drops shows up as the command's end of input or
       // output, never as an exception of the node.
-      for (const socket of streams) socket.on("error", () => undefined);
+      stdin.on("error", () => undefined);
       // Nothing comes back on stdin's connection; reading it lets its end be noticed.
       stdin.resume();
       const answer = new Promise<SpawnerMessage>((resolve) => current.starting.set(id, resolve));
@@ -200,7 +245,19 @@ export function createSpawner(): Spawner {
         for (const socket of streams) socket.destroy();
         return reply.type === "failed" ? { ok: false, code: reply.code, message: reply.message } : { ok: false, code: "", message: "unexpected answer" };
       }
-      return { ok: true, process: { pid: reply.pid, stdin, stdout, stderr, exit } };
+      return {
+        ok: true,
+        process: {
+          pid: reply.pid,
+          stdin,
+          exit,
+          output: Promise.all([stdout.done, stderr.done]).then(() => undefined),
+          dropOutput: () => {
+            stdout.socket.destroy();
+            stderr.socket.destroy();
+          },
+        },
+      };
     },
     async close() {
       const current = helper;

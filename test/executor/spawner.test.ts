@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { connect, type Socket } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
+import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode } from "../../src/domain/errors.js";
@@ -36,17 +36,31 @@ const newSpawner = (): Spawner => {
   return spawner;
 };
 
-async function readAll(socket: Socket): Promise<string> {
+/** A sink that keeps a copy of what it is given (the spawner reuses its read buffer). */
+function collector(): Writable & { text(): string } {
   const chunks: Buffer[] = [];
-  for await (const chunk of socket) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString();
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(Buffer.from(chunk));
+      callback();
+    },
+  });
+  return Object.assign(sink, { text: () => Buffer.concat(chunks).toString() });
 }
 
-async function started(spawner: Spawner, file: string, args: string[], cwd = dir): Promise<SpawnedProcess> {
-  const result = await spawner.spawn({ file, args, cwd, env });
-  if (!result.ok) throw new Error(`spawn failed: ${result.code} ${result.message}`);
-  return result.process;
+interface Started extends SpawnedProcess {
+  /** Everything the command wrote to stdout and stderr, once its output ended. */
+  outputs(): Promise<[string, string]>;
 }
+
+async function started(spawner: Spawner, file: string, args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<Started> {
+  const [stdout, stderr] = [collector(), collector()];
+  const result = await spawner.spawn({ file, args, cwd: options.cwd ?? dir, env: options.env ?? env, stdout, stderr });
+  if (!result.ok) throw new Error(`spawn failed: ${result.code} ${result.message}`);
+  return Object.assign(result.process, { outputs: async (): Promise<[string, string]> => (await result.process.output, [stdout.text(), stderr.text()]) });
+}
+
+const sinks = (): { stdout: Writable; stderr: Writable } => ({ stdout: collector(), stderr: collector() });
 
 /** The abstract Unix socket names of listening sockets whose name contains `part` (from /proc/net/unix). */
 async function abstractSockets(part: string): Promise<string[]> {
@@ -64,7 +78,7 @@ describe("the spawner", () => {
     expect(stat?.ppid).toBe(spawner.pid);
     expect(spawner.pid).not.toBe(process.pid);
     child.stdin.end("hello\n");
-    const [out, err, exit] = await Promise.all([readAll(child.stdout), readAll(child.stderr), child.exit]);
+    const [[out, err], exit] = await Promise.all([child.outputs(), child.exit]);
     expect(out).toBe(`out:hello:${dir}\n`);
     expect(err).toBe("err:/usr/bin:/bin\n");
     expect(exit).toEqual({ code: 7, signal: null });
@@ -79,22 +93,21 @@ describe("the spawner", () => {
 
   it("passes only the environment it is given", async () => {
     const spawner = newSpawner();
-    const result = await spawner.spawn({ file: "/usr/bin/env", args: [], cwd: dir, env: { ONLY: "this" } });
-    if (!result.ok) throw new Error(result.message);
-    result.process.stdin.end();
-    expect(await readAll(result.process.stdout)).toBe("ONLY=this\n");
+    const child = await started(spawner, "/usr/bin/env", [], { env: { ONLY: "this" } });
+    child.stdin.end();
+    expect((await child.outputs())[0]).toBe("ONLY=this\n");
   });
 
   it("says why a command cannot start: missing, not executable, bad argument", async () => {
     const spawner = newSpawner();
-    const missing = await spawner.spawn({ file: join(dir, "no-such-program"), args: [], cwd: dir, env });
+    const missing = await spawner.spawn({ file: join(dir, "no-such-program"), args: [], cwd: dir, env, ...sinks() });
     expect(missing).toMatchObject({ ok: false, code: "ENOENT" });
     const script = join(dir, "not-executable");
     await writeFile(script, "#!/bin/sh\necho hi\n");
     await chmod(script, 0o644);
-    const denied = await spawner.spawn({ file: script, args: [], cwd: dir, env });
+    const denied = await spawner.spawn({ file: script, args: [], cwd: dir, env, ...sinks() });
     expect(denied).toMatchObject({ ok: false, code: "EACCES" });
-    const nul = await spawner.spawn({ file: "/bin/echo", args: ["a\0b"], cwd: dir, env });
+    const nul = await spawner.spawn({ file: "/bin/echo", args: ["a\0b"], cwd: dir, env, ...sinks() });
     expect(nul).toMatchObject({ ok: false, code: "ERR_INVALID_ARG_VALUE" });
     // The spawner is still there for the next command.
     const child = await started(spawner, "/bin/true", []);
@@ -107,7 +120,7 @@ describe("the spawner", () => {
       Array.from({ length: 40 }, async (_, i) => {
         const child = await started(spawner, "/bin/sh", ["-c", `cat; echo ${i}`]);
         child.stdin.end(`in${i} `);
-        return readAll(child.stdout);
+        return (await child.outputs())[0];
       }),
     );
     expect(outputs).toEqual(Array.from({ length: 40 }, (_, i) => `in${i} ${i}\n`));
@@ -139,7 +152,7 @@ describe("the spawner", () => {
     process.kill(child.pid, "SIGKILL");
     const next = await started(spawner, "/bin/sh", ["-c", "echo again"]);
     expect(spawner.pid).not.toBe(first);
-    expect(await readAll(next.stdout)).toBe("again\n");
+    expect((await next.outputs())[0]).toBe("again\n");
   });
 
   it("stops on close, leaving running commands running", async () => {
@@ -196,8 +209,8 @@ describe("a local runner whose spawner dies while a command runs", () => {
     const handle = await runner.start({
       spec: taskSpec({ id: "orphaned", command: "sleep 300" }),
       workDir: dir,
-      stdout: new PassThrough(),
-      stderr: new PassThrough(),
+      stdout: collector(),
+      stderr: collector(),
       onSpawn: async (info) => {
         leader = info.pid;
       },
@@ -208,9 +221,9 @@ describe("a local runner whose spawner dies while a command runs", () => {
     expect(outcome.kind === "failed" ? outcome.message : "").toMatch(/spawner stopped/);
     await expect.poll(() => isDead(leader), { timeout: 5000 }).toBe(true);
 
-    const stdout = new PassThrough();
-    const next = await runner.start({ spec: taskSpec({ id: "next", command: "echo fine" }), workDir: dir, stdout, stderr: new PassThrough(), onSpawn: async () => undefined });
+    const stdout = collector();
+    const next = await runner.start({ spec: taskSpec({ id: "next", command: "echo fine" }), workDir: dir, stdout, stderr: collector(), onSpawn: async () => undefined });
     expect(await next.done).toMatchObject({ kind: "exited", exitStatus: 0 });
-    expect(String(stdout.read())).toBe("fine\n");
+    expect(stdout.text()).toBe("fine\n");
   });
 });
