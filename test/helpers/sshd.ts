@@ -271,12 +271,21 @@ export async function startSshd(): Promise<TestSshd> {
       },
       log: () => log,
       killConnections: async () => {
-        for (const child of await childrenOf(pid)) {
-          try {
-            process.kill(child, "SIGKILL");
-          } catch {
-            // Already gone.
+        // Every process below the listener: a connection is served by a child (the
+        // privileged monitor) and its own child (the session), and either may hold the socket.
+        const deadline = Date.now() + 5000;
+        for (;;) {
+          const serving = await descendantsOf(pid);
+          if (serving.length === 0) return;
+          if (Date.now() > deadline) throw new Error(`sshd connection processes ${serving.join(", ")} did not die`);
+          for (const member of serving) {
+            try {
+              process.kill(member, "SIGKILL");
+            } catch {
+              // Already gone.
+            }
           }
+          await new Promise((resolve) => setTimeout(resolve, 20));
         }
       },
       stop: async () => {
@@ -292,18 +301,29 @@ export async function startSshd(): Promise<TestSshd> {
   throw lastError instanceof Error ? lastError : new Error("cannot start the test sshd");
 }
 
-/** Pids whose parent is `pid`, from /proc. */
-async function childrenOf(pid: number): Promise<number[]> {
-  const children: number[] = [];
+/** Live (not zombie) processes below `pid`, from /proc. */
+async function descendantsOf(pid: number): Promise<number[]> {
+  const parents = new Map<number, number>();
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = await readFile(`/proc/${entry}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[1]) === pid) children.push(Number(entry));
+      if (fields[0] !== "Z") parents.set(Number(entry), Number(fields[1]));
     } catch {
       // The process ended while we looked.
     }
   }
-  return children;
+  const below = new Set<number>([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [child, parent] of parents) {
+      if (below.has(parent) && !below.has(child)) {
+        below.add(child);
+        grew = true;
+      }
+    }
+  }
+  below.delete(pid);
+  return [...below];
 }
