@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { access, mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { access, mkdir, readdir, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 /**
@@ -123,10 +124,16 @@ async function pollUntil(check: () => Promise<boolean>, deadline: number): Promi
   }
 }
 
-async function readPids(dir: string): Promise<number[]> {
+/**
+ * A task's group files are read and written synchronously (all but the move of a process
+ * into the group, which waits for the kernel): they live in memory, each call takes tens of
+ * microseconds, and through the thread pool a read costs four round trips (open, stat,
+ * read, close). A task makes about twenty of them.
+ */
+function readPids(dir: string): number[] {
   let text: string;
   try {
-    text = await readFile(join(dir, "cgroup.procs"), "latin1");
+    text = readFileSync(join(dir, "cgroup.procs"), "latin1");
   } catch {
     return [];
   }
@@ -146,11 +153,20 @@ function killPid(pid: number): void {
   }
 }
 
-async function readTrimmed(path: string): Promise<string> {
+function readTrimmed(path: string): string {
   try {
-    return (await readFile(path, "latin1")).trim();
+    return readFileSync(path, "latin1").trim();
   } catch {
     return "";
+  }
+}
+
+/** Writes a group file, ignoring a failure (the group may be gone). */
+function writeQuietly(path: string, text: string): void {
+  try {
+    writeFileSync(path, text);
+  } catch {
+    // Gone already, or not supported by this kernel.
   }
 }
 
@@ -177,22 +193,22 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
   if (!isValidGroupName(name)) throw new TypeError(`cgroup name ${JSON.stringify(name)} is not allowed`);
   const main = support.version === 2 ? join(support.parent, name) : join(support.freezer, name);
   const dirs = support.version === 1 && support.pids !== undefined ? [main, join(support.pids, name)] : [main];
-  for (const dir of dirs) await mkdir(dir, { recursive: true });
+  for (const dir of dirs) mkdirSync(dir, { recursive: true });
 
-  const pids = (): Promise<number[]> => readPids(main);
-  const empty = async (): Promise<boolean> => (await pids()).length === 0;
+  const pids = async (): Promise<number[]> => readPids(main);
+  const empty = async (): Promise<boolean> => readPids(main).length === 0;
 
   /** Freezes (true) or thaws (false) the group and waits, briefly, for it to settle. */
   const setFrozen = async (frozen: boolean, deadline: number): Promise<void> => {
     if (support.version === 1) {
       const state = frozen ? "FROZEN" : "THAWED";
-      await writeFile(join(main, "freezer.state"), state).catch(() => undefined);
+      writeQuietly(join(main, "freezer.state"), state);
       // FREEZING means a task has not stopped yet (e.g. in uninterruptible sleep).
-      if (frozen) await pollUntil(async () => (await readTrimmed(join(main, "freezer.state"))) === state, Math.min(deadline, Date.now() + 1000));
+      if (frozen) await pollUntil(async () => readTrimmed(join(main, "freezer.state")) === state, Math.min(deadline, Date.now() + 1000));
     } else {
-      await writeFile(join(main, "cgroup.freeze"), frozen ? "1" : "0").catch(() => undefined);
+      writeQuietly(join(main, "cgroup.freeze"), frozen ? "1" : "0");
       if (frozen) {
-        await pollUntil(async () => /^frozen 1$/m.test(await readTrimmed(join(main, "cgroup.events"))), Math.min(deadline, Date.now() + 1000));
+        await pollUntil(async () => /^frozen 1$/m.test(readTrimmed(join(main, "cgroup.events"))), Math.min(deadline, Date.now() + 1000));
       }
     }
   };
@@ -203,7 +219,7 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
     if (support.version === 2 && support.kill) {
       // cgroup.kill signals every process atomically, forks in flight included.
       do {
-        await writeFile(join(main, "cgroup.kill"), "1").catch(() => undefined);
+        writeQuietly(join(main, "cgroup.kill"), "1");
         if (await pollUntil(empty, Math.min(deadline, Date.now() + 500))) return;
       } while (Date.now() < deadline);
       return;
@@ -213,7 +229,7 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
     do {
       await setFrozen(true, deadline);
       try {
-        for (const pid of await pids()) killPid(pid);
+        for (const pid of readPids(main)) killPid(pid);
       } finally {
         // Frozen processes die of the pending SIGKILL once thawed.
         await setFrozen(false, deadline);
@@ -237,14 +253,14 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
       const deadline = Date.now() + 2000;
       for (const dir of dirs) {
         // EBUSY while the last killed processes are still being torn down.
-        const gone = await pollUntil(
-          () =>
-            rmdir(dir).then(
-              () => true,
-              (error: NodeJS.ErrnoException) => error.code === "ENOENT",
-            ),
-          deadline,
-        );
+        const gone = await pollUntil(async () => {
+          try {
+            rmdirSync(dir);
+            return true;
+          } catch (error) {
+            return (error as NodeJS.ErrnoException).code === "ENOENT";
+          }
+        }, deadline);
         if (!gone) throw new Error(`cannot remove control group ${dir}: processes remain in it`);
       }
       removed = true;

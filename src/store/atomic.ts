@@ -1,9 +1,10 @@
-import { closeSync, fdatasync, open as openCallback, openSync, renameSync, rmSync, writeSync } from "node:fs";
-import { open, rename } from "node:fs/promises";
+import { closeSync, fdatasync, fsync, open as openCallback, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { rename } from "node:fs/promises";
 import { dirname, join, basename } from "node:path";
 import { promisify } from "node:util";
 
 const fdatasyncRaw = promisify(fdatasync);
+const fsyncRaw = promisify(fsync);
 
 /** fsyncs in flight from this process (file and directory). */
 let syncsInFlight = 0;
@@ -112,16 +113,18 @@ export async function writeFilesAtomic(files: readonly { readonly path: string; 
   }
 }
 
-/** fsyncs a directory so that entries created or renamed in it are durable. */
+/**
+ * fsyncs a directory so that entries created or renamed in it are durable. Opening and
+ * closing it are synchronous (they change nothing on disk and take microseconds); only the
+ * fsync waits in the thread pool.
+ */
 export async function fsyncDir(dir: string): Promise<void> {
-  await counted(async () => {
-    const handle = await open(dir, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  });
+  const fd = openSync(dir, "r");
+  try {
+    await counted(() => fsyncRaw(fd));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** fdatasyncs an existing file (missing files are ignored: nothing to make durable). */
