@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { access, mkdir, readdir, rmdir, writeFile } from "node:fs/promises";
+import { closeSync, mkdirSync, openSync, readFileSync, rmdirSync, write, writeFileSync } from "node:fs";
+import { access, mkdir, readdir, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 
 /**
@@ -25,6 +25,10 @@ export type CgroupSupport =
       /** The parent group in the pids hierarchy, when that controller is mounted and writable. */
       readonly pids: string | undefined;
     };
+
+/** fs.write of a string, as a promise. */
+const writeAsync = (fd: number, text: string): Promise<void> =>
+  new Promise((resolve, reject) => write(fd, text, (error) => (error ? reject(error) : resolve())));
 
 /** The name of drce's parent group in every hierarchy. */
 const parentName = "drce";
@@ -243,7 +247,16 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
     dirs,
     async addPid(pid: number): Promise<void> {
       if (!Number.isSafeInteger(pid) || pid <= 0) throw new RangeError(`invalid pid ${pid}`);
-      for (const dir of dirs) await writeFile(join(dir, "cgroup.procs"), String(pid));
+      // Moving a process waits in the kernel (milliseconds): only that write goes to the
+      // thread pool; opening and closing the file do not wait.
+      for (const dir of dirs) {
+        const fd = openSync(join(dir, "cgroup.procs"), "w");
+        try {
+          await writeAsync(fd, String(pid));
+        } finally {
+          closeSync(fd);
+        }
+      }
     },
     pids,
     killAll,

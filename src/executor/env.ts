@@ -1,5 +1,13 @@
 import { userInfo } from "node:os";
 
+let cachedUser: { readonly homedir: string; readonly username: string } | undefined;
+
+/** The node's own user: looked up once (each lookup reads the password database). */
+function nodeUser(): { readonly homedir: string; readonly username: string } {
+  cachedUser ??= userInfo();
+  return cachedUser;
+}
+
 /** PATH given to every task. */
 export const taskPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -8,7 +16,7 @@ export const taskPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
  * the request's variables. The node's own environment, and so its token, never reaches a task.
  */
 export function taskEnvironment(requested: Readonly<Record<string, string>>, extra: Readonly<Record<string, string>> = {}): Record<string, string> {
-  const user = userInfo();
+  const user = nodeUser();
   return {
     PATH: taskPath,
     HOME: user.homedir,
