@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, rmdirSync, write, writeFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, write } from "node:fs";
 import { access, mkdir, readdir, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -129,10 +129,11 @@ async function pollUntil(check: () => Promise<boolean>, deadline: number): Promi
 }
 
 /**
- * A task's group files are read and written synchronously (all but the move of a process
- * into the group, which waits for the kernel): they live in memory, each call takes tens of
- * microseconds, and through the thread pool a read costs four round trips (open, stat,
- * read, close). A task makes about twenty of them.
+ * A task's group files are read synchronously: they live in memory, a read takes tens of
+ * microseconds, and through fs/promises it costs four thread-pool round trips (open, stat,
+ * read, close). Writes, and creating and removing groups, take the kernel's cgroup mutex,
+ * which a move of a process into a group holds for milliseconds (it waits for an RCU grace
+ * period): those go to the thread pool, as one call each (see {@link writeGroupFile}).
  */
 function readPids(dir: string): number[] {
   let text: string;
@@ -165,13 +166,22 @@ function readTrimmed(path: string): string {
   }
 }
 
-/** Writes a group file, ignoring a failure (the group may be gone). */
-function writeQuietly(path: string, text: string): void {
+/**
+ * Writes a group file: opened and closed synchronously (neither waits), written in the
+ * thread pool (the write may wait for the cgroup mutex).
+ */
+async function writeGroupFile(path: string, text: string): Promise<void> {
+  const fd = openSync(path, "w");
   try {
-    writeFileSync(path, text);
-  } catch {
-    // Gone already, or not supported by this kernel.
+    await writeAsync(fd, text);
+  } finally {
+    closeSync(fd);
   }
+}
+
+/** Writes a group file, ignoring a failure (the group may be gone). */
+async function writeQuietly(path: string, text: string): Promise<void> {
+  await writeGroupFile(path, text).catch(() => undefined);
 }
 
 /** Group names: a task id's characters (letters, digits, '.', '_', '-'), never "." or "..". */
@@ -197,7 +207,7 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
   if (!isValidGroupName(name)) throw new TypeError(`cgroup name ${JSON.stringify(name)} is not allowed`);
   const main = support.version === 2 ? join(support.parent, name) : join(support.freezer, name);
   const dirs = support.version === 1 && support.pids !== undefined ? [main, join(support.pids, name)] : [main];
-  for (const dir of dirs) mkdirSync(dir, { recursive: true });
+  for (const dir of dirs) await mkdir(dir, { recursive: true });
 
   const pids = async (): Promise<number[]> => readPids(main);
   const empty = async (): Promise<boolean> => readPids(main).length === 0;
@@ -206,11 +216,11 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
   const setFrozen = async (frozen: boolean, deadline: number): Promise<void> => {
     if (support.version === 1) {
       const state = frozen ? "FROZEN" : "THAWED";
-      writeQuietly(join(main, "freezer.state"), state);
+      await writeQuietly(join(main, "freezer.state"), state);
       // FREEZING means a task has not stopped yet (e.g. in uninterruptible sleep).
       if (frozen) await pollUntil(async () => readTrimmed(join(main, "freezer.state")) === state, Math.min(deadline, Date.now() + 1000));
     } else {
-      writeQuietly(join(main, "cgroup.freeze"), frozen ? "1" : "0");
+      await writeQuietly(join(main, "cgroup.freeze"), frozen ? "1" : "0");
       if (frozen) {
         await pollUntil(async () => /^frozen 1$/m.test(readTrimmed(join(main, "cgroup.events"))), Math.min(deadline, Date.now() + 1000));
       }
@@ -223,7 +233,7 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
     if (support.version === 2 && support.kill) {
       // cgroup.kill signals every process atomically, forks in flight included.
       do {
-        writeQuietly(join(main, "cgroup.kill"), "1");
+        await writeQuietly(join(main, "cgroup.kill"), "1");
         if (await pollUntil(empty, Math.min(deadline, Date.now() + 500))) return;
       } while (Date.now() < deadline);
       return;
@@ -247,16 +257,7 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
     dirs,
     async addPid(pid: number): Promise<void> {
       if (!Number.isSafeInteger(pid) || pid <= 0) throw new RangeError(`invalid pid ${pid}`);
-      // Moving a process waits in the kernel (milliseconds): only that write goes to the
-      // thread pool; opening and closing the file do not wait.
-      for (const dir of dirs) {
-        const fd = openSync(join(dir, "cgroup.procs"), "w");
-        try {
-          await writeAsync(fd, String(pid));
-        } finally {
-          closeSync(fd);
-        }
-      }
+      for (const dir of dirs) await writeGroupFile(join(dir, "cgroup.procs"), String(pid));
     },
     pids,
     killAll,
@@ -266,14 +267,14 @@ export async function createTaskCgroup(support: CgroupSupport, name: string): Pr
       const deadline = Date.now() + 2000;
       for (const dir of dirs) {
         // EBUSY while the last killed processes are still being torn down.
-        const gone = await pollUntil(async () => {
-          try {
-            rmdirSync(dir);
-            return true;
-          } catch (error) {
-            return (error as NodeJS.ErrnoException).code === "ENOENT";
-          }
-        }, deadline);
+        const gone = await pollUntil(
+          () =>
+            rmdir(dir).then(
+              () => true,
+              (error: NodeJS.ErrnoException) => error.code === "ENOENT",
+            ),
+          deadline,
+        );
         if (!gone) throw new Error(`cannot remove control group ${dir}: processes remain in it`);
       }
       removed = true;
