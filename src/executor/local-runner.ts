@@ -142,10 +142,13 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       // for an RCU grace period in the kernel (milliseconds); the spawn record is written
       // meanwhile, so the task does not wait for the two one after the other.
       let inCgroup = false;
+      // A command started without its gate (the check above saw a problem the spawn did not
+      // have) is still moved into the group, but its input gets no gate's newline.
+      const gateOpen = gated && problem === undefined;
       const adopted = gated
         ? contained.adopt(pid).then((ok) => {
             inCgroup = ok;
-            stdin.write("\n");
+            if (gateOpen) stdin.write("\n");
           })
         : Promise.resolve();
       const procStartTicks = await readProcStartTicks(pid);

@@ -1,11 +1,21 @@
 // The spawner: a small Node.js process a node forks once, which starts the node's local
 // commands for it (see spawner.ts for why). Usage (by the node only):
-//   node spawner-main.mjs NAME     with an IPC channel to the node
-// It listens on the abstract Unix socket NAME (NUL, then NAME),
+//   node spawner-main.mjs SOCKET     with an IPC channel to the node
+// It listens on the Unix socket SOCKET (in a directory only the node's user can enter),
 // takes spawn messages on the IPC channel, and exits when the channel closes.
-import { createServer, type Socket } from "node:net";
 import { spawn, type ChildProcess } from "node:child_process";
-import { headerLength, tokenLength, type SpawnerMessage, type SpawnMessage } from "./spawner-protocol.js";
+import { rmSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
+import { dirname } from "node:path";
+import {
+  headerLength,
+  headerTimeoutMs,
+  pendingTimeoutMs,
+  tokenLength,
+  type CancelMessage,
+  type SpawnerMessage,
+  type SpawnMessage,
+} from "./spawner-protocol.js";
 
 /** A spawn waiting for its message or its three stream connections. */
 interface Pending {
@@ -15,11 +25,13 @@ interface Pending {
   readonly expiry: NodeJS.Timeout;
 }
 
-const name = process.argv[2];
-if (name === undefined || process.send === undefined) {
-  console.error("drce spawner: started by a node only (socket name and IPC channel)");
+const socketPath = process.argv[2];
+if (socketPath === undefined || process.send === undefined) {
+  console.error("drce spawner: started by a node only (socket path and IPC channel)");
   process.exit(2);
 }
+/** Removes the socket and its private directory (the node made the directory for it). */
+const removeSocket = (): void => rmSync(dirname(socketPath), { recursive: true, force: true });
 const send = (message: SpawnerMessage): void => {
   if (process.connected) process.send?.(message);
 };
@@ -31,7 +43,9 @@ const pendingFor = (token: string): Pending => {
     const expiry = setTimeout(() => {
       pending.delete(token);
       for (const socket of entry?.streams ?? []) socket?.destroy();
-    }, 10_000);
+      // A spawn the node is waiting for is answered: its streams never all arrived.
+      if (entry?.message !== undefined) send({ type: "failed", id: entry.message.id, code: "ETIMEDOUT", message: "the command's streams did not all connect" });
+    }, pendingTimeoutMs);
     expiry.unref();
     entry = { message: undefined, streams: [undefined, undefined, undefined], expiry };
     pending.set(token, entry);
@@ -82,12 +96,18 @@ function startWhenComplete(token: string, entry: Pending): void {
 
 const server = createServer((socket) => {
   socket.on("error", () => undefined);
+  const silent = setTimeout(() => socket.destroy(), headerTimeoutMs);
+  silent.unref();
+  socket.once("close", () => clearTimeout(silent));
   // The header only: nothing else arrives on a connection before its command runs.
   const onReadable = (): void => {
     const header = socket.read(headerLength) as Buffer | null;
     if (header === null) return;
     socket.off("readable", onReadable);
     socket.pause();
+    clearTimeout(silent);
+    // At the end of input read() hands over what there is, however short.
+    if (header.length !== headerLength) return void socket.destroy();
     const text = header.toString("latin1");
     const token = text.slice(0, tokenLength);
     const fd = Number(text.slice(tokenLength));
@@ -100,7 +120,15 @@ const server = createServer((socket) => {
   socket.on("readable", onReadable);
 });
 
-process.on("message", (message: SpawnMessage) => {
+process.on("message", (message: SpawnMessage | CancelMessage) => {
+  if (message.type === "cancel") {
+    const entry = pending.get(message.token);
+    if (entry === undefined) return;
+    pending.delete(message.token);
+    clearTimeout(entry.expiry);
+    for (const socket of entry.streams) socket?.destroy();
+    return;
+  }
   if (message.type !== "spawn") return;
   const entry = pendingFor(message.token);
   entry.message = message;
@@ -108,8 +136,18 @@ process.on("message", (message: SpawnMessage) => {
 });
 // The node is gone (or let go of this process): commands keep running, as they would
 // have without a spawner; nothing else is left to do here.
-process.on("disconnect", () => process.exit(0));
+process.on("disconnect", () => {
+  removeSocket();
+  process.exit(0);
+});
 // A node that went away while this process was loading closed the channel before the
 // listener above existed.
-if (!process.connected) process.exit(0);
-server.listen(`\0${name}`, () => send({ type: "ready" }));
+if (!process.connected) {
+  removeSocket();
+  process.exit(0);
+}
+server.on("error", (error) => {
+  console.error(`drce spawner: cannot listen on ${socketPath}: ${error.message}`);
+  process.exit(1);
+});
+server.listen({ path: socketPath, backlog: 4096 }, () => send({ type: "ready" }));

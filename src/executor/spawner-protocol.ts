@@ -3,7 +3,7 @@
  * of a forked Node.js process. Standard streams do not travel in messages: the node
  * connects one Unix socket per stream to the spawner's listening socket and opens it with
  * a {@link streamHeader}, and the spawner hands the accepted sockets to the command as its
- * stdin, stdout and stderr.
+ * stdin, stdout and stderr. Every spawn gets exactly one answer, "spawned" or "failed".
  */
 
 /** Node to spawner: start a command. */
@@ -21,6 +21,12 @@ export interface SpawnMessage {
   readonly gid?: number;
 }
 
+/** Node to spawner: forget a spawn whose streams could not all be connected (no answer follows). */
+export interface CancelMessage {
+  readonly type: "cancel";
+  readonly token: string;
+}
+
 /** Spawner to node. */
 export type SpawnerMessage =
   /** Listening; spawns may be sent. */
@@ -31,6 +37,14 @@ export type SpawnerMessage =
   | { readonly type: "failed"; readonly id: number; readonly code: string; readonly message: string }
   /** The command's process ended (its streams may still be open in its children). */
   | { readonly type: "exit"; readonly id: number; readonly code: number | null; readonly signal: NodeJS.Signals | null };
+
+/**
+ * How long the spawner keeps a spawn's message or connections waiting for the rest: then
+ * it drops them and answers "failed" (ETIMEDOUT). A connection that has not sent its
+ * header by {@link headerTimeoutMs} is dropped.
+ */
+export const pendingTimeoutMs = 10_000;
+export const headerTimeoutMs = 5_000;
 
 /** Hex characters of a spawn's token: 128 random bits. */
 export const tokenLength = 32;

@@ -1,6 +1,9 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { streamHeader, tokenLength, type SpawnerMessage, type SpawnMessage } from "./spawner-protocol.js";
@@ -52,6 +55,8 @@ export interface Spawner {
   spawn(request: SpawnRequest): Promise<SpawnResult>;
   /** The spawner's pid while it runs. */
   readonly pid: number | undefined;
+  /** The Unix socket the spawner listens on while it runs (in a 0700 directory of its own). */
+  readonly socketPath: string | undefined;
   /** Stops the spawner; commands it started keep running. */
   close(): Promise<void>;
 }
@@ -62,6 +67,9 @@ function spawnerEntry(): { path: string; execArgv: string[] } {
   if (here.endsWith(".ts")) return { path: fileURLToPath(new URL("./spawner-main.ts", here)), execArgv: ["--import", "tsx"] };
   return { path: fileURLToPath(new URL("./spawner-main.mjs", here)), execArgv: [] };
 }
+
+/** Spawns waiting for their answer at once, at most (three connections each). */
+const maxStarting = 128;
 
 /** The most a read of a command's output takes at once (a Unix socket buffers about 200 KiB). */
 const outputReadBytes = 256 * 1024;
@@ -90,20 +98,38 @@ interface Helper {
  * The command's stdin, stdout and stderr are Unix stream sockets the node connects to the
  * spawner, which hands the accepted ends to the command and closes its own copies; child
  * processes get socket pairs from libuv for 'pipe' too, so a command sees the same kind of
- * file either way. Each connection opens with the spawn's random token: the listening
- * socket has an abstract name, and a process that does not know the token cannot claim a
- * command's streams.
+ * file either way. The listening socket is in a directory of its own that only this
+ * process's user can enter, and each connection opens with the spawn's random token, so a
+ * process that does not know it cannot claim a command's streams.
+ *
+ * At most {@link maxStarting} spawns wait for their answer at once (the rest queue here), so
+ * a burst of tasks never has more connections pending than the spawner's listen backlog.
  */
 export function createSpawner(): Spawner {
   let helper: Helper | undefined;
   let nextId = 1;
+  let startingNow = 0;
+  const queued: (() => void)[] = [];
+  const startSlot = async (): Promise<void> => {
+    if (startingNow < maxStarting) {
+      startingNow++;
+      return;
+    }
+    await new Promise<void>((resolve) => queued.push(resolve));
+  };
+  const endSlot = (): void => {
+    const next = queued.shift();
+    if (next !== undefined) next();
+    else startingNow--;
+  };
 
   const start = (): Helper => {
-    // An abstract socket name: NUL, then this; no file is left behind.
-    const name = `drce-spawner-${process.pid}-${randomBytes(8).toString("hex")}`;
-    const socketName = `\0${name}`;
+    // mkdtemp makes the directory 0700: only this user can reach the socket in it. The
+    // spawner removes it when it exits on its own; stopped() and close() do otherwise.
+    const socketDir = mkdtempSync(join(tmpdir(), "drce-spawner-"));
+    const socketName = join(socketDir, "socket");
     const entry = spawnerEntry();
-    const child = fork(entry.path, [name], { execArgv: entry.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" });
+    const child = fork(entry.path, [socketName], { execArgv: entry.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" });
     const starting = new Map<number, (message: SpawnerMessage) => void>();
     const running = new Map<number, { resolve: (exit: ProcessExit) => void; reject: (error: Error) => void }>();
     let markReady: () => void = () => undefined;
@@ -142,6 +168,10 @@ export function createSpawner(): Spawner {
     });
     const stopped = (why: string): void => {
       if (helper?.child === child) helper = undefined;
+      // An 'error' need not mean the process is gone: it must not stay, unknown to us.
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      child.channel?.unref();
+      rmSync(socketDir, { recursive: true, force: true });
       const error = new Error(`the process spawner stopped (${why})`);
       markFailed(error);
       for (const answer of starting.values()) answer({ type: "failed", id: 0, code: "ESPAWNER", message: error.message });
@@ -203,61 +233,23 @@ export function createSpawner(): Spawner {
     get pid() {
       return helper?.child.pid;
     },
+    get socketPath() {
+      return helper?.socketName;
+    },
     async spawn(request) {
-      let current: Helper;
+      await startSlot();
       try {
-        current = helper ??= start();
-        await current.ready;
-      } catch (error) {
-        return { ok: false, code: "ESPAWNER", message: (error as Error).message };
+        let current: Helper;
+        try {
+          current = helper ??= start();
+          await current.ready;
+        } catch (error) {
+          return { ok: false, code: "ESPAWNER", message: (error as Error).message };
+        }
+        return await spawnWith(current, request);
+      } finally {
+        endSlot();
       }
-      const id = nextId++;
-      const token = randomBytes(tokenLength / 2).toString("hex");
-      const stdin = connectStream(current.socketName, token, 0);
-      const stdout = connectOutput(current.socketName, token, 1, request.stdout);
-      const stderr = connectOutput(current.socketName, token, 2, request.stderr);
-      const streams = [stdin, stdout.socket, stderr.socket];
-      // A connection the spawner refuses or drops shows up as the command's end of input or
-      // output, never as an exception of the node.
-      stdin.on("error", () => undefined);
-      // Nothing comes back on stdin's connection; reading it lets its end be noticed.
-      stdin.resume();
-      const answer = new Promise<SpawnerMessage>((resolve) => current.starting.set(id, resolve));
-      current.awaiting(2); // "spawned" (or "failed"), then "exit"
-      const message: SpawnMessage = {
-        type: "spawn",
-        id,
-        token,
-        file: request.file,
-        args: request.args,
-        cwd: request.cwd,
-        env: request.env,
-        ...(request.uid === undefined ? {} : { uid: request.uid }),
-        ...(request.gid === undefined ? {} : { gid: request.gid }),
-      };
-      // The exit waiter is in place before the spawn is sent, so no message is missed.
-      const exit = new Promise<ProcessExit>((resolve, reject) => current.running.set(id, { resolve, reject }));
-      exit.catch(() => undefined);
-      current.child.send(message);
-      const reply = await answer;
-      if (reply.type !== "spawned") {
-        if (current.running.delete(id)) current.awaiting(-1);
-        for (const socket of streams) socket.destroy();
-        return reply.type === "failed" ? { ok: false, code: reply.code, message: reply.message } : { ok: false, code: "", message: "unexpected answer" };
-      }
-      return {
-        ok: true,
-        process: {
-          pid: reply.pid,
-          stdin,
-          exit,
-          output: Promise.all([stdout.done, stderr.done]).then(() => undefined),
-          dropOutput: () => {
-            stdout.socket.destroy();
-            stderr.socket.destroy();
-          },
-        },
-      };
     },
     async close() {
       const current = helper;
@@ -270,4 +262,70 @@ export function createSpawner(): Spawner {
       await exited;
     },
   };
+
+  async function spawnWith(current: Helper, request: SpawnRequest): Promise<SpawnResult> {
+    const id = nextId++;
+    const token = randomBytes(tokenLength / 2).toString("hex");
+    const stdin = connectStream(current.socketName, token, 0);
+    const stdout = connectOutput(current.socketName, token, 1, request.stdout);
+    const stderr = connectOutput(current.socketName, token, 2, request.stderr);
+    const streams = [stdin, stdout.socket, stderr.socket];
+    // A connection the spawner refuses or drops shows up as the command's end of input or
+    // output, never as an exception of the node.
+    stdin.on("error", () => undefined);
+    // Nothing comes back on stdin's connection; reading it lets its end be noticed.
+    stdin.resume();
+    const answer = new Promise<SpawnerMessage>((resolve) => current.starting.set(id, resolve));
+    current.awaiting(2); // "spawned" (or "failed"), then "exit"
+    // A stream that cannot connect (a full backlog: EAGAIN) fails the spawn at once: the
+    // spawner would wait for it in vain. It forgets the spawn on "cancel".
+    const connectFailed = (error: NodeJS.ErrnoException): void => {
+      const answerNow = current.starting.get(id);
+      if (answerNow === undefined) return;
+      current.starting.delete(id);
+      current.awaiting(-1);
+      if (current.child.connected) current.child.send({ type: "cancel", token });
+      answerNow({ type: "failed", id, code: error.code ?? "ECONNREFUSED", message: `cannot connect the command's streams: ${error.message}` });
+    };
+    for (const socket of streams) socket.once("error", connectFailed);
+    const message: SpawnMessage = {
+      type: "spawn",
+      id,
+      token,
+      file: request.file,
+      args: request.args,
+      cwd: request.cwd,
+      env: request.env,
+      ...(request.uid === undefined ? {} : { uid: request.uid }),
+      ...(request.gid === undefined ? {} : { gid: request.gid }),
+    };
+    // The exit waiter is in place before the spawn is sent, so no message is missed.
+    const exit = new Promise<ProcessExit>((resolve, reject) => current.running.set(id, { resolve, reject }));
+    exit.catch(() => undefined);
+    try {
+      current.child.send(message);
+    } catch {
+      // The channel closed since the spawner was ready: stopped() answers "failed".
+    }
+    const reply = await answer;
+    for (const socket of streams) socket.off("error", connectFailed);
+    if (reply.type !== "spawned") {
+      if (current.running.delete(id)) current.awaiting(-1);
+      for (const socket of streams) socket.destroy();
+      return reply.type === "failed" ? { ok: false, code: reply.code, message: reply.message } : { ok: false, code: "", message: "unexpected answer" };
+    }
+    return {
+      ok: true,
+      process: {
+        pid: reply.pid,
+        stdin,
+        exit,
+        output: Promise.all([stdout.done, stderr.done]).then(() => undefined),
+        dropOutput: () => {
+          stdout.socket.destroy();
+          stderr.socket.destroy();
+        },
+      },
+    };
+  }
 }

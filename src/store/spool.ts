@@ -203,7 +203,7 @@ export class OutputSpool extends Writable {
 
   /** Resolves when more bytes arrive or the spool completes. */
   changed(signal?: AbortSignal): Promise<void> {
-    if (this.ended) return Promise.resolve();
+    if (this.ended || signal?.aborted === true) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         this.waiters.delete(done);

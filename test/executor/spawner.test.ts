@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { connect } from "node:net";
+import { chmod, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -10,6 +10,7 @@ import { ErrorCode } from "../../src/domain/errors.js";
 import { taskSpec } from "../../src/domain/task.js";
 import { createLocalRunner } from "../../src/executor/local-runner.js";
 import { createSpawner, type SpawnedProcess, type Spawner } from "../../src/executor/spawner.js";
+import { headerTimeoutMs } from "../../src/executor/spawner-protocol.js";
 import { isDead, procStat } from "./proc-helpers.js";
 
 /*
@@ -61,12 +62,6 @@ async function started(spawner: Spawner, file: string, args: string[], options: 
 }
 
 const sinks = (): { stdout: Writable; stderr: Writable } => ({ stdout: collector(), stderr: collector() });
-
-/** The abstract Unix socket names of listening sockets whose name contains `part` (from /proc/net/unix). */
-async function abstractSockets(part: string): Promise<string[]> {
-  const lines = (await readFile("/proc/net/unix", "latin1")).split("\n").slice(1);
-  return lines.map((line) => line.trim().split(/\s+/)[7] ?? "").filter((path) => path.startsWith("@") && path.includes(part));
-}
 
 describe("the spawner", () => {
   it("starts a command with its stdin, stdout and stderr, in its own process group, in its directory", async () => {
@@ -126,20 +121,58 @@ describe("the spawner", () => {
     expect(outputs).toEqual(Array.from({ length: 40 }, (_, i) => `in${i} ${i}\n`));
   });
 
-  it("drops a connection to its socket that does not open with a spawn's header", async () => {
+  it("listens in a directory only its user can enter, and removes it when it stops", async () => {
+    const spawner = createSpawner();
+    await (await started(spawner, "/bin/true", [])).exit;
+    const path = spawner.socketPath!;
+    const dirStat = await stat(dirname(path));
+    expect(dirStat.mode & 0o777).toBe(0o700);
+    expect(dirStat.uid).toBe(process.getuid!());
+    expect((await stat(path)).isSocket()).toBe(true);
+    await spawner.close();
+    await expect(stat(dirname(path))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("drops a connection that does not open with a spawn's header, or sends none", async () => {
     const spawner = newSpawner();
     await (await started(spawner, "/bin/true", [])).exit;
-    const [name] = await abstractSockets(`drce-spawner-${process.pid}-`);
-    expect(name).toBeDefined();
-    const stranger = connect(`\0${name!.slice(1)}`);
-    stranger.on("error", () => undefined);
-    stranger.write("this is not a header of thirty-three bytes");
-    const closed = new Promise<void>((resolve) => stranger.once("close", () => resolve()));
-    stranger.resume();
-    await closed;
+    const closed = (socket: Socket): Promise<void> => new Promise((resolve) => socket.once("close", () => resolve()));
+    const garbage = connect(spawner.socketPath!);
+    garbage.on("error", () => undefined);
+    garbage.end("this is not a header");
+    garbage.resume();
+    await closed(garbage);
+    // One that stays silent is dropped after headerTimeoutMs.
+    const silent = connect(spawner.socketPath!);
+    silent.on("error", () => undefined);
+    silent.resume();
+    const started_ = Date.now();
+    await closed(silent);
+    expect(Date.now() - started_).toBeGreaterThanOrEqual(headerTimeoutMs - 100);
     // And the spawner goes on.
     expect(await (await started(spawner, "/bin/true", [])).exit).toEqual({ code: 0, signal: null });
+  }, 20_000);
+
+  it("fails a spawn at once when its streams cannot connect", async () => {
+    const spawner = newSpawner();
+    await (await started(spawner, "/bin/true", [])).exit;
+    // The socket gone from its directory: every connect fails (ENOENT).
+    await rm(spawner.socketPath!);
+    const result = await spawner.spawn({ file: "/bin/true", args: [], cwd: dir, env, ...sinks() });
+    expect(result).toMatchObject({ ok: false, code: "ENOENT" });
+    if (!result.ok) expect(result.message).toMatch(/cannot connect the command's streams/);
   });
+
+  it("starts a burst of 1,000 commands, queueing what its listen backlog could not hold", async () => {
+    const spawner = newSpawner();
+    const exits = await Promise.all(
+      Array.from({ length: 1000 }, async () => {
+        const child = await started(spawner, "/bin/true", []);
+        return (await child.exit).code;
+      }),
+    );
+    expect(exits.filter((code) => code !== 0)).toEqual([]);
+  }, 60_000);
 
   it("is started again after it died; the commands it had could not report their exit", async () => {
     const spawner = newSpawner();
