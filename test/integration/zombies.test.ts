@@ -65,7 +65,7 @@ for (const { cgroups, tasks } of runs) {
       await rm(dataDir, { recursive: true, force: true });
     });
 
-    it("leave no zombie children of the node and no grandchild running", async () => {
+    it("leave no zombie children of the node or its spawner and no grandchild running", async () => {
       const prefix = `dfork-${cgroups ? "cg" : "pg"}-${process.pid}-`;
       const started = Date.now();
       let next = 0;
