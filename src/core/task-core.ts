@@ -5,7 +5,7 @@ import { mkdir, realpath, writeFile } from "node:fs/promises";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import { fromStoredSpec, specDigest, toStoredSpec } from "../domain/spec-json.js";
 import { isFinalState, TaskState } from "../domain/states.js";
-import { defaultTerminate, FileAction, taskSpec, type FileResult, type StreamName, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
+import { defaultTerminate, FileAction, taskSpec, taskStatus, type FileResult, type StreamName, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
 import { validateSpec } from "../domain/validate.js";
 import type { TaskView } from "../domain/view.js";
 import type { ExecHandle, FileOps, RunAs, Runner, TaskUsage } from "../executor/runner.js";
@@ -645,33 +645,17 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     const done = deferred();
     const started = deferred();
     const now = Date.now();
-    const status: TaskStatus = {
+    const status = taskStatus({
       id: spec.id,
       alias: spec.alias,
       parentId,
       subtaskIds: spec.subtasks.map((s) => s.id),
       mode: spec.mode,
       state: parentId === "" ? TaskState.New : TaskState.Queued,
-      errorCode: 0,
-      errorMessage: "",
-      pid: 0,
-      pgid: 0,
-      procStartTicks: 0,
-      exitStatus: 0,
-      signal: "",
       submittedAt: now,
-      startedAt: 0,
-      finishedAt: 0,
-      stdoutSize: 0,
-      stderrSize: 0,
-      stdoutTruncated: false,
-      stderrTruncated: false,
-      files: [],
-      escapedPids: [],
       command: commandSummary(spec),
-      usage: {},
       inputSize: spec.input.length,
-    };
+    });
     return {
       status,
       digest,

@@ -200,6 +200,36 @@ export interface TaskStatus {
   readonly inputSize?: number;
 }
 
+/** A status with every field at its zero value (a task not yet run) but those given. */
+export function taskStatus(fields: Partial<TaskStatus> & Pick<TaskStatus, "id">): TaskStatus {
+  return {
+    alias: "",
+    parentId: "",
+    subtaskIds: [],
+    mode: 1,
+    state: 0,
+    errorCode: 0,
+    errorMessage: "",
+    pid: 0,
+    pgid: 0,
+    procStartTicks: 0,
+    exitStatus: 0,
+    signal: "",
+    submittedAt: 0,
+    startedAt: 0,
+    finishedAt: 0,
+    stdoutSize: 0,
+    stderrSize: 0,
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    files: [],
+    escapedPids: [],
+    command: "",
+    usage: {},
+    ...fields,
+  };
+}
+
 /** How to terminate a task (legacy terminate request). */
 export interface TerminateOptions {
   /** 1: SIGTERM then SIGKILL; 2: `signal` only. */

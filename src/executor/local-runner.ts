@@ -107,13 +107,12 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       });
       if (!spawned.ok) {
         await contained.release();
+        // The spawner's own messages name no path of the node's; a spawn error's may.
+        const reason = spawned.code === "ENOENT" ? "not found" : spawned.code === "EACCES" ? "permission denied" : spawned.code === "ESPAWNER" ? spawned.message : "spawn failed";
         const outcome: ExecOutcome = {
           kind: "failed",
           errorCode: spawned.code === "ENOENT" ? ErrorCode.ShellNotExist : spawned.code === "EACCES" ? ErrorCode.ShellCannotExecute : ErrorCode.CommandExecution,
-          message:
-            spawned.code === "ESPAWNER"
-              ? `cannot start ${JSON.stringify(file)}: ${spawned.message}`
-              : `cannot start ${JSON.stringify(file)}: ${spawned.code === "ENOENT" ? "not found" : spawned.code === "EACCES" ? "permission denied" : "spawn failed"}`,
+          message: `cannot start ${JSON.stringify(file)}: ${reason}`,
         };
         return {
           done: Promise.resolve(outcome),

@@ -108,7 +108,8 @@ export class OutputSpool extends Writable {
    * Wakes readers for new bytes, a little later when there are few: a command writes its
    * pipe 64 KiB at a time, and a reader woken for each write sends that many bytes per
    * message, paying a message's costs (encoding, framing, garbage) per 64 KiB instead of per
-   * MiB. A reader sees at most {@link wakeDelayMs} more latency.
+   * MiB. Each wake comes at most {@link wakeDelayMs} later (a follower also holds back a
+   * few bytes that long itself, see streamOutput: a few ms in all).
    */
   private wakeSoon(bytes: number): void {
     if (this.waiters.size === 0) return;
