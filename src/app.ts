@@ -1,5 +1,4 @@
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { readFileSync } from "node:fs";
 import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
@@ -8,6 +7,8 @@ import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { createTokenCheck } from "./auth.js";
 import { type Config, ConfigError, parseHostPort, validateConfig } from "./config.js";
 import { createTaskHandler } from "./connect/task-handler.js";
+import { createConnectNodeHandler } from "./connect/node-adapter.js";
+import { refuseUnknownEnums } from "./connect/request-enums.js";
 import { createHealthHandler } from "./connect/health-handler.js";
 import { createReflectionHandlers } from "./connect/reflection-handler.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -174,7 +175,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   const reflection = createReflectionHandlers([...served, Health]);
   // Every request in flight listens to it; dozens at once are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
-  const connect = connectNodeAdapter({
+  const connect = createConnectNodeHandler({
     routes: (router: ConnectRouter) => {
       router.service(TaskService, createTaskHandler({ core, identity }));
       router.service(NodeService, createNodeHandler({ admin }));
@@ -182,9 +183,11 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       router.service(ServerReflectionV1, reflection.v1);
       router.service(ServerReflectionV1alpha, reflection.v1alpha);
     },
-    interceptors: [auth],
+    // The token is checked before the request's enums, so an unauthenticated caller learns nothing.
+    interceptors: [auth, refuseUnknownEnums],
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdown.signal,
+    onHandlerError: (method, error) => logger.error({ method, err: error instanceof Error ? error.stack : String(error) }, "a Connect handler failed"),
   });
   const legacy = createLegacyHandler({ core, identity, logger });
   const handler: DualHandler = (req, res) => {

@@ -197,6 +197,10 @@ export function eventToProto(event: TaskEvent): ProtoTaskEvent {
 
 /** Converts a terminate request to domain options, applying the protocol's defaults. */
 export function terminateFromProto(request: TerminateTaskRequest): TerminateOptions {
+  // Linux signals are 1 to 64 (0 takes the default, SIGKILL); the legacy decoder has the same range.
+  if (!Number.isInteger(request.signal) || request.signal < 0 || request.signal > 64) {
+    throw new DrceError("invalid", `signal: ${request.signal} is not a signal number (1 to 64, or 0 for the default)`);
+  }
   return {
     alg: request.alg === TerminateAlgorithm.SIGNAL ? 2 : 1,
     delayMs: request.delayMs === 0 ? 1000 : request.delayMs,
