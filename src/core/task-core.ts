@@ -829,6 +829,22 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     /** Since when (performance.now()) a stream's few ready bytes have been held back; see below. */
     const heldSince: Partial<Record<StreamName, number>> = {};
     const bufferFor = chunkBuffers();
+    // A caller that goes away may leave this generator suspended at a yield for good (its
+    // response waits on a connection that is gone), so the files close when the call ends,
+    // not when the generator does: otherwise they stay open until garbage collection.
+    const closeFiles = async (): Promise<void> => {
+      // A read still under way must end before its file closes.
+      await readAhead?.data.catch(() => undefined); // its failure is the reader's, reported where it is awaited
+      for (const stream of ["stdout", "stderr"] as const) {
+        const handle = handles[stream];
+        delete handles[stream];
+        await handle?.close();
+      }
+    };
+    const onAbort = (): void => {
+      closeFiles().catch(() => undefined); // close() of a read-only file fails only when it is closed already
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
     try {
       for (;;) {
         if (signal.aborted) return;
@@ -857,6 +873,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           delete heldSince[stream];
           while (position[stream] < available && !signal.aborted) {
             const handle = (handles[stream] ??= await open(store.outputPath(id, stream), "r"));
+            if (signal.aborted) break;
             const data = await (readAhead?.stream === stream && readAhead.offset === position[stream] ? readAhead.data : readChunk(handle, position[stream], available, bufferFor));
             readAhead = undefined;
             if (data.length === 0) break;
@@ -898,9 +915,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         }
       }
     } finally {
-      // A read still under way must end before its file closes.
-      await readAhead?.data.catch(() => undefined);
-      for (const handle of Object.values(handles)) await handle?.close();
+      signal.removeEventListener("abort", onAbort);
+      await closeFiles();
     }
   }
 
