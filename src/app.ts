@@ -230,9 +230,16 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     }
     connect(req as never, res as never);
   };
+  // SendTaskInput's request body is the task's stdin: it lasts as long as the caller has input.
+  const streamingRequestPaths = new Set([`/${TaskService.typeName}/${TaskService.method.sendTaskInput.name}`]);
   const server = createDualServer({
     handler,
     http2Settings: { initialWindowSize: 4 * 1024 * 1024, maxFrameSize: 1024 * 1024 },
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxConnections: config.maxConnections,
+    streamingRequestPaths,
     ...(tlsFiles === undefined ? {} : { tls: tlsFiles }),
   });
 

@@ -28,6 +28,14 @@ export interface Config {
   readonly maxRequestBytes: number;
   /** Milliseconds a follower's stream may accept nothing before it is dropped; zero: never. */
   readonly stalledReaderMs: number;
+  /** Milliseconds a request's headers (and an HTTP/2 connection's preface and SETTINGS) may take. */
+  readonly headersTimeoutMs: number;
+  /** Milliseconds a request body may take to arrive in full (a task's stdin stream excepted). */
+  readonly requestTimeoutMs: number;
+  /** Milliseconds a connection may stay open with no request in flight. */
+  readonly idleTimeoutMs: number;
+  /** Connections open at once, at most; zero: half the process's open-file limit. */
+  readonly maxConnections: number;
   /** Largest file returned by a read-after action, bytes. */
   readonly maxFileBytes: number;
   /** Absolute directories a task's work_dir may name, besides its own directory. */
@@ -88,6 +96,10 @@ export function defaultConfig(): Config {
     maxTaskMs: 0,
     maxRequestBytes: 16 * 1024 * 1024,
     stalledReaderMs: 60_000,
+    headersTimeoutMs: 30_000,
+    requestTimeoutMs: 300_000,
+    idleTimeoutMs: 65_000,
+    maxConnections: 0,
     maxFileBytes: 16 * 1024 * 1024,
     allowedDirs: [],
     allowEnv: [],
@@ -146,6 +158,10 @@ const flags = {
   "max-task-ms": { type: "string" },
   "max-request-bytes": { type: "string" },
   "stalled-reader-ms": { type: "string" },
+  "headers-timeout-ms": { type: "string" },
+  "request-timeout-ms": { type: "string" },
+  "idle-timeout-ms": { type: "string" },
+  "max-connections": { type: "string" },
   "max-file-bytes": { type: "string" },
   "allow-dir": { type: "string", multiple: true },
   "allow-env": { type: "string", multiple: true },
@@ -185,6 +201,10 @@ export const serveUsage = `usage: drce serve [options]
   --max-task-ms N             ceiling on any task's running time (default 0 = none)
   --max-request-bytes N       largest request body (default 16777216)
   --stalled-reader-ms N       drop an output follower or event watcher that accepts nothing this long (default 60000; 0 = never)
+  --headers-timeout-ms N      bound on a request's headers and an HTTP/2 connection's preface (default 30000)
+  --request-timeout-ms N      bound on a request body, a task's stdin stream excepted (default 300000)
+  --idle-timeout-ms N         close a connection with no request in flight after this long (default 65000)
+  --max-connections N         connections open at once (default 0 = half the open-file limit)
   --max-file-bytes N          largest file returned by a read-after action (default 16777216)
   --allow-dir DIR             a directory tasks may use as work_dir (repeatable)
   --allow-env NAME            allow a refused variable such as LD_PRELOAD (repeatable)
@@ -236,6 +256,10 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     maxTaskMs: integer(values["max-task-ms"], base.maxTaskMs, "max-task-ms"),
     maxRequestBytes: integer(values["max-request-bytes"], base.maxRequestBytes, "max-request-bytes"),
     stalledReaderMs: integer(values["stalled-reader-ms"], base.stalledReaderMs, "stalled-reader-ms"),
+    headersTimeoutMs: Math.max(1, integer(values["headers-timeout-ms"], base.headersTimeoutMs, "headers-timeout-ms")),
+    requestTimeoutMs: Math.max(1, integer(values["request-timeout-ms"], base.requestTimeoutMs, "request-timeout-ms")),
+    idleTimeoutMs: Math.max(1, integer(values["idle-timeout-ms"], base.idleTimeoutMs, "idle-timeout-ms")),
+    maxConnections: integer(values["max-connections"], base.maxConnections, "max-connections"),
     maxFileBytes: integer(values["max-file-bytes"], base.maxFileBytes, "max-file-bytes"),
     allowedDirs: (values["allow-dir"] ?? []).map((d) => resolve(d)),
     allowEnv: values["allow-env"] ?? [],
