@@ -312,6 +312,9 @@ export function validateConfig(config: Config): void {
     }
     if (protocol !== "http:" && protocol !== "https:") throw new ConfigError(`--notify-url must be an http or https URL, got ${JSON.stringify(config.notifyUrl)}`);
   }
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    throw new ConfigError(`--headers-timeout-ms (${config.headersTimeoutMs}) cannot exceed --request-timeout-ms (${config.requestTimeoutMs}): the headers are part of the request`);
+  }
   const adminZmq = config.adminZmqListen === "" ? undefined : parseHostPort(config.adminZmqListen, "--admin-zmq-listen");
   if (adminZmq !== undefined && !isLoopback(adminZmq.host) && config.token === "") {
     // Like the data gateway, the admin socket's only credential is the token (PLAIN).

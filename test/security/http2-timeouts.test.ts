@@ -39,7 +39,7 @@ const handler: DualHandler = (req, res) => {
 };
 
 async function start(extra: { maxConnections?: number; headersTimeoutMs?: number } = {}): Promise<string> {
-  const server = createDualServer({ handler, headersTimeoutMs, requestTimeoutMs, idleTimeoutMs, streamingRequestPaths: new Set(["/stdin"]), ...extra });
+  const server = createDualServer({ handler, headersTimeoutMs, requestTimeoutMs: Math.max(requestTimeoutMs, extra.headersTimeoutMs ?? 0), idleTimeoutMs, streamingRequestPaths: new Set(["/stdin"]), ...extra });
   servers.push(server);
   const { port } = await server.listen("127.0.0.1", 0);
   return `http://127.0.0.1:${port}`;
