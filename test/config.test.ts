@@ -53,6 +53,14 @@ describe("drce serve configuration", () => {
 });
 
 describe("containment and run-as flags", () => {
+  it("takes the connection bounds, and refuses a header bound longer than the request bound", () => {
+    expect(parseServeConfig([], {})).toMatchObject({ headersTimeoutMs: 30_000, requestTimeoutMs: 300_000, idleTimeoutMs: 65_000, maxConnections: 0 });
+    const flags = ["--headers-timeout-ms", "500", "--request-timeout-ms", "1000", "--idle-timeout-ms", "2000", "--max-connections", "100"];
+    expect(parseServeConfig(flags, {})).toMatchObject({ headersTimeoutMs: 500, requestTimeoutMs: 1000, idleTimeoutMs: 2000, maxConnections: 100 });
+    expect(() => parseServeConfig(["--headers-timeout-ms", "5000", "--request-timeout-ms", "1000"], {})).toThrow(/--headers-timeout-ms \(5000\) cannot exceed --request-timeout-ms \(1000\)/);
+    expect(() => parseServeConfig(["--max-connections", "many"], {})).toThrow(/--max-connections must be a non-negative integer/);
+  });
+
   it("contains tasks in cgroups unless --no-cgroups is given", () => {
     expect(parseServeConfig([], {})).toMatchObject({ cgroups: true, runAs: "", allowRootTasks: false });
     expect(parseServeConfig(["--no-cgroups", "--allow-root-tasks"], {})).toMatchObject({ cgroups: false, allowRootTasks: true });
