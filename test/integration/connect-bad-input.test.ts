@@ -140,6 +140,7 @@ describe.concurrent("a malformed binary request", () => {
     // Other tests of this file run meanwhile; no other task may exist.
     const others = (await node.client.listTasks({})).tasks.filter((task) => !/^(well-formed|enum-|93\d\d$)/.test(task.id));
     expect(others).toEqual([]);
+    console.info(`300 mutated requests: ${[...answers].map(([key, count]) => `${count} × ${key}`).join(", ")}`);
   });
 
   it("still lets a well-formed binary request through", async () => {
