@@ -186,7 +186,7 @@ export const serveUsage = `usage: drce serve [options]
   --max-request-bytes N       largest request body (default 16777216)
   --stalled-reader-ms N       drop an output follower or event watcher that accepts nothing this long (default 60000; 0 = never)
   --max-file-bytes N          largest file returned by a read-after action (default 16777216)
-  --allow-dir DIR             a directory tasks may use as work_dir (repeatable)
+  --allow-dir DIR             a directory tasks may use as work_dir and name files in (repeatable)
   --allow-env NAME            allow a refused variable such as LD_PRELOAD (repeatable)
   --event-history N           task events kept for resuming watchers (default 10000)
   --report-history N          resource reports kept for resuming watchers (default 1000)

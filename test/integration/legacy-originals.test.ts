@@ -342,6 +342,15 @@ describe("data-request quirks of the originals", () => {
     const [item] = await overGateway(drceRequest(0, uid("routed"), phpSetData("echo routed")), route);
     expect(item).toMatchObject({ error_code: 0, state: 0 });
     expect(decode(item!.stdout)).toBe("routed\n");
+    // The route inside the cover instead of a third frame.
+    const socket = dealer(node.zmqEndpoint);
+    const cover = JSON.stringify({ type: 2, data: drceRequest(0, uid("routed-in-cover"), phpSetData("echo inside")), ttl: 50, route: JSON.parse(route) as unknown });
+    await socket.send(["ID-route", cover]);
+    const [, body] = await socket.receive();
+    const reply = JSON.parse(body!.toString()) as { data: string; ttl: number };
+    expect(reply.ttl).toBe(50);
+    const [inside] = JSON.parse(reply.data) as ResultItem[];
+    expect(decode(inside!.stdout)).toBe("inside\n");
   });
 });
 
