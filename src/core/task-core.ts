@@ -808,8 +808,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
    */
   const cleanupDelivered = async (root: Entry, view: TaskView): Promise<void> => {
     if (treeFinal(root)) {
-      // Failing to remove leaves the task on disk, which a later delete or retention handles.
-      await removeTree(root).catch(() => undefined);
+      await removeTree(root).catch(() => undefined); // a task left on disk is still deleted by a later delete
       return;
     }
     const delivered: string[] = [];
