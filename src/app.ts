@@ -40,7 +40,7 @@ import { NodeService } from "../gen/drce/v1/node_service_pb.js";
 import { createNodeHandler } from "./connect/node-handler.js";
 import { createNodeAdmin } from "./core/node-admin.js";
 import { createNodeStats } from "./core/node-stats.js";
-import { adminHttpPrefix, createAdminHandler, handleAdminHttp } from "./gateway/admin.js";
+import { adminHttpPrefix, createAdminHandler, handleAdminHttp, logLevelNames } from "./gateway/admin.js";
 import { packageVersion } from "./version.js";
 
 /** A node, built but not yet listening. */
@@ -51,6 +51,8 @@ export interface App {
   readonly core: ReturnType<typeof createTaskCore>;
   /** Resource reports (legacy 101), one per host sample. */
   readonly reports: ResourceLog;
+  /** Settles when an admin client sent SHUTDOWN: whoever runs the node then closes it. */
+  readonly shutdownRequested: Promise<void>;
   /** Starts listening; returns the URL of the HTTP endpoint and the ZeroMQ endpoints ("" when disabled). */
   listen(): Promise<{ url: string; zmqEndpoint: string; adminZmqEndpoint: string }>;
   /** Stops listening, terminates running tasks within the grace period, and closes. */
@@ -76,6 +78,9 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   const store = await createTaskStore({ dataDir: config.dataDir, crashAt: appOptions.crashAt ?? process.env["DRCE_TEST_CRASH_AT"] });
   const address = parseHostPort(config.listen, "--listen");
   const identity: { -readonly [K in keyof NodeIdentity]: NodeIdentity[K] } = { host: address.host === "0.0.0.0" ? hostname() : address.host, port: address.port, node: config.name };
+  // Legacy result items report the node's admin address, which the original clients follow a
+  // task up at (the protocol's node_port); DRCE_SET_HOST and DRCE_SET_PORT change it.
+  const legacyIdentity: { -readonly [K in keyof NodeIdentity]: NodeIdentity[K] } = { ...identity };
 
   const startedAt = Date.now();
   const host = createHostSampler({
@@ -133,7 +138,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
           token: config.notifyToken,
           events: core.events,
           reports: config.notifyReports ? reports : undefined,
-          identity,
+          identity: legacyIdentity,
           timeoutMs: config.notifyTimeoutMs,
           retryMaxMs: config.notifyRetryMaxMs,
           logger,
@@ -167,7 +172,26 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     host: () => host.current(),
     endpoints: () => ({ zmq: zmq?.endpoint ?? "", adminZmq: adminZmq?.endpoint ?? "" }),
   });
-  const adminHandler = createAdminHandler({ admin, logger });
+  const legacy = createLegacyHandler({ core, identity: legacyIdentity, logger });
+  let onShutdownRequest: () => void = () => undefined;
+  const shutdownRequested = new Promise<void>((resolve) => (onShutdownRequest = resolve));
+  const adminHandler = createAdminHandler({
+    admin,
+    legacy,
+    reported: legacyIdentity,
+    logLevel: {
+      get: () => logger.level,
+      set: (level) => {
+        if (!(logLevelNames as readonly string[]).includes(level)) throw new RangeError(`unknown log level ${level}`);
+        logger.level = level;
+      },
+    },
+    requestShutdown: () => {
+      logger.warn({}, "shutdown requested by a legacy admin client");
+      onShutdownRequest();
+    },
+    logger,
+  });
   const shutdown = new AbortController();
   // Services the node serves, for health and reflection; a service added to the routes goes here too.
   const served = [TaskService, NodeService];
@@ -189,7 +213,6 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     shutdownSignal: shutdown.signal,
     onHandlerError: (method, error) => logger.error({ method, err: error instanceof Error ? error.stack : String(error) }, "a Connect handler failed"),
   });
-  const legacy = createLegacyHandler({ core, identity, logger });
   const handler: DualHandler = (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === legacyHttpPath) {
@@ -248,9 +271,11 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     config,
     core,
     reports,
+    shutdownRequested,
     async listen() {
       const bound = await server.listen(address.host, address.port);
       identity.port = bound.port;
+      legacyIdentity.port = bound.port;
       const host = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
       const url = `${config.tlsCert === "" ? "http" : "https"}://${host}:${bound.port}`;
       if (config.zmqListen !== "") {
@@ -258,7 +283,11 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       }
       if (config.adminZmqListen !== "") {
         // The admin socket takes the node's token as its PLAIN password, like the data gateway.
-        adminZmq = await createZmqGateway({ handler: adminHandler, endpoint: `tcp://${config.adminZmqListen}`, maxBodyBytes: 64 * 1024, logger, token: config.token });
+        // The admin socket takes whole DRCE requests (the DRCE command), so it takes the data gateway's bound.
+        adminZmq = await createZmqGateway({ handler: adminHandler.text, endpoint: `tcp://${config.adminZmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token });
+        const adminAddress = parseHostPort(adminZmq.endpoint.replace(/^tcp:\/\//, ""), "--admin-zmq-listen");
+        legacyIdentity.host = adminAddress.host === "0.0.0.0" || adminAddress.host === "*" ? hostname() : adminAddress.host;
+        legacyIdentity.port = adminAddress.port;
       }
       logger.info({ url, zmq: zmq?.endpoint, adminZmq: adminZmq?.endpoint, dataDir: config.dataDir, name: config.name }, "drce node listening");
       return { url, zmqEndpoint: zmq?.endpoint ?? "", adminZmqEndpoint: adminZmq?.endpoint ?? "" };

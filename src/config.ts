@@ -206,7 +206,7 @@ export const serveUsage = `usage: drce serve [options]
   --idle-timeout-ms N         close a connection with no request in flight after this long (default 65000)
   --max-connections N         connections open at once (default 0 = half the open-file limit)
   --max-file-bytes N          largest file returned by a read-after action (default 16777216)
-  --allow-dir DIR             a directory tasks may use as work_dir (repeatable)
+  --allow-dir DIR             a directory tasks may use as work_dir and name files in (repeatable)
   --allow-env NAME            allow a refused variable such as LD_PRELOAD (repeatable)
   --event-history N           task events kept for resuming watchers (default 10000)
   --report-history N          resource reports kept for resuming watchers (default 1000)

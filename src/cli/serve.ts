@@ -44,6 +44,8 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     };
     process.on("SIGTERM", stop);
     process.on("SIGINT", stop);
+    // A legacy admin SHUTDOWN (behind the token like every command) stops the node the same way.
+    void app.shutdownRequested.then(stop);
   });
   await app.close();
   return 0;

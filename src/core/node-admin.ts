@@ -96,8 +96,10 @@ export interface NodeAdminOptions {
 export interface NodeAdmin {
   /** Identity, version, start time and limits. */
   info(): NodeInfo;
-  /** Task statistics since start. */
+  /** Task statistics since start, or since the last {@link NodeAdmin.resetStats}. */
   stats(): NodeStatsSnapshot;
+  /** Starts the task statistics again from zero. */
+  resetStats(): void;
   /** The host's load from the latest cached sample. */
   usage(): UsageReading;
   /** Every task the node holds (newest first), as id, start date, state and mode. */
@@ -160,6 +162,7 @@ export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
       };
     },
     stats: () => stats.snapshot(),
+    resetStats: () => stats.reset(),
     usage() {
       const snapshot = options.host();
       return { usage: resourceUsage(snapshot), balancing: balancingString(snapshot), snapshot };

@@ -168,6 +168,8 @@ export interface NodeStats {
   record(event: TaskEvent): void;
   /** The statistics now. */
   snapshot(): NodeStatsSnapshot;
+  /** Starts counting again from now (legacy RESET_STAT_COUNTERS); unfinished tasks are still counted when they end. */
+  reset(): void;
 }
 
 /**
@@ -180,8 +182,8 @@ export interface NodeStats {
  */
 export function createNodeStats(options: NodeStatsOptions = {}): NodeStats {
   const now = options.now ?? Date.now;
-  const startedAt = options.startedAt ?? now();
-  const modes = { sync: new ModeCounters(startedAt), async: new ModeCounters(startedAt) };
+  let startedAt = options.startedAt ?? now();
+  let modes = { sync: new ModeCounters(startedAt), async: new ModeCounters(startedAt) };
   const unfinished = new Set<string>();
 
   return {
@@ -208,6 +210,10 @@ export function createNodeStats(options: NodeStatsOptions = {}): NodeStats {
     snapshot() {
       const at = now();
       return { startedAt, computedAt: at, sync: modes.sync.snapshot(at), async: modes.async.snapshot(at) };
+    },
+    reset() {
+      startedAt = now();
+      modes = { sync: new ModeCounters(startedAt), async: new ModeCounters(startedAt) };
     },
   };
 }

@@ -1,12 +1,12 @@
 import { open, type FileHandle } from "node:fs/promises";
-import { dirname, isAbsolute, join, resolve as resolvePath } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve as resolvePath } from "node:path";
 import { finished } from "node:stream/promises";
 import { mkdir, realpath, writeFile } from "node:fs/promises";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import { fromStoredSpec, specDigest, toStoredSpec } from "../domain/spec-json.js";
 import { isFinalState, TaskState } from "../domain/states.js";
 import { defaultTerminate, FileAction, taskSpec, taskStatus, type FileResult, type StreamName, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
-import { validateSpec } from "../domain/validate.js";
+import { allowedRootOf, validateSpec } from "../domain/validate.js";
 import type { TaskView } from "../domain/view.js";
 import type { ExecHandle, FileOps, RunAs, Runner, TaskUsage } from "../executor/runner.js";
 import { handWorkDirTo } from "../executor/users.js";
@@ -235,6 +235,18 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     return options.localRunner.files;
   };
 
+  /**
+   * Where a file of a task lives: its name relative to the work dir, or, for an absolute name
+   * of a local task inside an `--allow-dir` directory, relative to that directory (the file
+   * operations then confine it there, symlinks included, as they confine the work dir).
+   */
+  const fileLocation = (spec: TaskSpec, workDir: string, name: string): { dir: string; name: string } => {
+    const root = spec.session.type === "local" ? allowedRootOf(name, options.allowedDirs) : undefined;
+    if (root === undefined) return { dir: workDir, name };
+    const dir = resolvePath(root);
+    return { dir, name: relative(dir, resolvePath(name)) };
+  };
+
   /** Resolves and checks a task's working directory. */
   const resolveWorkDir = async (spec: TaskSpec): Promise<string> => {
     if (spec.session.type === "ssh") {
@@ -446,8 +458,9 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     if (refusal !== undefined) throw new DrceError("exhausted", refusal.message, { legacyCode: ErrorCode.ResourceLimits });
 
     for (const file of spec.files) {
-      if (file.action & FileAction.DeleteBefore) await files.remove(workDir, file.name);
-      if (file.action & FileAction.CreateBefore) await files.write(workDir, file.name, file.data);
+      const at = fileLocation(spec, workDir, file.name);
+      if (file.action & FileAction.DeleteBefore) await files.remove(at.dir, at.name);
+      if (file.action & FileAction.CreateBefore) await files.write(at.dir, at.name, file.data);
     }
 
     const spools = {
@@ -508,14 +521,15 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     const kept: { name: string; action: number }[] = [];
     for (const file of spec.files) {
       try {
+        const at = fileLocation(spec, workDir, file.name);
         if (file.action & FileAction.ReadAfter) {
-          const data = await files.read(workDir, file.name, options.maxFileBytes);
+          const data = await files.read(at.dir, at.name, options.maxFileBytes);
           const index = kept.length;
           await mkdir(join(store.taskDir(spec.id), "files"), { recursive: true });
           await writeFile(store.filePath(spec.id, index), data);
           kept.push({ name: file.name, action: file.action >>> 0 });
         }
-        if (file.action & FileAction.DeleteAfter) await files.remove(workDir, file.name);
+        if (file.action & FileAction.DeleteAfter) await files.remove(at.dir, at.name);
       } catch (error) {
         const code = file.action & FileAction.ReadAfter ? ErrorCode.FileRead : ErrorCode.FileDeleteAfter;
         fileError ??= error instanceof DrceError ? new DrceError("invalid", error.message, { legacyCode: code }) : new DrceError("invalid", `file ${file.name}: failed`, { legacyCode: code });
@@ -691,7 +705,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
 
   const submit = async (input: TaskSpec, signal?: AbortSignal): Promise<SubmitOutcome> => {
     if (closing) throw new DrceError("unavailable", "the node is shutting down");
-    validateSpec(input, { allowEnv: options.allowEnv });
+    validateSpec(input, { allowEnv: options.allowEnv, allowedDirs: options.allowedDirs });
     const spec = withIds(input, new Set());
     // A user the task may not run as is refused before anything is stored.
     for (const { spec: task } of flatten(spec, "")) options.runAs?.(task);
@@ -748,7 +762,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     if (spec.mode === 2) return { view: await viewOf(root, false, false), existing: false };
     await waitDone(root, signal);
     const view = await viewOf(root, true, false);
-    if (spec.cleanup) await removeTree(root).catch(() => undefined);
+    if (spec.cleanup) await cleanupDelivered(root, view);
     return { view, existing: false };
   };
 
@@ -776,6 +790,48 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     if (aliases.get(entry.status.alias) === entry.status.id) aliases.delete(entry.status.alias);
     await store.remove(entry.status.id);
     publish({ ...entry.status, state: TaskState.Deleted });
+  };
+
+  /** Resolves once the task and every subtask below it (async ones too) are final. */
+  const treeDone = async (entry: Entry): Promise<void> => {
+    await entry.done;
+    const subs = entry.status.subtaskIds.map((id) => entries.get(id)).filter((sub): sub is Entry => sub !== undefined);
+    await Promise.all(subs.map(treeDone));
+  };
+
+  /**
+   * Applies a cleanup task's `cleanup` once its result was delivered in `view`. A tree that is
+   * final goes at once. Otherwise (async subtasks still queued or running) nothing goes now:
+   * once the whole tree is final, the tasks whose final results `view` delivered go, and the
+   * subtasks that were unfinished in it stay, checkable and fetchable by id, until a fetch
+   * or a delete takes them, like any task whose result nobody has had yet.
+   */
+  const cleanupDelivered = async (root: Entry, view: TaskView): Promise<void> => {
+    if (treeFinal(root)) {
+      await removeTree(root).catch(() => undefined); // a task left on disk is still deleted by a later delete
+      return;
+    }
+    const delivered: string[] = [];
+    const collect = (v: TaskView): void => {
+      if (isFinalState(v.status.state)) delivered.push(v.status.id);
+      for (const sub of v.subtasks) collect(sub);
+    };
+    collect(view);
+    void treeDone(root)
+      .then(() => removeEntries(delivered))
+      .catch((error: unknown) => options.onInternalError?.(root.status.id, error));
+  };
+
+  /** Removes the final tasks among `ids`, each on its own (their subtasks are not followed). */
+  const removeEntries = async (ids: readonly string[]): Promise<void> => {
+    for (const id of ids) {
+      const entry = entries.get(id);
+      if (entry === undefined || !isFinalState(entry.status.state)) continue;
+      entries.delete(id);
+      if (aliases.get(entry.status.alias) === id) aliases.delete(entry.status.alias);
+      await store.remove(id);
+      publish({ ...entry.status, state: TaskState.Deleted });
+    }
   };
 
   const treeFinal = (entry: Entry): boolean =>
@@ -934,8 +990,9 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       for await (const event of streamOutput(id, { stdout: 0, stderr: 0 }, true, signal)) {
         if (event.kind === "output") yield event;
         else {
-          yield { kind: "result", view: await viewOf(entry, false, false) };
-          if (entry.spec.cleanup) await removeTree(entry).catch(() => undefined);
+          const view = await viewOf(entry, false, false);
+          yield { kind: "result", view };
+          if (entry.spec.cleanup) await cleanupDelivered(entry, view);
         }
       }
     } finally {

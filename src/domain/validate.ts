@@ -1,3 +1,4 @@
+import { posix } from "node:path";
 import { DrceError, ErrorCode } from "./errors.js";
 import { FileAction, type TaskSpec } from "./task.js";
 
@@ -20,6 +21,8 @@ export interface ValidateOptions {
   readonly allowEnv?: readonly string[];
   /** Maximum subtask nesting depth. */
   readonly maxDepth?: number;
+  /** Absolute directories (resolved) in which files of local tasks may be named by absolute name. */
+  readonly allowedDirs?: readonly string[];
   /** Maximum number of tasks in one tree. */
   readonly maxTasks?: number;
 }
@@ -53,7 +56,8 @@ export function validateSpec(spec: TaskSpec, options: ValidateOptions = {}): voi
         throw invalid(`environment variable ${name} is refused by this node`, ErrorCode.SetEnvironment);
       }
     }
-    for (const file of task.files) checkFileName(file.name, fileActionCode(file.action));
+    const dirs = task.session.type === "local" ? (options.allowedDirs ?? []) : [];
+    for (const file of task.files) checkFileName(file.name, fileActionCode(file.action), dirs);
     for (const [field, value] of [
       ["timeout", task.timeoutSeconds],
       ["time_max", task.timeMaxMs],
@@ -68,13 +72,26 @@ export function validateSpec(spec: TaskSpec, options: ValidateOptions = {}): voi
 }
 
 /**
- * Checks a file name of a task's `files` lexically: relative, no `..` segment, no NUL.
- * Symlinks are checked against the real directory by the executor. Throws DrceError with
- * `code` (201 unless told).
+ * Checks a file name of a task's `files` lexically: relative, no `..` segment, no NUL; or
+ * absolute inside one of `allowedDirs`. Symlinks are checked against the real directory by
+ * the executor. Throws DrceError with `code` (201 unless told).
  */
-export function checkFileName(name: string, code: number = ErrorCode.FileCreate): void {
-  const problem = fileNameProblem(name);
+export function checkFileName(name: string, code: number = ErrorCode.FileCreate, allowedDirs: readonly string[] = []): void {
+  const problem = name.startsWith("/") && allowedRootOf(name, allowedDirs) !== undefined ? undefined : fileNameProblem(name);
   if (problem !== undefined) throw invalid(`file ${JSON.stringify(name)}: ${problem}`, code);
+}
+
+/**
+ * The allowed directory an absolute file name lies in, by its letters: no NUL, no `..`
+ * segment, strictly below the directory. Undefined when it lies in none.
+ */
+export function allowedRootOf(name: string, allowedDirs: readonly string[]): string | undefined {
+  if (!name.startsWith("/") || name.includes("\0") || name.split("/").some((part) => part === "..")) return undefined;
+  const target = posix.normalize(name);
+  return allowedDirs.find((dir) => {
+    const rel = posix.relative(posix.normalize(dir), target);
+    return rel !== "" && rel !== ".." && !rel.startsWith("../") && !posix.isAbsolute(rel);
+  });
 }
 
 /**

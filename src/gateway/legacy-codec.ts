@@ -49,13 +49,19 @@ export const LegacyRequestType = {
 /** An id as it travels on the wire: a number when it is a safe integer, else a string. */
 export type LegacyWireId = number | string;
 
-/** A decoded request, in domain terms. `id` is the wire id to answer with; `ref` its domain form. */
-export type LegacyRequest =
+/**
+ * A decoded request, in domain terms. `id` is the id in its canonical wire form; `sentId`, set
+ * only when the request carried the id as a numeric string, is that string, which the reply
+ * echoes (the original clients send ids both ways and compare the reply's with their own);
+ * `ref` is the id's domain form.
+ */
+export type LegacyRequest = { readonly sentId?: LegacyWireId } & (
   | { readonly kind: "set"; readonly id: LegacyWireId; readonly spec: TaskSpec }
   | { readonly kind: "check"; readonly id: LegacyWireId; readonly ref: string; readonly extended: boolean }
   | { readonly kind: "terminate"; readonly id: LegacyWireId; readonly ref: string; readonly options: TerminateOptions }
   | { readonly kind: "fetch"; readonly id: LegacyWireId; readonly ref: string; readonly remove: boolean }
-  | { readonly kind: "delete"; readonly id: LegacyWireId; readonly ref: string };
+  | { readonly kind: "delete"; readonly id: LegacyWireId; readonly ref: string }
+);
 
 /**
  * The transport cover the original HCE clients wrap requests in:
@@ -200,7 +206,10 @@ export function decodeLegacyMessage(body: string | Uint8Array): LegacyDecoded {
     }
     id = echoableId(message["id"]);
     type = echoableType(message["type"]);
-    const request = decodeRequest(message, 0);
+    const decodedRequest = decodeRequest(message, 0);
+    // Only a numeric string differs from its canonical wire form (the number).
+    const sent = message["id"];
+    const request: LegacyRequest = typeof sent === "string" && decodedRequest.id !== sent ? { ...decodedRequest, sentId: sent } : decodedRequest;
     return { ok: true, request, cover };
   } catch (error) {
     if (error instanceof CoverFailure) cover = error.cover;
@@ -339,6 +348,7 @@ function readRequestType(value: Json | undefined): number {
 }
 
 function readData(value: Json | undefined): JsonObject {
+  // PHP's json_encode(array()) is "[]": the PHP client's delete request carries "W10=".
   // A missing data field defaults to "", which holds no JSON object: error 13 like any empty data.
   const text = value === undefined || value === null ? "" : value;
   if (typeof text !== "string") throw new CodecError(ErrorCode.BadInput, "data must be a base64 string");
@@ -350,6 +360,7 @@ function readData(value: Json | undefined): JsonObject {
   } catch {
     throw new CodecError(ErrorCode.UnserializationBadJson, "data does not hold UTF-8 JSON");
   }
+  if (Array.isArray(parsed) && parsed.length === 0) return {};
   if (!isObject(parsed)) throw new CodecError(ErrorCode.UnserializationBadJson, "data does not hold a JSON object");
   return parsed;
 }
@@ -450,6 +461,8 @@ function readFiles(value: Json | undefined): FileSpec[] {
   if (!Array.isArray(value)) throw new CodecError(ErrorCode.BadInput, "files must be an array");
   return value.map((item, index): FileSpec => {
     const path = `files[${index}]`;
+    // An empty PHP array is an empty object here too.
+    if (Array.isArray(item) && item.length === 0) item = {};
     if (!isObject(item)) throw new CodecError(ErrorCode.BadInput, `${path} must be an object`);
     const name = readString(item, "name", `${path}.name`) ?? "";
     // JSON carries bit 31 as 2147483661 (unsigned) or, from 32-bit clients, as a negative number.

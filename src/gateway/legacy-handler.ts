@@ -102,7 +102,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
 
   /** Maps a failure of the core to the item answering it. */
   const failureItem = async (request: LegacyRequest, error: unknown): Promise<{ item: LegacyResultItem; retryAfterMs?: number }> => {
-    const base = { id: request.id, type: requestType(request) };
+    const base = { id: request.sentId ?? request.id, type: requestType(request) };
     if (!(error instanceof DrceError)) {
       if (signalAborted(error)) {
         return { item: encodeErrorItem(identity, { ...base, errorCode: ErrorCode.InternalFo, message: "the request was aborted", state: TaskState.Undefined }) };
@@ -123,7 +123,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         if (request.kind !== "set") {
           try {
             const view = await core.check(request.ref, false);
-            const item = encodeTaskView(view, identity, base.type, request.id);
+            const item = encodeTaskView(view, identity, base.type, base.id);
             return { item: { ...item, error_code: error.legacyCode, error_message: error.message } };
           } catch {
             // Fall through to a plain error item.
@@ -152,7 +152,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
       try {
         const view = await run(request, signal);
         // A set request without an id gets the id the core gave the task.
-        const id = request.kind === "set" && request.spec.id === "" ? undefined : request.id;
+        const id = request.kind === "set" && request.spec.id === "" ? undefined : (request.sentId ?? request.id);
         return reply([encodeTaskView(view, identity, requestType(request), id)], cover);
       } catch (error) {
         try {
@@ -160,7 +160,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
           return reply([item], cover, retryAfterMs);
         } catch (mappingError) {
           logger?.error({ err: mappingError }, "legacy error mapping failed");
-          const item = encodeErrorItem(identity, { id: request.id, type: requestType(request), errorCode: ErrorCode.InternalFo, message: genericInternalMessage, state: TaskState.NotSet });
+          const item = encodeErrorItem(identity, { id: request.sentId ?? request.id, type: requestType(request), errorCode: ErrorCode.InternalFo, message: genericInternalMessage, state: TaskState.NotSet });
           return reply([item], cover);
         }
       }

@@ -95,3 +95,20 @@ describe("node task statistics", () => {
     expect(stats.snapshot().sync.perMinute).toMatchObject({ min: 0, max: 10, avg: 5 });
   });
 });
+
+describe("resetting the statistics (legacy RESET_STAT_COUNTERS)", () => {
+  it("starts every figure again from zero and from now, still counting tasks that were running", () => {
+    let now = t0;
+    const stats = createNodeStats({ startedAt: t0, now: () => now });
+    life(stats, { id: "done", state: TaskState.Finished, stdoutSize: 9 }, t0 + 100, 5);
+    stats.record(event(status({ id: "running" }), t0 + 200));
+    now = t0 + 1000;
+    stats.reset();
+    const cleared = stats.snapshot();
+    expect(cleared.startedAt).toBe(t0 + 1000);
+    expect(cleared.sync).toMatchObject({ tasks: 0, failed: 0 });
+    expect(cleared.sync.outputBytes.count).toBe(0);
+    stats.record(event(status({ id: "running", state: TaskState.Finished, startedAt: t0 + 200, finishedAt: t0 + 1500, stdoutSize: 3 }), t0 + 1500, 1300));
+    expect(stats.snapshot().sync).toMatchObject({ tasks: 1, outputBytes: { min: 3, max: 3, count: 1 } });
+  });
+});

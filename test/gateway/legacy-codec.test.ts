@@ -516,3 +516,30 @@ describe("encodeErrorItem", () => {
     });
   });
 });
+
+describe("decodeLegacyMessage: PHP's empty arrays and the id as it was sent", () => {
+  it("reads data [] (base64 W10=, PHP's json_encode(array())) as an empty object", () => {
+    expect(decoded({ type: 4, id: 567, data: "W10=", subtasks: [] })).toEqual({ kind: "delete", id: 567, ref: "567" });
+    expect(decoded({ type: 1, id: 567, data: "W10=" })).toMatchObject({ kind: "check", extended: false });
+    expect(decoded({ type: 3, id: 567, data: "W10=" })).toMatchObject({ kind: "fetch", remove: false });
+  });
+
+  it("reads [] as an empty session, limits, environment and file item", () => {
+    const spec = setSpec(legacyRequest(0, 1, { command: "true", session: [], limits: [], files: [[]] }));
+    expect(spec.limits).toEqual(noLimits);
+    expect(spec.env).toEqual({});
+    expect(spec.files).toEqual([{ name: "", data: new Uint8Array(0), action: 0 }]);
+    expect(setSpec(legacyRequest(0, 1, { command: "true", session: { environment: [] } })).env).toEqual({});
+  });
+
+  it("still refuses a non-empty array where an object is expected", () => {
+    expect(failure({ type: 4, id: 1, data: "WzFd" }).code).toBe(13);
+    expect(failure(legacyRequest(0, 1, { command: "true", files: [[1]] })).code).toBe(103);
+  });
+
+  it("keeps a numeric-string id as the string it was, for the reply to echo", () => {
+    expect(decoded(legacyRequest(1, "567", { type: 1 }))).toMatchObject({ id: 567, sentId: "567", ref: "567" });
+    expect(decoded(legacyRequest(1, 567, { type: 1 }))).not.toHaveProperty("sentId");
+    expect(decoded(legacyRequest(1, "007", { type: 1 }))).not.toHaveProperty("sentId");
+  });
+});

@@ -8,7 +8,8 @@ import { startNode, until, type TestNode } from "../helpers/node.js";
 
 /*
  * The legacy admin commands against a real node: over its ZeroMQ admin socket (DEALER and
- * REQ clients on a random loopback port) and over `GET /drce/admin/<COMMAND>`.
+ * REQ clients on a random loopback port), answered in the original text framing, and over
+ * `GET /drce/admin/<COMMAND>`, answered in drce's JSON envelope.
  */
 
 interface Envelope {
@@ -48,12 +49,56 @@ function dealer(identity = uid("admin-client")): Dealer {
   return socket;
 }
 
+/** A text reply read as the original clients read it: split on tabs, OK or ERROR first, then fields. */
+interface TextReply {
+  status: "OK" | "ERROR";
+  /** The fields after the status, as sent. */
+  fields: string[];
+  /** The `name=value` fields, the value being what lies between the first and a second `=`. */
+  properties: Record<string, string>;
+}
+
+function parseTextReply(text: string): TextReply {
+  const [status, ...fields] = text.split("\t");
+  expect(status === "OK" || status === "ERROR").toBe(true);
+  const properties: Record<string, string> = {};
+  for (const field of fields) {
+    const [name = "", value] = field.split("=");
+    if (value !== undefined) properties[name] = value;
+  }
+  return { status: status as "OK" | "ERROR", fields, properties };
+}
+
 /** Sends `[id, body]` from a DEALER and reads `[id, reply]`. */
-async function overZmq(body: string, socket = dealer()): Promise<{ id: string; reply: Envelope }> {
+async function overZmq(body: string, socket = dealer()): Promise<{ id: string; reply: TextReply }> {
   const id = uid("msg");
   await socket.send([id, body]);
   const [replyId, replyBody] = await socket.receive();
-  return { id: replyId!.toString(), reply: JSON.parse(replyBody!.toString()) as Envelope };
+  return { id: replyId!.toString(), reply: parseTextReply(replyBody!.toString()) };
+}
+
+/** A property value as data: JSON objects parsed, numbers as numbers. */
+function propertyValue(value: string): unknown {
+  if (value.startsWith("{") || value.startsWith("[")) return JSON.parse(value) as unknown;
+  return /^-?[0-9]+(\.[0-9]+)?$/.test(value) ? Number(value) : value;
+}
+
+/** The data a text reply carries, in the shape the JSON envelope gives it, for the shared expectations. */
+function textData(command: string, reply: TextReply): unknown {
+  switch (command) {
+    case "DRCE_GET_TASKS":
+    case "DRCE_GET_TASKS_INFO":
+      return JSON.parse(reply.fields[0]!) as unknown;
+    case "ECHO":
+      return reply.fields[0];
+    case "NODE_RESOURCE_USAGE": {
+      const { balancing, ...usage } = reply.properties;
+      expect(balancing!.split(",")).toHaveLength(8);
+      return Object.fromEntries(Object.entries(usage).map(([k, v]) => [k, Number(v)]));
+    }
+    default:
+      return Object.fromEntries(Object.entries(reply.properties).map(([k, v]) => [k, propertyValue(v)]));
+  }
 }
 
 async function overHttp(path: string, init: RequestInit = {}): Promise<{ status: number; reply: Envelope; headers: Headers }> {
@@ -124,50 +169,52 @@ describe("legacy admin commands over ZeroMQ", () => {
   });
 
   for (const command of adminCommands) {
-    it(`answers ${command} from a DEALER as [id, JSON]`, async () => {
+    it(`answers ${command} from a DEALER as [id, OK<TAB>fields]`, async () => {
       const { id, reply } = await overZmq(`DataProcessorData\t${command}\t${command === "ECHO" ? "ping 1 2" : ""}\t`);
-      expect(reply).toMatchObject({ status: "OK", handler: "DataProcessorData", command });
+      expect(reply.status).toBe("OK");
       expect(id).toMatch(/^msg-/);
-      expectations[command]!(reply.data);
+      expectations[command]!(textData(command, reply));
     });
   }
 
-  it("answers a REQ client (empty delimiter frame) with the JSON alone", async () => {
+  it("answers a REQ client (empty delimiter frame) with the text reply alone", async () => {
     const socket = new Request({ linger: 0, receiveTimeout: 10_000 });
     socket.connect(node.adminZmqEndpoint);
     closers.push(() => socket.close());
     await socket.send("Admin\tECHO\tping 1 2\t");
     const [body] = await socket.receive();
-    const reply = JSON.parse(body!.toString()) as Envelope;
-    expect(reply).toMatchObject({ status: "OK", command: "ECHO", data: "ping 1 2" });
+    expect(body!.toString()).toBe("OK\tping 1 2");
   });
 
   it("accepts a message without the trailing tab or parameters", async () => {
-    expect((await overZmq("Admin\tECHO")).reply).toMatchObject({ status: "OK", data: "" });
+    expect((await overZmq("Admin\tECHO")).reply).toMatchObject({ status: "OK", fields: [""] });
     expect((await overZmq("Admin\tNODE_RESOURCE_USAGE\t")).reply.status).toBe("OK");
   });
 
-  it("answers an unknown command with a JSON error naming it", async () => {
-    const { reply } = await overZmq("Admin\tSHUTDOWN\t\t");
-    expect(reply).toMatchObject({ status: "ERROR", handler: "Admin", command: "SHUTDOWN", error: { code: "unknown_command" } });
-    expect(reply.error!.message).toContain("SHUTDOWN");
+  it("answers an unknown command with ERROR naming it", async () => {
+    const { reply } = await overZmq("Admin\tNO_SUCH_COMMAND\t\t");
+    expect(reply.status).toBe("ERROR");
+    expect(reply.fields[0]).toContain("unknown admin command");
+    expect(reply.fields[0]).toContain("NO_SUCH_COMMAND");
   });
 
-  it("answers malformed messages with a JSON error and keeps serving", async () => {
+  it("answers malformed messages with ERROR and keeps serving", async () => {
     const socket = dealer();
     for (const body of ["", "no tabs at all", "Admin\t\tx\t", "a\tb\tc\td\te\t"]) {
       const { reply } = await overZmq(body, socket);
-      expect(reply).toMatchObject({ status: "ERROR", error: { code: "malformed" } });
+      expect(reply.status).toBe("ERROR");
+      expect(reply.fields[0]).toMatch(/admin message/);
     }
-    expect((await overZmq("Admin\tECHO\tstill here\t", socket)).reply).toMatchObject({ status: "OK", data: "still here" });
+    expect((await overZmq("Admin\tECHO\tstill here\t", socket)).reply).toMatchObject({ status: "OK", fields: ["still here"] });
   });
 
   it("answers a DEALER that sent the body without an id frame", async () => {
     const socket = dealer();
     await socket.send("Admin\tECHO\tx\t");
     const frames = await socket.receive();
-    const reply = JSON.parse(frames[frames.length - 1]!.toString()) as Envelope;
-    expect(reply).toMatchObject({ status: "ERROR", error: { code: "malformed" } });
+    const reply = parseTextReply(frames[frames.length - 1]!.toString());
+    expect(reply.status).toBe("ERROR");
+    expect(reply.fields[0]).toContain("[id, body]");
   });
 });
 
