@@ -18,6 +18,7 @@ import type { OutputEvent, RunEvent, SubmitOutcome, TaskCore, TaskEvent } from "
 import { EventLog } from "./event-log.js";
 import { Slots } from "./slots.js";
 import { recoverTask } from "./recovery.js";
+import { removeTail } from "../store/tail-ring.js";
 import { createRetention, type RetentionReason } from "./retention.js";
 
 /** A refusal of a start limit, as the limits checker reports it. */
@@ -1054,6 +1055,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         if (!isFinalState(status.state)) {
           current = await recoverTask(status, store);
           await store.saveStatus(current);
+          // The merged output is durable with the status: the rings are not needed any more.
+          for (const stream of ["stdout", "stderr"] as const) removeTail(store.outputPath(current.id, stream));
           recovered++;
         }
         const spec = request !== undefined ? fromStoredSpec(request.spec) : taskSpec({ id: status.id, command: status.command });

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DrceError } from "../domain/errors.js";
@@ -71,6 +71,13 @@ export interface TaskStore {
   outputSize(id: string, stream: StreamName): Promise<number>;
 }
 
+/** Removes the temp files of atomic writes (`.NAME.PID.N.tmp`) a crash left in a task's directory. */
+function removeTempFiles(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    if (name.startsWith(".") && name.endsWith(".tmp")) rmSync(join(dir, name), { force: true });
+  }
+}
+
 /** Output files up to this size are read synchronously (see readOutput). */
 const smallOutputBytes = 256 * 1024;
 
@@ -117,6 +124,10 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
           await rm(dir, { recursive: true, force: true });
           continue;
         }
+        // A node that died during a status write leaves its temp file; that task's status on
+        // disk is not final then (the final write is the last), so only those directories
+        // are searched, not every finished task's.
+        if (!isFinalState(status.state)) removeTempFiles(dir);
         let request: StoredRequest | undefined;
         try {
           request = JSON.parse(read(join(dir, "request.json"))) as StoredRequest;
