@@ -1,7 +1,7 @@
 import { open, type FileHandle } from "node:fs/promises";
-import { dirname, isAbsolute, join, resolve as resolvePath } from "node:path";
+import { dirname, isAbsolute, resolve as resolvePath } from "node:path";
 import { finished } from "node:stream/promises";
-import { mkdir, realpath, writeFile } from "node:fs/promises";
+import { mkdir, realpath } from "node:fs/promises";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import { fromStoredSpec, specDigest, toStoredSpec } from "../domain/spec-json.js";
 import { isFinalState, TaskState } from "../domain/states.js";
@@ -591,8 +591,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         if (file.action & FileAction.ReadAfter) {
           const data = await files.read(workDir, file.name, options.maxFileBytes);
           const index = kept.length;
-          await mkdir(join(store.taskDir(spec.id), "files"), { recursive: true });
-          await writeFile(store.filePath(spec.id, index), data);
+          await store.writeResultFile(spec.id, index, data);
           kept.push({ name: file.name, action: file.action >>> 0 });
         }
         if (file.action & FileAction.DeleteAfter) await files.remove(workDir, file.name);
