@@ -837,7 +837,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     try {
       await waitDone(root, signal);
       const view = await viewOf(root, true, false);
-      if (spec.cleanup) await removeTree(root).catch(() => undefined);
+      if (spec.cleanup) await removeTree(root).catch(() => undefined); // the reply carries the result; a directory left behind is loaded again at the next start and swept
       return { view, existing: false };
     } finally {
       release();
@@ -898,12 +898,18 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
 
   const fetch = async (ref: string, remove: boolean): Promise<TaskView> => {
     const entry = resolveRef(ref);
-    const view = await viewOf(entry, true, false);
-    if (!treeFinal(entry)) {
-      return { ...view, status: { ...view.status, errorCode: ErrorCode.GetDataStillRunning, errorMessage: "the task is still running" } };
+    // Its files are read across several awaits; the retention sweep waits for them.
+    const release = hold(entry);
+    try {
+      const view = await viewOf(entry, true, false);
+      if (!treeFinal(entry)) {
+        return { ...view, status: { ...view.status, errorCode: ErrorCode.GetDataStillRunning, errorMessage: "the task is still running" } };
+      }
+      if (remove || entry.spec.cleanup) await removeTree(entry);
+      return view;
+    } finally {
+      release();
     }
-    if (remove || entry.spec.cleanup) await removeTree(entry);
-    return view;
   };
 
   const remove = async (ref: string): Promise<TaskView> => {
@@ -1007,15 +1013,17 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
   async function* run(input: TaskSpec, signal: AbortSignal): AsyncGenerator<RunEvent> {
     const outcome = await submit({ ...input, mode: 2 });
     const id = outcome.view.status.id;
-    yield { kind: "accepted", view: outcome.view };
     const entry = entries.get(id);
     if (entry === undefined) throw new DrceError("not-found", `task ${id} vanished`);
+    // Held from before the caller hears of it: a quick task must not be swept while the
+    // caller is still being told it was accepted.
     const release = hold(entry);
     const onAbort = (): void => {
       if (!isFinalState(entry.status.state)) void terminate(id, defaultTerminate).catch(() => undefined);
     };
     signal.addEventListener("abort", onAbort, { once: true });
     try {
+      yield { kind: "accepted", view: outcome.view };
       for await (const event of streamOutput(id, { stdout: 0, stderr: 0 }, true, signal)) {
         if (event.kind === "output") yield event;
         else {
@@ -1106,7 +1114,13 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     submit,
     async check(ref, extended) {
       // An extended check is "complete status file data": output and files too (protocol example 2).
-      return viewOf(resolveRef(ref), extended, extended);
+      const entry = resolveRef(ref);
+      const release = hold(entry);
+      try {
+        return await viewOf(entry, extended, extended);
+      } finally {
+        release();
+      }
     },
     terminate,
     fetch,
