@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { existsSync } from "node:fs";
-import { mkdtemp, open, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -55,7 +55,8 @@ async function ringHeader(path: string): Promise<TailHeader | undefined> {
 /** Bytes that tell every offset apart: the counters 1..count, one a line, as seq prints them. */
 const counters = (count: number): Buffer => Buffer.from(Array.from({ length: count }, (_, i) => `${i + 1}\n`).join(""));
 
-describe("after SIGKILL of the node", () => {
+// Three node processes start one after the other: a loaded host takes a while for each.
+describe("after SIGKILL of the node", { timeout: 120_000 }, () => {
   it("serves a task's kept head and tail in order, with its true size, and leaves no ring or temp file", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "drce-debris-"));
     dirs.push(dataDir);
@@ -69,6 +70,8 @@ describe("after SIGKILL of the node", () => {
     await until(() => existsSync(join(taskDir, "work", "written")), (done) => done, 30_000, "the command's output written");
     // Every byte is in the ring once its header says the stream is that long, with no write under way.
     await until(() => ringHeader(join(taskDir, "stdout.tail")), (h) => h?.committedTotal === expected.length && h.pendingTotal === h.committedTotal, 30_000, "the output spooled");
+    // stderr reaches its spool on its own: its file is complete once it holds the line.
+    await until(() => stat(join(taskDir, "stderr")).then((s) => s.size, () => 0), (size) => size === "to-stderr\n".length, 30_000, "stderr spooled"); // no file before its first byte
     await killNode(first);
 
     // The debris of status writes that a SIGKILL cut short, as atomic writes name their temp files.

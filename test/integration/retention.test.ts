@@ -19,6 +19,7 @@ import { startNode, until, type TestNode } from "../helpers/node.js";
  * bounds apply again to what a restarted node finds on disk.
  */
 
+// Each test starts a node and waits for real commands (or drce processes): minutes on a loaded host.
 const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
 const nodes: TestNode[] = [];
 const dirs: string[] = [];
@@ -65,7 +66,7 @@ function drce(n: TestNode, args: readonly string[]): Promise<{ code: number | nu
   });
 }
 
-describe("--retain-max-tasks", () => {
+describe("--retain-max-tasks", { timeout: 120_000 }, () => {
   it("deletes the oldest finished tasks past the bound, each with a state 9 event, counted in the metrics, and their directories", async () => {
     const n = await node({ retainMaxTasks: 3 });
     for (const id of ["r1", "r2", "r3", "r4", "r5"]) {
@@ -74,7 +75,7 @@ describe("--retain-max-tasks", () => {
       expect(new TextDecoder().decode(result?.stdout)).toBe(`${id}\n`);
     }
     // A task leaves the list when its deletion starts, and its event follows its directory's removal.
-    expect(await until(() => deletedEvents(n), (ids) => ids.length === 2, 10_000, "two deletions")).toEqual(["r1", "r2"]);
+    expect(await until(() => deletedEvents(n), (ids) => ids.length === 2, 30_000, "two deletions")).toEqual(["r1", "r2"]);
     expect(await heldIds(n)).toEqual(["r3", "r4", "r5"]);
     expect(existsSync(join(n.dataDir, "tasks", "r1"))).toBe(false);
     expect(existsSync(join(n.dataDir, "tasks", "r2"))).toBe(false);
@@ -94,14 +95,14 @@ describe("--retain-max-tasks", () => {
     await n.client.submitTask(async("long-3", "sleep 30"));
     await n.client.submitTask(sync("short-1"));
     await n.client.submitTask(sync("short-2"));
-    expect(await until(() => deletedEvents(n), (ids) => ids.length === 2, 10_000, "the finished ones gone")).toEqual(["short-1", "short-2"]);
+    expect(await until(() => deletedEvents(n), (ids) => ids.length === 2, 30_000, "the finished ones gone")).toEqual(["short-1", "short-2"]);
     expect(await heldIds(n)).toEqual(["long-1", "long-2", "long-3"]);
     for (const id of ["long-1", "long-2", "long-3"]) {
       expect((await n.client.getTask({ task: id })).result?.state).toBe(TaskState.IN_PROGRESS);
     }
     // Once one ends, the node holds one task too many again, and the finished one goes.
     await n.client.terminateTask({ task: "long-1" });
-    expect(await until(() => deletedEvents(n), (ids) => ids.length === 3, 10_000, "the terminated one gone")).toEqual(["short-1", "short-2", "long-1"]);
+    expect(await until(() => deletedEvents(n), (ids) => ids.length === 3, 30_000, "the terminated one gone")).toEqual(["short-1", "short-2", "long-1"]);
     expect(await heldIds(n)).toEqual(["long-2", "long-3"]);
     await n.client.terminateTask({ task: "long-2" });
     await n.client.terminateTask({ task: "long-3" });
@@ -119,17 +120,17 @@ describe("--retain-max-tasks", () => {
     await n.client.submitTask(sync("after-2"));
     // The tree's root is final but its async subtask runs: only finished trees can go, so
     // five tasks on a bound of four cost after-1, which finished after the tree's root.
-    expect(await until(() => deletedEvents(n), (ids) => ids.length === 1, 10_000, "after-1 gone")).toEqual(["after-1"]);
+    expect(await until(() => deletedEvents(n), (ids) => ids.length === 1, 30_000, "after-1 gone")).toEqual(["after-1"]);
     expect(await heldIds(n)).toEqual(["after-2", "tree", "tree-async", "tree-sync"]);
     expect((await n.client.getTask({ task: "tree" })).result?.state).toBe(TaskState.FINISHED);
     await n.client.terminateTask({ task: "tree-async" });
-    await until(async () => (await n.client.getTask({ task: "tree-async" })).result?.state, (s) => s === TaskState.TERMINATED, 10_000, "tree-async terminated");
+    await until(async () => (await n.client.getTask({ task: "tree-async" })).result?.state, (s) => s === TaskState.TERMINATED, 30_000, "tree-async terminated");
     // The tree counts as finished when its last task did, after after-2: after-2 goes first.
     await n.client.submitTask(sync("after-3"));
-    expect(await until(() => deletedEvents(n), (ids) => ids.length === 2, 10_000, "after-2 gone")).toEqual(["after-1", "after-2"]);
+    expect(await until(() => deletedEvents(n), (ids) => ids.length === 2, 30_000, "after-2 gone")).toEqual(["after-1", "after-2"]);
     // Then the tree, its three tasks together.
     await n.client.submitTask(sync("after-4"));
-    expect(await until(() => deletedEvents(n), (ids) => ids.length === 5, 10_000, "the tree gone")).toEqual(["after-1", "after-2", "tree-sync", "tree-async", "tree"]);
+    expect(await until(() => deletedEvents(n), (ids) => ids.length === 5, 30_000, "the tree gone")).toEqual(["after-1", "after-2", "tree-sync", "tree-async", "tree"]);
     expect(await heldIds(n)).toEqual(["after-3", "after-4"]);
     expect(metricValue(await scrape(n.url), "drce_tasks_deleted_total", { reason: "retention_count" })).toBe(5);
   });
@@ -146,17 +147,17 @@ describe("--retain-max-tasks", () => {
     }
     expect(final).toBe(TaskState.FINISHED);
     expect(output.split("\n").length).toBe(20001);
-    expect(await until(() => heldIds(n), (ids) => ids.length === 1, 10_000, "one task left")).toEqual(["attached"]);
+    expect(await until(() => heldIds(n), (ids) => ids.length === 1, 30_000, "one task left")).toEqual(["attached"]);
   });
 });
 
-describe("--retain-finished", () => {
+describe("--retain-finished", { timeout: 120_000 }, () => {
   it("deletes a finished task once it is older than the bound, and leaves a running one", async () => {
     const n = await node({ retainFinishedMs: 1500 });
     await n.client.submitTask(async("running", "sleep 30"));
     await n.client.submitTask(sync("done"));
     const finishedAt = Number((await n.client.getTask({ task: "done" })).result?.finishedAtMs);
-    await until(() => deletedEvents(n), (ids) => ids.includes("done"), 15_000, "the finished task gone");
+    await until(() => deletedEvents(n), (ids) => ids.includes("done"), 30_000, "the finished task gone");
     // Not before its time: the deletion came at least the bound after it finished.
     const deletion = n.app.core.events.since(0).find((event) => event.status.id === "done" && event.status.state === LegacyState.Deleted);
     expect(deletion?.at).toBeGreaterThanOrEqual(finishedAt + 1500);
@@ -166,7 +167,7 @@ describe("--retain-finished", () => {
   });
 });
 
-describe("retention across a restart", () => {
+describe("retention across a restart", { timeout: 120_000 }, () => {
   it("applies the bounds to the tasks a restarted node finds on disk, oldest first", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "drce-retain-"));
     dirs.push(dataDir);
@@ -178,21 +179,21 @@ describe("retention across a restart", () => {
 
     // The running one ended with the shutdown, the newest finished tree.
     const second = await node({ dataDir, retainMaxTasks: 3 });
-    expect(await until(() => deletedEvents(second), (ids) => ids.length === 3, 10_000, "three deletions")).toEqual(["a1", "a2", "a3"]);
+    expect(await until(() => deletedEvents(second), (ids) => ids.length === 3, 30_000, "three deletions")).toEqual(["a1", "a2", "a3"]);
     expect(await heldIds(second)).toEqual(["a4", "a5", "a6-running"]);
     expect((await readdir(join(dataDir, "tasks"))).sort()).toEqual(["a4", "a5", "a6-running"]);
     await second.stop();
     nodes.splice(nodes.indexOf(second), 1);
 
     const third = await node({ dataDir, retainFinishedMs: 1 });
-    await until(() => deletedEvents(third), (ids) => ids.length === 3, 10_000, "every task gone");
+    await until(() => deletedEvents(third), (ids) => ids.length === 3, 30_000, "every task gone");
     expect(await heldIds(third)).toEqual([]);
     expect(await readdir(join(dataDir, "tasks"))).toEqual([]);
     expect(metricValue(await scrape(third.url), "drce_tasks_deleted_total", { reason: "retention_age" })).toBe(3);
   });
 });
 
-describe("drce rm", () => {
+describe("drce rm", { timeout: 120_000 }, () => {
   it("deletes several tasks, goes on past an unknown one, and exits 3 naming it", async () => {
     const n = await node({ retainMaxTasks: 0 });
     for (const id of ["m1", "m2", "m3"]) await n.client.submitTask(sync(id));
@@ -224,7 +225,7 @@ describe("drce rm", () => {
     expect(await drce(n, ["rm", "--finished", "--older-than", "0"])).toMatchObject({ code: 0, stdout: "b1\tdeleted\nb2\tdeleted\n" });
     expect(await heldIds(n)).toEqual(["bulk-running"]);
     await n.client.terminateTask({ task: "bulk-running" });
-    await until(async () => (await n.client.getTask({ task: "bulk-running" })).result?.state, (s) => s === TaskState.TERMINATED, 10_000, "terminated");
+    await until(async () => (await n.client.getTask({ task: "bulk-running" })).result?.state, (s) => s === TaskState.TERMINATED, 30_000, "terminated");
     expect(await drce(n, ["rm", "--finished"])).toMatchObject({ code: 0, stdout: "bulk-running\tdeleted\n" });
     expect(await heldIds(n)).toEqual([]);
   });
@@ -246,7 +247,7 @@ describe("drce rm", () => {
   });
 });
 
-describe("deleting through the API", () => {
+describe("deleting through the API", { timeout: 120_000 }, () => {
   it("answers an unknown id with NotFound and a running task with FailedPrecondition", async () => {
     const n = await node({ retainMaxTasks: 0 });
     const unknown = await n.client.deleteTask({ task: "nope" }).catch((error: unknown) => error);
