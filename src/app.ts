@@ -116,6 +116,9 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     allowEnv: config.allowEnv,
     eventHistory: config.eventHistory,
     sampleIntervalMs: config.sampleIntervalMs,
+    retainFinishedMs: config.retainFinishedMs,
+    retainMaxTasks: config.retainMaxTasks,
+    onRetentionSweep: (trees, tasks) => logger.info({ trees, tasks, retainFinishedMs: config.retainFinishedMs, retainMaxTasks: config.retainMaxTasks }, "finished tasks past the retention bounds were deleted"),
     resources: {
       checkStart: (spec) => checkStartLimits(spec.limits, host.current()),
       checkRun: (spec, usage) => checkRunLimits(spec.limits, usage, host.current()),

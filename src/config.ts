@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { lookupUser } from "./executor/users.js";
+import { parseDuration } from "./domain/duration.js";
 
 /** Everything a node needs to start: one validated, readonly value. */
 export interface Config {
@@ -26,6 +27,10 @@ export interface Config {
   readonly maxTaskMs: number;
   /** Largest request body accepted, bytes. */
   readonly maxRequestBytes: number;
+  /** How long a finished task tree is kept, ms; zero: no bound by age. */
+  readonly retainFinishedMs: number;
+  /** Tasks held at most before the oldest finished trees are deleted; zero: no bound by count. */
+  readonly retainMaxTasks: number;
   /** Milliseconds a follower's stream may accept nothing before it is dropped; zero: never. */
   readonly stalledReaderMs: number;
   /** Milliseconds a request's headers (and an HTTP/2 connection's preface and SETTINGS) may take. */
@@ -95,6 +100,8 @@ export function defaultConfig(): Config {
     maxOutputBytes: 256 * 1024 * 1024,
     maxTaskMs: 0,
     maxRequestBytes: 16 * 1024 * 1024,
+    retainFinishedMs: 7 * 86_400_000,
+    retainMaxTasks: 100_000,
     stalledReaderMs: 60_000,
     headersTimeoutMs: 30_000,
     requestTimeoutMs: 300_000,
@@ -157,6 +164,8 @@ const flags = {
   "max-output-bytes": { type: "string" },
   "max-task-ms": { type: "string" },
   "max-request-bytes": { type: "string" },
+  "retain-finished": { type: "string" },
+  "retain-max-tasks": { type: "string" },
   "stalled-reader-ms": { type: "string" },
   "headers-timeout-ms": { type: "string" },
   "request-timeout-ms": { type: "string" },
@@ -200,6 +209,8 @@ export const serveUsage = `usage: drce serve [options]
   --max-output-bytes N        bytes kept per output stream, head+tail past it (default 268435456; 0 = all)
   --max-task-ms N             ceiling on any task's running time (default 0 = none)
   --max-request-bytes N       largest request body (default 16777216)
+  --retain-finished DURATION  delete finished tasks this long after they ended (default 7d; 0 = keep)
+  --retain-max-tasks N        past N tasks held, delete the oldest finished ones (default 100000; 0 = no bound)
   --stalled-reader-ms N       drop an output follower or event watcher that accepts nothing this long (default 60000; 0 = never)
   --headers-timeout-ms N      bound on a request's headers and an HTTP/2 connection's preface (default 30000)
   --request-timeout-ms N      bound on a request body, a task's stdin stream excepted (default 300000)
@@ -226,6 +237,13 @@ export const serveUsage = `usage: drce serve [options]
   --no-cgroups                contain tasks in process groups only, not in a cgroup each
   --run-as USER               user (name or uid) local tasks run as unless they ask (node must be root)
   --allow-root-tasks          let tasks ask to run as uid 0`;
+
+function duration(value: string | undefined, fallback: number, what: string): number {
+  if (value === undefined) return fallback;
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new ConfigError(`--${what} must be a duration such as 7d, 12h, 30m, 90s or 500ms (0: no bound), got ${JSON.stringify(value)}`);
+  return ms;
+}
 
 function integer(value: string | undefined, fallback: number, what: string): number {
   if (value === undefined) return fallback;
@@ -255,6 +273,8 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     maxOutputBytes: integer(values["max-output-bytes"], base.maxOutputBytes, "max-output-bytes"),
     maxTaskMs: integer(values["max-task-ms"], base.maxTaskMs, "max-task-ms"),
     maxRequestBytes: integer(values["max-request-bytes"], base.maxRequestBytes, "max-request-bytes"),
+    retainFinishedMs: duration(values["retain-finished"], base.retainFinishedMs, "retain-finished"),
+    retainMaxTasks: integer(values["retain-max-tasks"], base.retainMaxTasks, "retain-max-tasks"),
     stalledReaderMs: integer(values["stalled-reader-ms"], base.stalledReaderMs, "stalled-reader-ms"),
     headersTimeoutMs: Math.max(1, integer(values["headers-timeout-ms"], base.headersTimeoutMs, "headers-timeout-ms")),
     requestTimeoutMs: Math.max(1, integer(values["request-timeout-ms"], base.requestTimeoutMs, "request-timeout-ms")),

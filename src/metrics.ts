@@ -19,6 +19,8 @@ export interface MetricsCoreView {
   readonly slots: { readonly active: number; readonly queued: number };
   /** The task event log (durations and counters are taken from its final events). */
   readonly events: SequenceLog<TaskEvent>;
+  /** Tasks deleted since start, by reason: a caller's request, or the retention bounds of age and count. */
+  deletions?(): Readonly<Record<"request" | "age" | "count", number>>;
 }
 
 /** Options of {@link createNodeMetrics}. */
@@ -98,6 +100,22 @@ export function createNodeMetrics(options: NodeMetricsOptions): NodeMetrics {
     labelNames: ["state"],
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
     registers: [registry],
+  });
+
+  const deletedSoFar = { request: 0, age: 0, count: 0 };
+  new Counter({
+    name: "drce_tasks_deleted_total",
+    help: "Tasks deleted (state 9), subtasks included, by reason: request (rm, fetch with delete, cleanup), retention_age (older than --retain-finished), retention_count (past --retain-max-tasks).",
+    labelNames: ["reason"],
+    registers: [registry],
+    collect() {
+      const now = core.deletions?.() ?? deletedSoFar;
+      // Every series exists from the first scrape, zero included.
+      for (const [key, label] of [["request", "request"], ["age", "retention_age"], ["count", "retention_count"]] as const) {
+        this.inc({ reason: label }, Math.max(0, now[key] - deletedSoFar[key]));
+        deletedSoFar[key] = now[key];
+      }
+    },
   });
 
   const notifications = options.notifications;

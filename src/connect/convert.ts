@@ -165,6 +165,7 @@ export function summaryToProto(s: TaskStatus): TaskSummary {
     command: s.command,
     exitStatus: s.exitStatus,
     parentId: s.parentId,
+    finishedAtMs: BigInt(s.finishedAt),
   });
 }
 

@@ -1,7 +1,7 @@
 import { open, type FileHandle } from "node:fs/promises";
-import { dirname, isAbsolute, join, relative, resolve as resolvePath } from "node:path";
+import { dirname, isAbsolute, relative, resolve as resolvePath } from "node:path";
 import { finished } from "node:stream/promises";
-import { mkdir, realpath, writeFile } from "node:fs/promises";
+import { mkdir, realpath } from "node:fs/promises";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import { fromStoredSpec, specDigest, toStoredSpec } from "../domain/spec-json.js";
 import { isFinalState, TaskState } from "../domain/states.js";
@@ -18,6 +18,8 @@ import type { OutputEvent, RunEvent, SubmitOutcome, TaskCore, TaskEvent } from "
 import { EventLog } from "./event-log.js";
 import { Slots } from "./slots.js";
 import { recoverTask } from "./recovery.js";
+import { removeTail } from "../store/tail-ring.js";
+import { createRetention, type RetentionReason } from "./retention.js";
 
 /** A refusal of a start limit, as the limits checker reports it. */
 export interface LimitRefusal {
@@ -68,6 +70,12 @@ export interface TaskCoreOptions {
   readonly resources?: ResourceHooks | undefined;
   /** Decides the user a local task runs as, or throws a DrceError refusing it (see run-as.ts). */
   readonly runAs?: ((spec: TaskSpec) => RunAs | undefined) | undefined;
+  /** How long finished task trees are kept, ms; zero or absent: no bound by age. */
+  readonly retainFinishedMs?: number | undefined;
+  /** Tasks the node holds at most before the oldest finished trees go; zero or absent: no bound. */
+  readonly retainMaxTasks?: number | undefined;
+  /** Called after a retention sweep that deleted trees, with their number and the tasks they held. */
+  readonly onRetentionSweep?: ((trees: number, tasks: number) => void) | undefined;
   /** Called with each event (logging, metrics, notifications). */
   readonly onEvent?: ((event: TaskEvent) => void) | undefined;
   /**
@@ -97,6 +105,12 @@ interface Live {
   /** The most recent usage sample. */
   usage: TaskUsage | undefined;
 }
+
+/** Why a task was deleted: a caller asked (rm, fetch with delete, cleanup), or the retention policy. */
+export type DeletionReason = "request" | RetentionReason;
+
+/** Tasks deleted since start, by reason (each task of a tree counts). */
+export type DeletionCounts = Readonly<Record<DeletionReason, number>>;
 
 /** A task known to the node. */
 interface Entry {
@@ -196,6 +210,10 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
   readonly slots: Slots;
   /** Number of tasks the node holds. */
   size(): number;
+  /** Tasks deleted since start, by reason. */
+  deletions(): DeletionCounts;
+  /** Runs the retention sweep now; resolves to the number of trees it deleted. */
+  sweepRetention(): Promise<number>;
 } {
   const { store } = options;
   const entries = new Map<string, Entry>();
@@ -203,6 +221,32 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
   const events = new EventLog(options.eventHistory);
   const slots = new Slots(options.maxConcurrent, options.maxQueue);
   let closing = false;
+  let initialized = false;
+  const deletions: Record<DeletionReason, number> = { request: 0, age: 0, count: 0 };
+  // Callers still receiving a tree's result (a sync reply, a run, a follower), by root id:
+  // the retention sweep leaves such a tree until they are done.
+  const holds = new Map<string, number>();
+  let sweptTasks = 0;
+  const retention = createRetention({
+    retainFinishedMs: options.retainFinishedMs ?? 0,
+    maxTasks: options.retainMaxTasks ?? 0,
+    size() {
+      return entries.size;
+    },
+    remove: async (rootId, reason) => {
+      const entry = entries.get(rootId);
+      if (entry === undefined) return true;
+      if (holds.has(rootId) || !treeFinal(entry)) return false;
+      sweptTasks += await removeTree(entry, reason);
+      return true;
+    },
+    onError: (rootId, error) => options.onInternalError?.(rootId, error),
+    onSwept: (trees) => {
+      const tasks = sweptTasks;
+      sweptTasks = 0;
+      options.onRetentionSweep?.(trees, tasks);
+    },
+  });
 
   const timeOf = (status: TaskStatus): number =>
     status.startedAt === 0 ? 0 : Math.max(0, (status.finishedAt === 0 ? Date.now() : status.finishedAt) - status.startedAt);
@@ -210,6 +254,42 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
   const publish = (status: TaskStatus): void => {
     const event = events.publish(status, timeOf(status));
     options.onEvent?.(event);
+    if (initialized && isFinalState(status.state)) noteFinal(status.id);
+  };
+
+  /** The root of a task's tree (a subtask whose parent was deleted is a root of its own). */
+  const rootOf = (entry: Entry): Entry => {
+    let current = entry;
+    for (;;) {
+      const parent = current.status.parentId === "" ? undefined : entries.get(current.status.parentId);
+      if (parent === undefined) return current;
+      current = parent;
+    }
+  };
+
+  /** Queues a task's tree for retention once all of it is final. */
+  const noteFinal = (id: string): void => {
+    const entry = entries.get(id);
+    if (entry === undefined) return;
+    const root = rootOf(entry);
+    if (treeFinal(root)) retention.finished(root.status.id, Date.now());
+  };
+
+  /** Keeps a task's tree from the retention sweep until the returned function is called. */
+  const hold = (entry: Entry): (() => void) => {
+    const rootId = rootOf(entry).status.id;
+    holds.set(rootId, (holds.get(rootId) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (holds.get(rootId) ?? 1) - 1;
+      if (left > 0) holds.set(rootId, left);
+      else {
+        holds.delete(rootId);
+        retention.poke();
+      }
+    };
   };
 
   /** Changes a task's status in memory, persists it durably, and publishes the change. */
@@ -525,8 +605,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         if (file.action & FileAction.ReadAfter) {
           const data = await files.read(at.dir, at.name, options.maxFileBytes);
           const index = kept.length;
-          await mkdir(join(store.taskDir(spec.id), "files"), { recursive: true });
-          await writeFile(store.filePath(spec.id, index), data);
+          await store.writeResultFile(spec.id, index, data);
           kept.push({ name: file.name, action: file.action >>> 0 });
         }
         if (file.action & FileAction.DeleteAfter) await files.remove(at.dir, at.name);
@@ -719,8 +798,13 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         throw new DrceError("exists", `task id ${spec.id} is already used by a different request`, { legacyCode: ErrorCode.CreateTask });
       }
       await existing.accepted;
-      if (spec.mode === 1) await waitDone(existing, signal);
-      return { view: await viewOf(existing, spec.mode === 1, false), existing: true };
+      const release = hold(existing);
+      try {
+        if (spec.mode === 1) await waitDone(existing, signal);
+        return { view: await viewOf(existing, spec.mode === 1, false), existing: true };
+      } finally {
+        release();
+      }
     }
     const tree = flatten(spec, "");
     for (const { spec: task } of tree) {
@@ -756,14 +840,22 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     }
     const root = made[0]!;
     for (const entry of made) publish(entry.status);
+    // The node may now hold more tasks than its retention bound: older finished ones go.
+    retention.poke();
+    // The sync caller's result is read before the retention sweep may take the tree.
+    const release = spec.mode === 2 ? undefined : hold(root);
     // The root's own time limits end it with 116; its time_max reaches its subtasks (117)
     // through the deadline runCommand hands them.
     void startTree(root, Number.POSITIVE_INFINITY);
-    if (spec.mode === 2) return { view: await viewOf(root, false, false), existing: false };
-    await waitDone(root, signal);
-    const view = await viewOf(root, true, false);
-    if (spec.cleanup) await cleanupDelivered(root, view);
-    return { view, existing: false };
+    if (release === undefined) return { view: await viewOf(root, false, false), existing: false };
+    try {
+      await waitDone(root, signal);
+      const view = await viewOf(root, true, false);
+      if (spec.cleanup) await cleanupDelivered(root, view);
+      return { view, existing: false };
+    } finally {
+      release();
+    }
   };
 
   const waitDone = async (entry: Entry, signal?: AbortSignal): Promise<void> => {
@@ -781,15 +873,20 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
 
   // ---- other calls -----------------------------------------------------------
 
-  const removeTree = async (entry: Entry): Promise<void> => {
+  /** Deletes a task and its subtasks, each with a state 9 event; resolves to the number deleted. */
+  const removeTree = async (entry: Entry, reason: DeletionReason = "request"): Promise<number> => {
+    let removed = 0;
     for (const id of entry.status.subtaskIds) {
       const sub = entries.get(id);
-      if (sub !== undefined) await removeTree(sub);
+      if (sub !== undefined) removed += await removeTree(sub, reason);
     }
     entries.delete(entry.status.id);
+    retention.forget(entry.status.id);
     if (aliases.get(entry.status.alias) === entry.status.id) aliases.delete(entry.status.alias);
     await store.remove(entry.status.id);
+    deletions[reason]++;
     publish({ ...entry.status, state: TaskState.Deleted });
+    return removed + 1;
   };
 
   /** Resolves once the task and every subtask below it (async ones too) are final. */
@@ -828,8 +925,10 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       const entry = entries.get(id);
       if (entry === undefined || !isFinalState(entry.status.state)) continue;
       entries.delete(id);
+      retention.forget(id);
       if (aliases.get(entry.status.alias) === id) aliases.delete(entry.status.alias);
       await store.remove(id);
+      deletions.request++;
       publish({ ...entry.status, state: TaskState.Deleted });
     }
   };
@@ -857,12 +956,18 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
 
   const fetch = async (ref: string, remove: boolean): Promise<TaskView> => {
     const entry = resolveRef(ref);
-    const view = await viewOf(entry, true, false);
-    if (!treeFinal(entry)) {
-      return { ...view, status: { ...view.status, errorCode: ErrorCode.GetDataStillRunning, errorMessage: "the task is still running" } };
+    // Its files are read across several awaits; the retention sweep waits for them.
+    const release = hold(entry);
+    try {
+      const view = await viewOf(entry, true, false);
+      if (!treeFinal(entry)) {
+        return { ...view, status: { ...view.status, errorCode: ErrorCode.GetDataStillRunning, errorMessage: "the task is still running" } };
+      }
+      if (remove || entry.spec.cleanup) await removeTree(entry);
+      return view;
+    } finally {
+      release();
     }
-    if (remove || entry.spec.cleanup) await removeTree(entry);
-    return view;
   };
 
   const remove = async (ref: string): Promise<TaskView> => {
@@ -878,6 +983,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
   async function* streamOutput(ref: string, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal): AsyncGenerator<OutputEvent> {
     const entry = resolveRef(ref);
     const id = entry.status.id;
+    // A reader's files stay until it is done with them (see hold).
+    const release = hold(entry);
     const position: Record<StreamName, number> = { stdout: offsets.stdout, stderr: offsets.stderr };
     const handles: Partial<Record<StreamName, Awaited<ReturnType<typeof open>>>> = {};
     const stopped = aborted(signal); // one listener for the whole stream, not one per wait
@@ -973,20 +1080,24 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     } finally {
       signal.removeEventListener("abort", onAbort);
       await closeFiles();
+      release();
     }
   }
 
   async function* run(input: TaskSpec, signal: AbortSignal): AsyncGenerator<RunEvent> {
     const outcome = await submit({ ...input, mode: 2 });
     const id = outcome.view.status.id;
-    yield { kind: "accepted", view: outcome.view };
     const entry = entries.get(id);
     if (entry === undefined) throw new DrceError("not-found", `task ${id} vanished`);
+    // Held from before the caller hears of it: a quick task must not be swept while the
+    // caller is still being told it was accepted.
+    const release = hold(entry);
     const onAbort = (): void => {
       if (!isFinalState(entry.status.state)) void terminate(id, defaultTerminate).catch(() => undefined);
     };
     signal.addEventListener("abort", onAbort, { once: true });
     try {
+      yield { kind: "accepted", view: outcome.view };
       for await (const event of streamOutput(id, { stdout: 0, stderr: 0 }, true, signal)) {
         if (event.kind === "output") yield event;
         else {
@@ -996,6 +1107,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         }
       }
     } finally {
+      release();
       signal.removeEventListener("abort", onAbort);
       // A consumer that stops reading early (cancelled call) terminates the task.
       if (!isFinalState(entry.status.state)) void terminate(id, defaultTerminate).catch(() => undefined);
@@ -1015,6 +1127,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     events,
     slots,
     size: () => entries.size,
+    deletions: () => ({ ...deletions }),
+    sweepRetention: () => retention.sweep(),
     async init() {
       const loaded = await store.load();
       let recovered = 0;
@@ -1023,6 +1137,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         if (!isFinalState(status.state)) {
           current = await recoverTask(status, store);
           await store.saveStatus(current);
+          // The merged output is durable with the status: the rings are not needed any more.
+          for (const stream of ["stdout", "stderr"] as const) removeTail(store.outputPath(current.id, stream));
           recovered++;
         }
         const spec = request !== undefined ? fromStoredSpec(request.spec) : taskSpec({ id: status.id, command: status.command });
@@ -1043,10 +1159,23 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         }
         if (current !== status) publish(current);
       }
+      // Finished trees join the retention queue in the order they finished; the first sweep
+      // applies the bounds to what the last run left, while the node starts serving.
+      const finishedTrees: { id: string; at: number }[] = [];
+      const lastFinish = (entry: Entry): number =>
+        Math.max(entry.status.finishedAt || entry.status.submittedAt, ...entry.status.subtaskIds.map((id) => entries.get(id)).filter((e): e is Entry => e !== undefined).map(lastFinish));
+      for (const entry of entries.values()) {
+        if (rootOf(entry) === entry && treeFinal(entry)) finishedTrees.push({ id: entry.status.id, at: lastFinish(entry) });
+      }
+      finishedTrees.sort((a, b) => a.at - b.at);
+      for (const { id, at } of finishedTrees) retention.finished(id, at);
+      initialized = true;
+      void retention.sweep();
       return { recovered, loaded: loaded.length };
     },
     async shutdown(graceMs) {
       closing = true;
+      retention.close();
       const running = [...entries.values()].filter((e) => e.live !== undefined);
       const stopping = running.map((entry) =>
         stopLive(entry, { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "the node shut down" }, { alg: 1, delayMs: Math.max(100, Math.floor(graceMs / 4)), repeat: 2, signal: 9, cleanup: false }),
@@ -1060,7 +1189,13 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     submit,
     async check(ref, extended) {
       // An extended check is "complete status file data": output and files too (protocol example 2).
-      return viewOf(resolveRef(ref), extended, extended);
+      const entry = resolveRef(ref);
+      const release = hold(entry);
+      try {
+        return await viewOf(entry, extended, extended);
+      } finally {
+        release();
+      }
     },
     terminate,
     fetch,

@@ -1,11 +1,11 @@
-import { mkdirSync, readFileSync, statSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DrceError } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
 import { isFinalState } from "../domain/states.js";
 import type { StreamName, TaskStatus } from "../domain/task.js";
-import { createDirSyncGroup, diskSyncing, syncFile, writeFileAtomic, writeFilesAtomic } from "./atomic.js";
+import { createDirSyncGroup, diskSyncing, fsyncDir, syncFile, writeFileAtomic, writeFilesAtomic } from "./atomic.js";
 
 /** What `request.json` holds: the redacted request and its digest. */
 export interface StoredRequest {
@@ -65,10 +65,32 @@ export interface TaskStore {
   outputPath(id: string, stream: StreamName): string;
   /** Where the n-th returned file is kept. */
   filePath(id: string, index: number): string;
+  /**
+   * Keeps the n-th returned file of a task (a read-after action's content). It becomes
+   * durable with the task's final status, which lists it: that write fsyncs it and its
+   * directory first.
+   */
+  writeResultFile(id: string, index: number, data: Uint8Array): Promise<void>;
   /** Reads a whole output file (empty when missing). */
   readOutput(id: string, stream: StreamName): Promise<Buffer>;
   /** Size of an output file (zero when missing). */
   outputSize(id: string, stream: StreamName): Promise<number>;
+}
+
+/** fsyncs a directory that may not exist (a task whose files were removed by hand): nothing to make durable then. */
+async function syncDirIfPresent(dir: string): Promise<void> {
+  try {
+    await fsyncDir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+}
+
+/** Removes the temp files of atomic writes (`.NAME.PID.N.tmp`) a crash left in a task's directory. */
+function removeTempFiles(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    if (name.startsWith(".") && name.endsWith(".tmp")) rmSync(join(dir, name), { force: true });
+  }
 }
 
 /** Output files up to this size are read synchronously (see readOutput). */
@@ -117,6 +139,10 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
           await rm(dir, { recursive: true, force: true });
           continue;
         }
+        // A node that died during a status write leaves its temp file; that task's status on
+        // disk is not final then (the final write is the last), so only those directories
+        // are searched, not every finished task's.
+        if (!isFinalState(status.state)) removeTempFiles(dir);
         let request: StoredRequest | undefined;
         try {
           request = JSON.parse(read(join(dir, "request.json"))) as StoredRequest;
@@ -158,11 +184,17 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
         // its rename. Earlier statuses state no output sizes (a restart reads the files'), so
         // they wait for no output. A stream that wrote nothing has no file to sync.
         const final = isFinalState(status.state);
+        // The returned files it lists too, with the directory entries that name them
+        // (`files/N` in `files/`, and `files/` in the task's directory).
+        const resultFiles = final ? status.files.map((_, index) => syncFile(join(dir, "files", String(index)))) : [];
+        const resultDirs = final && status.files.length > 0 ? [syncDirIfPresent(join(dir, "files")), syncDirIfPresent(dir)] : [];
         const before = (): Promise<unknown> =>
           Promise.all([
             final ? syncFile(join(dir, "stdout")) : undefined,
             final ? syncFile(join(dir, "stderr")) : undefined,
             pending ? syncFile(join(dir, "request.json")) : undefined,
+            ...resultFiles,
+            ...resultDirs,
           ]);
         await Promise.all([writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable, syncDir, before }), pending ? syncDir(root) : undefined]);
         if (pending) volatile.delete(status.id);
@@ -180,6 +212,11 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
     workDir: (id) => join(taskDir(id), "work"),
     outputPath: (id, stream) => join(taskDir(id), stream),
     filePath: (id, index) => join(taskDir(id), "files", String(index)),
+    async writeResultFile(id, index, data) {
+      const files = join(taskDir(id), "files");
+      await mkdir(files, { recursive: true, mode: 0o700 });
+      await writeFile(join(files, String(index)), data, { mode: 0o600 });
+    },
     async readOutput(id, stream) {
       try {
         const path = join(taskDir(id), stream);

@@ -94,3 +94,43 @@ describe.skipIf(strace === "")("the task store's writes", () => {
     expect(createEvents).toBe(8);
   });
 });
+
+describe.skipIf(strace === "")("a task's returned files", () => {
+  it("are fsynced, with their directory and the task's, before the final status that lists them is renamed into place", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "drce-order-"));
+    dirs.push(dataDir);
+    const traceFile = join(dataDir, "..", `${dataDir.split("/").pop()}.trace`);
+    const run = spawnSync(
+      strace,
+      ["-f", "-y", "-qq", "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2,write", "-o", traceFile, process.execPath, "--import", "tsx", "test/fixtures/store-result-files.mts", dataDir],
+      { cwd: repoRoot, encoding: "utf8", timeout: 60_000 },
+    );
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toBe("FILES\nFINAL\n");
+    const text = await readFile(traceFile, "utf8");
+    await rm(traceFile, { force: true });
+    // Only what saveStatus() did: the trace after the process wrote "FILES".
+    const lines = text.split("\n");
+    const filesAt = lines.findIndex((l) => /write\(1<[^>]*>, "FILES\\n"/.test(l));
+    expect(filesAt).toBeGreaterThan(0);
+    const before = parseTrace(lines.slice(0, filesAt).join("\n"), dataDir).map((e) => `${e.call} ${e.path}`);
+    expect(before).toContain("create /tasks/t1/files/0");
+    expect(before).toContain("create /tasks/t1/files/1");
+    const events = parseTrace(lines.slice(filesAt).join("\n"), dataDir).map((e) => (e.to === undefined ? `${e.call} ${e.path}` : `${e.call} ${e.path} -> ${e.to}`));
+    const renameAt = events.indexOf("rename /tasks/t1/.status.json.tmp -> /tasks/t1/status.json");
+    expect(renameAt, events.join("\n")).toBeGreaterThan(0);
+    // Before the rename, in whatever order the kernel ran them (they run at once): the status's
+    // own temp file, both returned files, the directory naming them, and the task's directory
+    // naming that one.
+    expect(events.slice(0, renameAt).sort()).toEqual([
+      "create /tasks/t1/.status.json.tmp",
+      "fsync /tasks/t1",
+      "fsync /tasks/t1/.status.json.tmp",
+      "fsync /tasks/t1/files",
+      "fsync /tasks/t1/files/0",
+      "fsync /tasks/t1/files/1",
+    ]);
+    // After it, the directory fsync that makes the rename durable.
+    expect(events.slice(renameAt + 1)).toEqual(["fsync /tasks/t1"]);
+  });
+});
