@@ -467,6 +467,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       stdout: spools.stdout,
       stderr: spools.stderr,
       onSpawn: async (info) => {
+        // The first sample, taken at the spawn, is in place before the task shows as running.
+        if (info.usage !== undefined) recordUsage(entry, info.usage);
         await update(entry, { state: TaskState.InProgress, pid: info.pid, pgid: info.pgid, procStartTicks: info.procStartTicks, startedAt: Date.now() }, "spawned");
       },
     });
@@ -577,23 +579,29 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     await update(entry, { ...finalStatus, usage: entry.status.usage, finishedAt: Date.now() }, "final");
   };
 
+  /** Keeps a usage sample of a live task: the current figures, and the peaks in its status. */
+  const recordUsage = (entry: Entry, usage: TaskUsage): void => {
+    if (entry.live === undefined) return;
+    entry.live.usage = usage;
+    const peak = entry.status.usage;
+    entry.status = {
+      ...entry.status,
+      usage: {
+        TASK_CPU: Math.max(peak["TASK_CPU"] ?? 0, usage.cpuPercent),
+        TASK_VRAM: Math.max(peak["TASK_VRAM"] ?? 0, usage.vramBytes),
+        TASK_RRAM: Math.max(peak["TASK_RRAM"] ?? 0, usage.rramBytes),
+        TASK_THREADS: Math.max(peak["TASK_THREADS"] ?? 0, usage.threads),
+      },
+    };
+  };
+
   /** Samples a running task's usage and enforces its *_usage_max limits. */
   const startSampling = (entry: Entry, handle: ExecHandle, workDir: string): NodeJS.Timeout => {
     const timer = setInterval(() => {
       void (async () => {
-        const usage = await handle.sampleUsage?.().catch(() => undefined);
+        const usage = await handle.sampleUsage?.().catch(() => undefined); // a failed sample is skipped; the next one comes an interval later
         if (usage === undefined || entry.live === undefined) return;
-        entry.live.usage = usage;
-        const peak = entry.status.usage;
-        entry.status = {
-          ...entry.status,
-          usage: {
-            TASK_CPU: Math.max(peak["TASK_CPU"] ?? 0, usage.cpuPercent),
-            TASK_VRAM: Math.max(peak["TASK_VRAM"] ?? 0, usage.vramBytes),
-            TASK_RRAM: Math.max(peak["TASK_RRAM"] ?? 0, usage.rramBytes),
-            TASK_THREADS: Math.max(peak["TASK_THREADS"] ?? 0, usage.threads),
-          },
-        };
+        recordUsage(entry, usage);
         const hooks = options.resources;
         if (hooks?.checkRun !== undefined && hasRunLimits(entry.spec.limits) && entry.live.stop === undefined) {
           // A walk of the work dir on every sample is paid only by tasks with a disk limit.

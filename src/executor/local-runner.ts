@@ -4,7 +4,7 @@ import type { TerminateOptions } from "../domain/task.js";
 import { createContainment, cgroupGate, findExecProblem, gateArgs, type Containment } from "./containment.js";
 import { taskEnvironment, shellCommand } from "./env.js";
 import { localFiles } from "./local-files.js";
-import { listGroupPids, readProcStartTicks, createGroupUsageSampler } from "./process-usage.js";
+import { listGroupPids, sampleProcess, createGroupUsageSampler } from "./process-usage.js";
 import type { ExecHandle, ExecOutcome, ExecRequest, Runner } from "./runner.js";
 import { createSpawner, type ProcessExit, type Spawner } from "./spawner.js";
 
@@ -150,9 +150,12 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
             if (gateOpen) stdin.write("\n");
           })
         : Promise.resolve();
-      const procStartTicks = await readProcStartTicks(pid);
+      // One read of the leader's stat gives the spawn record its start time and the task its
+      // first usage figures (an extended check before the first periodic sample saw zeros).
+      const first = await sampleProcess(pid);
+      const procStartTicks = first?.startTicks ?? 0;
       try {
-        await Promise.all([request.onSpawn({ pid, pgid, procStartTicks }), adopted]);
+        await Promise.all([request.onSpawn({ pid, pgid, procStartTicks, usage: first?.usage }), adopted]);
       } catch (error) {
         // The spawn could not be recorded (storage failed): a task nobody tracks must not run.
         await adopted;

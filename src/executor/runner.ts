@@ -9,6 +9,12 @@ export interface SpawnInfo {
   readonly pgid: number;
   /** /proc/<pid>/stat field 22 of a local leader, guarding against pid reuse; zero for remote. */
   readonly procStartTicks: number;
+  /**
+   * The leader's usage read right after the spawn (local runner), the task's first
+   * sample: a running task then never shows zero memory and threads while it waits for
+   * its group's first periodic sample. Undefined when the runner cannot tell (SSH).
+   */
+  readonly usage?: TaskUsage | undefined;
 }
 
 /** How a started command ended. Expected outcomes are values, not exceptions. */
