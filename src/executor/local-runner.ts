@@ -22,7 +22,11 @@ export interface LocalRunnerOptions {
    * createContainment), else their process group only. Default: process groups only.
    */
   readonly containment?: Containment;
-  /** What starts the commands; default: a spawner of the runner's own (see createSpawner). */
+  /**
+   * What starts the commands; default: a spawner of the runner's own that kills the group of
+   * every command whose spawn record is not durable yet when this process dies or closes it
+   * (see createSpawner's killOnDisconnect).
+   */
   readonly spawner?: Spawner;
 }
 
@@ -77,7 +81,9 @@ function signalNumber(name: string): number {
 export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
   const drainMs = options.drainMs ?? 200;
   const containment = options.containment ?? createContainment({ cgroups: undefined });
-  const spawner = options.spawner ?? createSpawner();
+  // Nothing the runner started may outlive the node unaccounted for, cgroups or not: the
+  // spawns in flight when it died are known to the spawner only.
+  const spawner = options.spawner ?? createSpawner({ killOnDisconnect: true });
   return {
     files: localFiles,
     close: () => spawner.close(),
@@ -156,6 +162,9 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       const procStartTicks = first?.startTicks ?? 0;
       try {
         await Promise.all([request.onSpawn({ pid, pgid, procStartTicks, usage: first?.usage }), adopted]);
+        // The spawn record is durable: from here a restart finds this group (by pid and start
+        // time, or its cgroup) and kills it, so the spawner no longer has to when the node dies.
+        child.release();
       } catch (error) {
         // The spawn could not be recorded (storage failed): a task nobody tracks must not run.
         await adopted;

@@ -117,6 +117,10 @@ export interface Runner {
   start(request: ExecRequest): Promise<ExecHandle>;
   /** File operations where the command runs. */
   readonly files: FileOps;
-  /** Releases what the runner holds (a local runner's spawner); commands still running keep running. */
+  /**
+   * Releases what the runner holds: an SSH runner's pooled connections, a local runner's
+   * spawner. Commands whose spawn was recorded keep running (the next start's recovery
+   * kills them); a local command not yet recorded is killed with its group.
+   */
   close?(): Promise<void>;
 }
