@@ -407,7 +407,14 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         error instanceof DrceError
           ? { state: TaskState.NotSet, errorCode: error.legacyCode, message: error.message }
           : { state: TaskState.NotSet, errorCode: ErrorCode.ExecuteTask, message: "internal error while running the task" };
-      if (!isFinalState(entry.status.state)) await refuse(entry, reason).catch(() => undefined);
+      if (!isFinalState(entry.status.state)) {
+        await refuse(entry, reason).catch(() => undefined); // a refusal that cannot be stored stays in memory; recovery reports the task crashed
+      } else if (error instanceof DrceError && error.kind === "unavailable") {
+        // The final state is known but could not be stored, the reserve spent: it is reported
+        // and published all the same, so that watchers see the end.
+        options.onInternalError?.(entry.status.id, error);
+        publish(entry.status);
+      }
       await cancelSubtasks(entry, { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "parent task did not run" }).catch(() => undefined);
       return;
     } finally {
@@ -451,8 +458,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     }
 
     const spools = {
-      stdout: new OutputSpool(store.outputPath(spec.id, "stdout"), options.maxOutputBytes),
-      stderr: new OutputSpool(store.outputPath(spec.id, "stderr"), options.maxOutputBytes),
+      stdout: new OutputSpool(store.outputPath(spec.id, "stdout"), options.maxOutputBytes, store.space),
+      stderr: new OutputSpool(store.outputPath(spec.id, "stderr"), options.maxOutputBytes, store.space),
     };
     live.spools = spools;
 
@@ -716,6 +723,11 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       if (spec.mode === 1) await waitDone(existing, signal);
       return { view: await viewOf(existing, spec.mode === 1, false), existing: true };
     }
+    // A full disk takes no new work (the room left keeps running tasks' final states);
+    // a resubmission of a task the node has is answered above.
+    if (store.space.recheck()) {
+      throw new DrceError("unavailable", "storage error: the disk is full (ENOSPC); the node takes no new tasks until space is freed", { legacyCode: ErrorCode.InternalFo });
+    }
     const tree = flatten(spec, "");
     for (const { spec: task } of tree) {
       if (entries.has(task.id)) throw new DrceError("exists", `task id ${task.id} is already used`, { legacyCode: ErrorCode.CreateTask });
@@ -957,7 +969,9 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         let current = status;
         if (!isFinalState(status.state)) {
           current = await recoverTask(status, store);
-          await store.saveStatus(current);
+          // A node on a full disk still starts and serves what it has: a recovered state that
+          // cannot be stored is reported, kept in memory, and found again on the next start.
+          await store.saveStatus(current).catch((error: unknown) => options.onInternalError?.(status.id, error));
           recovered++;
         }
         const spec = request !== undefined ? fromStoredSpec(request.spec) : taskSpec({ id: status.id, command: status.command });
