@@ -3,7 +3,8 @@
 //   node spawner-main.mjs SOCKET [kill-on-disconnect]     with an IPC channel to the node
 // It listens on the Unix socket SOCKET (in a directory only the node's user can enter),
 // takes spawn messages on the IPC channel, and exits when the channel closes; with
-// kill-on-disconnect it first kills the process group of every command it started.
+// kill-on-disconnect it first kills the process group of every command it started that the
+// node had not released (its spawn record not yet durable).
 import { spawn, type ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
@@ -194,8 +195,9 @@ process.on("message", (message: SpawnMessage | CancelMessage | ReleaseMessage) =
   startWhenComplete(message.token, entry);
 });
 // The node is gone (killed, or it let go of this process). With kill-on-disconnect nothing
-// it started may outlive it: every group started here is killed, those the node never
-// heard of included. Without, commands keep running, as they would without a spawner.
+// it started may outlive it unaccounted for: every group started here and not released is
+// killed, those the node never heard of included (the released ones are on disk, for the
+// node's recovery). Without, commands keep running, as they would without a spawner.
 const stop = (): never => {
   if (killOnDisconnect) killGroups();
   removeSocket();
