@@ -161,7 +161,11 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       const first = await sampleProcess(pid);
       const procStartTicks = first?.startTicks ?? 0;
       try {
-        await Promise.all([request.onSpawn({ pid, pgid, procStartTicks, usage: first?.usage }), adopted]);
+        // Virtual memory is left to the group's first periodic sample: at its exec (or behind
+        // its cgroup gate) a program has not reserved its address space yet, and a figure
+        // taken then would understate what the command holds at rest.
+        const usage = first === undefined ? undefined : { ...first.usage, vramBytes: 0 };
+        await Promise.all([request.onSpawn({ pid, pgid, procStartTicks, usage }), adopted]);
         // The spawn record is durable: from here a restart finds this group (by pid and start
         // time, or its cgroup) and kills it, so the spawner no longer has to when the node dies.
         child.release();

@@ -11,8 +11,9 @@ export interface SpawnInfo {
   readonly procStartTicks: number;
   /**
    * The leader's usage read right after the spawn (local runner), the task's first
-   * sample: a running task then never shows zero memory and threads while it waits for
-   * its group's first periodic sample. Undefined when the runner cannot tell (SSH).
+   * sample: a running task then never shows zero resident memory and threads while it
+   * waits for its group's first periodic sample (which gives its virtual memory). Undefined
+   * when the runner cannot tell (SSH).
    */
   readonly usage?: TaskUsage | undefined;
 }
