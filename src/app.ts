@@ -1,7 +1,8 @@
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { createTokenCheck } from "./auth.js";
@@ -27,6 +28,7 @@ import { createSshRunner } from "./executor/ssh/ssh-runner.js";
 import { createDualServer, type DualHandler } from "./http-server.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createTaskStore } from "./store/task-store.js";
+import { createSpaceReserve } from "./store/space-reserve.js";
 import { stateNames } from "./domain/states.js";
 import { createHostSampler, hostFields } from "./executor/host-sampler.js";
 import { checkRunLimits, checkStartLimits } from "./executor/limits.js";
@@ -75,7 +77,17 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   validateConfig(config);
   const tlsFiles = config.tlsCert === "" ? undefined : readTlsFiles(config);
   const logger = appOptions.logger ?? createLogger(config.logLevel);
-  const store = await createTaskStore({ dataDir: config.dataDir, crashAt: appOptions.crashAt ?? process.env["DRCE_TEST_CRASH_AT"] });
+  // Room kept on the data directory's disk for final statuses: a task whose output fills the
+  // disk still ends durably, and a node starts on a full disk and refuses new work.
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const space = createSpaceReserve({
+    path: join(config.dataDir, "space.reserve"),
+    onChange: (change) => {
+      if (change.full) logger.warn({ code: change.code, while: change.what, reserveBytes: change.reserveBytes }, "the data directory's disk is full: new tasks are refused and task output is no longer stored until space is freed; the storage reserve keeps room for final states");
+      else logger.info({ reserveBytes: change.reserveBytes }, "the data directory's disk has room again: new tasks are accepted");
+    },
+  });
+  const store = await createTaskStore({ dataDir: config.dataDir, crashAt: appOptions.crashAt ?? process.env["DRCE_TEST_CRASH_AT"], space });
   const address = parseHostPort(config.listen, "--listen");
   const identity: { -readonly [K in keyof NodeIdentity]: NodeIdentity[K] } = { host: address.host === "0.0.0.0" ? hostname() : address.host, port: address.port, node: config.name };
   // Legacy result items report the node's admin address, which the original clients follow a
@@ -309,6 +321,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       await Promise.all([server.close(), zmq?.close(), adminZmq?.close()]);
       host.stop();
       await Promise.all([sshRunner.close(), localRunner.close?.()]);
+      store.close();
     },
   };
 }

@@ -499,7 +499,14 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         error instanceof DrceError
           ? { state: TaskState.NotSet, errorCode: error.legacyCode, message: error.message }
           : { state: TaskState.NotSet, errorCode: ErrorCode.ExecuteTask, message: "internal error while running the task" };
-      if (!isFinalState(entry.status.state)) await refuse(entry, reason).catch(() => undefined);
+      if (!isFinalState(entry.status.state)) {
+        await refuse(entry, reason).catch(() => undefined); // a refusal that cannot be stored stays in memory; recovery reports the task crashed
+      } else if (error instanceof DrceError && error.kind === "unavailable") {
+        // The final state is known but could not be stored, the reserve spent: it is reported
+        // and published all the same, so that watchers see the end.
+        options.onInternalError?.(entry.status.id, error);
+        publish(entry.status);
+      }
       await cancelSubtasks(entry, { state: TaskState.Terminated, errorCode: ErrorCode.Canceled, message: "parent task did not run" }).catch(() => undefined);
       return;
     } finally {
@@ -544,8 +551,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     }
 
     const spools = {
-      stdout: new OutputSpool(store.outputPath(spec.id, "stdout"), options.maxOutputBytes),
-      stderr: new OutputSpool(store.outputPath(spec.id, "stderr"), options.maxOutputBytes),
+      stdout: new OutputSpool(store.outputPath(spec.id, "stdout"), options.maxOutputBytes, store.space),
+      stderr: new OutputSpool(store.outputPath(spec.id, "stderr"), options.maxOutputBytes, store.space),
     };
     live.spools = spools;
 
@@ -560,6 +567,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       stdout: spools.stdout,
       stderr: spools.stderr,
       onSpawn: async (info) => {
+        // The first sample, taken at the spawn, is in place before the task shows as running.
+        if (info.usage !== undefined) recordUsage(entry, info.usage);
         await update(entry, { state: TaskState.InProgress, pid: info.pid, pgid: info.pgid, procStartTicks: info.procStartTicks, startedAt: Date.now() }, "spawned");
       },
     });
@@ -670,23 +679,29 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     await update(entry, { ...finalStatus, usage: entry.status.usage, finishedAt: Date.now() }, "final");
   };
 
+  /** Keeps a usage sample of a live task: the current figures, and the peaks in its status. */
+  const recordUsage = (entry: Entry, usage: TaskUsage): void => {
+    if (entry.live === undefined) return;
+    entry.live.usage = usage;
+    const peak = entry.status.usage;
+    entry.status = {
+      ...entry.status,
+      usage: {
+        TASK_CPU: Math.max(peak["TASK_CPU"] ?? 0, usage.cpuPercent),
+        TASK_VRAM: Math.max(peak["TASK_VRAM"] ?? 0, usage.vramBytes),
+        TASK_RRAM: Math.max(peak["TASK_RRAM"] ?? 0, usage.rramBytes),
+        TASK_THREADS: Math.max(peak["TASK_THREADS"] ?? 0, usage.threads),
+      },
+    };
+  };
+
   /** Samples a running task's usage and enforces its *_usage_max limits. */
   const startSampling = (entry: Entry, handle: ExecHandle, workDir: string): NodeJS.Timeout => {
     const timer = setInterval(() => {
       void (async () => {
-        const usage = await handle.sampleUsage?.().catch(() => undefined);
+        const usage = await handle.sampleUsage?.().catch(() => undefined); // a failed sample is skipped; the next one comes an interval later
         if (usage === undefined || entry.live === undefined) return;
-        entry.live.usage = usage;
-        const peak = entry.status.usage;
-        entry.status = {
-          ...entry.status,
-          usage: {
-            TASK_CPU: Math.max(peak["TASK_CPU"] ?? 0, usage.cpuPercent),
-            TASK_VRAM: Math.max(peak["TASK_VRAM"] ?? 0, usage.vramBytes),
-            TASK_RRAM: Math.max(peak["TASK_RRAM"] ?? 0, usage.rramBytes),
-            TASK_THREADS: Math.max(peak["TASK_THREADS"] ?? 0, usage.threads),
-          },
-        };
+        recordUsage(entry, usage);
         const hooks = options.resources;
         if (hooks?.checkRun !== undefined && hasRunLimits(entry.spec.limits) && entry.live.stop === undefined) {
           // A walk of the work dir on every sample is paid only by tasks with a disk limit.
@@ -805,6 +820,11 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       } finally {
         release();
       }
+    }
+    // A full disk takes no new work (the room left keeps running tasks' final states);
+    // a resubmission of a task the node has is answered above.
+    if (store.space.recheck()) {
+      throw new DrceError("unavailable", "storage error: the disk is full (ENOSPC); the node takes no new tasks until space is freed", { legacyCode: ErrorCode.InternalFo });
     }
     const tree = flatten(spec, "");
     for (const { spec: task } of tree) {
@@ -1136,9 +1156,18 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         let current = status;
         if (!isFinalState(status.state)) {
           current = await recoverTask(status, store);
-          await store.saveStatus(current);
-          // The merged output is durable with the status: the rings are not needed any more.
-          for (const stream of ["stdout", "stderr"] as const) removeTail(store.outputPath(current.id, stream));
+          // A node on a full disk still starts and serves what it has: a recovered state that
+          // cannot be stored is reported, kept in memory, and found again on the next start.
+          const saved = await store.saveStatus(current).then(
+            () => true,
+            (error: unknown) => {
+              options.onInternalError?.(status.id, error);
+              return false;
+            },
+          );
+          // The merged output is durable with the status: the rings are not needed any more
+          // (a status that could not be saved keeps them for the next start's merge).
+          if (saved) for (const stream of ["stdout", "stderr"] as const) removeTail(store.outputPath(current.id, stream));
           recovered++;
         }
         const spec = request !== undefined ? fromStoredSpec(request.spec) : taskSpec({ id: status.id, command: status.command });

@@ -4,7 +4,7 @@ import type { TerminateOptions } from "../domain/task.js";
 import { createContainment, cgroupGate, findExecProblem, gateArgs, type Containment } from "./containment.js";
 import { taskEnvironment, shellCommand } from "./env.js";
 import { localFiles } from "./local-files.js";
-import { listGroupPids, readProcStartTicks, createGroupUsageSampler } from "./process-usage.js";
+import { listGroupPids, sampleProcess, createGroupUsageSampler } from "./process-usage.js";
 import type { ExecHandle, ExecOutcome, ExecRequest, Runner } from "./runner.js";
 import { createSpawner, type ProcessExit, type Spawner } from "./spawner.js";
 
@@ -22,7 +22,11 @@ export interface LocalRunnerOptions {
    * createContainment), else their process group only. Default: process groups only.
    */
   readonly containment?: Containment;
-  /** What starts the commands; default: a spawner of the runner's own (see createSpawner). */
+  /**
+   * What starts the commands; default: a spawner of the runner's own that kills the group of
+   * every command whose spawn record is not durable yet when this process dies or closes it
+   * (see createSpawner's killOnDisconnect).
+   */
   readonly spawner?: Spawner;
 }
 
@@ -77,7 +81,9 @@ function signalNumber(name: string): number {
 export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
   const drainMs = options.drainMs ?? 200;
   const containment = options.containment ?? createContainment({ cgroups: undefined });
-  const spawner = options.spawner ?? createSpawner();
+  // Nothing the runner started may outlive the node unaccounted for, cgroups or not: the
+  // spawns in flight when it died are known to the spawner only.
+  const spawner = options.spawner ?? createSpawner({ killOnDisconnect: true });
   return {
     files: localFiles,
     close: () => spawner.close(),
@@ -150,9 +156,19 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
             if (gateOpen) stdin.write("\n");
           })
         : Promise.resolve();
-      const procStartTicks = await readProcStartTicks(pid);
+      // One read of the leader's stat gives the spawn record its start time and the task its
+      // first usage figures (an extended check before the first periodic sample saw zeros).
+      const first = await sampleProcess(pid);
+      const procStartTicks = first?.startTicks ?? 0;
       try {
-        await Promise.all([request.onSpawn({ pid, pgid, procStartTicks }), adopted]);
+        // Virtual memory is left to the group's first periodic sample: at its exec (or behind
+        // its cgroup gate) a program has not reserved its address space yet, and a figure
+        // taken then would understate what the command holds at rest.
+        const usage = first === undefined ? undefined : { ...first.usage, vramBytes: 0 };
+        await Promise.all([request.onSpawn({ pid, pgid, procStartTicks, usage }), adopted]);
+        // The spawn record is durable: from here a restart finds this group (by pid and start
+        // time, or its cgroup) and kills it, so the spawner no longer has to when the node dies.
+        child.release();
       } catch (error) {
         // The spawn could not be recorded (storage failed): a task nobody tracks must not run.
         await adopted;

@@ -171,6 +171,47 @@ export async function readProcStartTicks(pid: number, options: ProcOptions = {})
   return stat?.startTicks ?? 0;
 }
 
+/** One process's usage read from a single `/proc/<pid>/stat`, with its start time. */
+export interface ProcessSample {
+  /** Field 22: start time, clock ticks after boot (what guards a pid against reuse). */
+  readonly startTicks: number;
+  /** Its usage now; CPU over its lifetime, zero for a process younger than 10 ms. */
+  readonly usage: TaskUsage;
+}
+
+/**
+ * Samples one process (a task's leader right after its spawn) with one read of its stat
+ * file: the start time the spawn record needs and a first usage figure, so that a task is
+ * never shown running with no memory and no threads before its group's first sample.
+ * Resolves to undefined when the process is gone.
+ */
+export async function sampleProcess(pid: number, options: ProcOptions = {}): Promise<ProcessSample | undefined> {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  const root = options.procRoot ?? "/proc";
+  let text: string | undefined;
+  try {
+    // procfs answers from memory: a synchronous read is cheaper than a thread pool round trip.
+    text = readFileSync(`${root}/${pid}/stat`, "latin1");
+  } catch {
+    return undefined;
+  }
+  const stat = parseProcStat(text);
+  if (stat === undefined) return undefined;
+  const { pageSize, clockTicks } = await systemConstants();
+  let uptime = 0;
+  try {
+    uptime = Number(readFileSync(`${root}/uptime`, "latin1").split(" ")[0]);
+  } catch {
+    // No uptime: the CPU figure waits for the group's first periodic sample.
+  }
+  const age = uptime - stat.startTicks / clockTicks;
+  const cpuSeconds = age > 0.01 ? (stat.utime + stat.stime) / clockTicks / age : 0;
+  return {
+    startTicks: stat.startTicks,
+    usage: { cpuPercent: Math.max(0, cpuSeconds * 100), vramBytes: stat.vsize, rramBytes: stat.rssPages * pageSize, threads: stat.threads, processes: 1 },
+  };
+}
+
 /**
  * Tells whether the process with this pid is still the one that started at `startTicks`,
  * rather than gone or a newer process that was given the same pid.

@@ -9,6 +9,13 @@ export interface SpawnInfo {
   readonly pgid: number;
   /** /proc/<pid>/stat field 22 of a local leader, guarding against pid reuse; zero for remote. */
   readonly procStartTicks: number;
+  /**
+   * The leader's usage read right after the spawn (local runner), the task's first
+   * sample: a running task then never shows zero resident memory and threads while it
+   * waits for its group's first periodic sample (which gives its virtual memory). Undefined
+   * when the runner cannot tell (SSH).
+   */
+  readonly usage?: TaskUsage | undefined;
 }
 
 /** How a started command ended. Expected outcomes are values, not exceptions. */
@@ -111,6 +118,10 @@ export interface Runner {
   start(request: ExecRequest): Promise<ExecHandle>;
   /** File operations where the command runs. */
   readonly files: FileOps;
-  /** Releases what the runner holds (a local runner's spawner); commands still running keep running. */
+  /**
+   * Releases what the runner holds: an SSH runner's pooled connections, a local runner's
+   * spawner. Commands whose spawn was recorded keep running (the next start's recovery
+   * kills them); a local command not yet recorded is killed with its group.
+   */
   close?(): Promise<void>;
 }

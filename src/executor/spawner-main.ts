@@ -1,8 +1,10 @@
 // The spawner: a small Node.js process a node forks once, which starts the node's local
 // commands for it (see spawner.ts for why). Usage (by the node only):
-//   node spawner-main.mjs SOCKET     with an IPC channel to the node
+//   node spawner-main.mjs SOCKET [kill-on-disconnect]     with an IPC channel to the node
 // It listens on the Unix socket SOCKET (in a directory only the node's user can enter),
-// takes spawn messages on the IPC channel, and exits when the channel closes.
+// takes spawn messages on the IPC channel, and exits when the channel closes; with
+// kill-on-disconnect it first kills the process group of every command it started that the
+// node had not released (its spawn record not yet durable).
 import { spawn, type ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
@@ -13,6 +15,7 @@ import {
   pendingTimeoutMs,
   tokenLength,
   type CancelMessage,
+  type ReleaseMessage,
   type SpawnerMessage,
   type SpawnMessage,
 } from "./spawner-protocol.js";
@@ -26,6 +29,7 @@ interface Pending {
 }
 
 const socketPath = process.argv[2];
+const killOnDisconnect = process.argv[3] === "kill-on-disconnect";
 if (socketPath === undefined || process.send === undefined) {
   console.error("drce spawner: started by a node only (socket path and IPC channel)");
   process.exit(2);
@@ -34,6 +38,51 @@ if (socketPath === undefined || process.send === undefined) {
 const removeSocket = (): void => rmSync(dirname(socketPath), { recursive: true, force: true });
 const send = (message: SpawnerMessage): void => {
   if (process.connected) process.send?.(message);
+};
+
+/**
+ * Process groups of the commands started here (each leader heads its own) that the node has
+ * not released, by spawn id, while they may have members. A node that dies while a spawn is
+ * in flight has not heard of the command, or has not recorded it: its restart cannot know
+ * it, so these groups are killed here when the channel closes (with kill-on-disconnect).
+ */
+const groups = new Map<number, number>();
+/** Groups whose leader exited while other members remained (a task's children still draining). */
+const lingering = new Set<number>();
+const groupAlive = (pgid: number): boolean => {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+// A group is forgotten once it is empty: its number may then be given to a new process,
+// which must never be signalled. The node kills a finished task's rest within a drain
+// period, so this sweep finds few groups, and none for long.
+const sweepLingering = (): void => {
+  for (const pgid of lingering) if (!groupAlive(pgid)) lingering.delete(pgid);
+  if (lingering.size === 0) clearInterval(lingeringSweep);
+};
+let lingeringSweep: NodeJS.Timeout | undefined;
+const trackExit = (id: number, pgid: number): void => {
+  // A released group is the node's; one already empty is forgotten.
+  if (!groups.delete(id) || !groupAlive(pgid)) return;
+  lingering.add(pgid);
+  if (lingering.size === 1) {
+    lingeringSweep = setInterval(sweepLingering, 1000);
+    lingeringSweep.unref();
+  }
+};
+/** Kills every group this spawner started that may still have a process. */
+const killGroups = (): void => {
+  for (const pgid of [...groups.values(), ...lingering]) {
+    try {
+      process.kill(-pgid, "SIGKILL");
+    } catch {
+      // ESRCH: the group is gone already.
+    }
+  }
 };
 
 const pending = new Map<string, Pending>();
@@ -81,6 +130,10 @@ function startWhenComplete(token: string, entry: Pending): void {
     closeStreams();
     return send({ type: "failed", id: message.id, code: (error as NodeJS.ErrnoException).code ?? "", message: (error as Error).message });
   }
+  // The pid exists as soon as spawn returns (libuv has waited for the exec): from here the
+  // group is this spawner's to kill if the node goes, whatever the node has heard of it.
+  const pid = child.pid;
+  if (pid !== undefined) groups.set(message.id, pid);
   child.once("spawn", () => {
     // The command holds the sockets now; once it (and whatever it forks) closes them, the
     // node sees the end of its output.
@@ -91,7 +144,10 @@ function startWhenComplete(token: string, entry: Pending): void {
     closeStreams();
     if (child.pid === undefined) send({ type: "failed", id: message.id, code: error.code ?? "", message: error.message });
   });
-  child.once("exit", (code, signal) => send({ type: "exit", id: message.id, code, signal }));
+  child.once("exit", (code, signal) => {
+    if (pid !== undefined) trackExit(message.id, pid);
+    send({ type: "exit", id: message.id, code, signal });
+  });
 }
 
 const server = createServer((socket) => {
@@ -120,7 +176,11 @@ const server = createServer((socket) => {
   socket.on("readable", onReadable);
 });
 
-process.on("message", (message: SpawnMessage | CancelMessage) => {
+process.on("message", (message: SpawnMessage | CancelMessage | ReleaseMessage) => {
+  if (message.type === "release") {
+    groups.delete(message.id);
+    return;
+  }
   if (message.type === "cancel") {
     const entry = pending.get(message.token);
     if (entry === undefined) return;
@@ -134,18 +194,24 @@ process.on("message", (message: SpawnMessage | CancelMessage) => {
   entry.message = message;
   startWhenComplete(message.token, entry);
 });
-// The node is gone (or let go of this process): commands keep running, as they would
-// have without a spawner; nothing else is left to do here.
-process.on("disconnect", () => {
+// The node is gone (killed, or it let go of this process). With kill-on-disconnect nothing
+// it started may outlive it unaccounted for: every group started here and not released is
+// killed, those the node never heard of included (the released ones are on disk, for the
+// node's recovery). Without, commands keep running, as they would without a spawner.
+const stop = (): never => {
+  if (killOnDisconnect) killGroups();
   removeSocket();
   process.exit(0);
-});
+};
+process.on("disconnect", stop);
+// A message sent as the node dies fails on the closed channel (EPIPE) before "disconnect"
+// is seen: that, too, means the node is gone.
+process.on("error", stop);
+// However this process ends (an uncaught error included), the groups go with it.
+if (killOnDisconnect) process.on("exit", killGroups);
 // A node that went away while this process was loading closed the channel before the
 // listener above existed.
-if (!process.connected) {
-  removeSocket();
-  process.exit(0);
-}
+if (!process.connected) stop();
 server.on("error", (error) => {
   console.error(`drce spawner: cannot listen on ${socketPath}: ${error.message}`);
   process.exit(1);

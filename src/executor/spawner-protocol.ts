@@ -27,6 +27,16 @@ export interface CancelMessage {
   readonly token: string;
 }
 
+/**
+ * Node to spawner: the command of spawn `id` is accounted for (its spawn record is durable,
+ * so the node's restart finds and kills it); the spawner no longer kills its group when the
+ * channel closes. No answer follows.
+ */
+export interface ReleaseMessage {
+  readonly type: "release";
+  readonly id: number;
+}
+
 /** Spawner to node. */
 export type SpawnerMessage =
   /** Listening; spawns may be sent. */

@@ -41,6 +41,11 @@ export interface SpawnedProcess {
   /** Stops reading the output (what a process outside the task still holds open). */
   dropOutput(): void;
   /**
+   * Tells the spawner the command is accounted for elsewhere (its spawn record is durable):
+   * a spawner created with `killOnDisconnect` then leaves its group alone when it goes.
+   */
+  release(): void;
+  /**
    * Settles when the leader ended. Rejects when the spawner stopped before reporting
    * it: the exit status is then unknown, and the caller should kill what is left.
    */
@@ -57,8 +62,23 @@ export interface Spawner {
   readonly pid: number | undefined;
   /** The Unix socket the spawner listens on while it runs (in a 0700 directory of its own). */
   readonly socketPath: string | undefined;
-  /** Stops the spawner; commands it started keep running. */
+  /**
+   * Stops the spawner. Commands it started keep running, unless it was created with
+   * `killOnDisconnect`: then the process groups of those not released are killed as it goes.
+   */
   close(): Promise<void>;
+}
+
+/** Options of {@link createSpawner}. */
+export interface SpawnerOptions {
+  /**
+   * When the spawner's channel to this process closes (this process died, or closed the
+   * spawner), the spawner kills the process group of every command it started and that was
+   * not released (see {@link SpawnedProcess.release}) before it exits: a node killed while
+   * spawns were in flight leaves no command its restart cannot know of. Default false: the
+   * commands are left to their owner.
+   */
+  readonly killOnDisconnect?: boolean;
 }
 
 /** Where the spawner's entry is: beside this module, compiled (dist/) or as TypeScript (src/). */
@@ -105,7 +125,7 @@ interface Helper {
  * At most {@link maxStarting} spawns wait for their answer at once (the rest queue here), so
  * a burst of tasks never has more connections pending than the spawner's listen backlog.
  */
-export function createSpawner(): Spawner {
+export function createSpawner(options: SpawnerOptions = {}): Spawner {
   let helper: Helper | undefined;
   let nextId = 1;
   let startingNow = 0;
@@ -129,7 +149,7 @@ export function createSpawner(): Spawner {
     const socketDir = mkdtempSync(join(tmpdir(), "drce-spawner-"));
     const socketName = join(socketDir, "socket");
     const entry = spawnerEntry();
-    const child = fork(entry.path, [socketName], { execArgv: entry.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" });
+    const child = fork(entry.path, [socketName, ...(options.killOnDisconnect === true ? ["kill-on-disconnect"] : [])], { execArgv: entry.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" });
     const starting = new Map<number, (message: SpawnerMessage) => void>();
     const running = new Map<number, { resolve: (exit: ProcessExit) => void; reject: (error: Error) => void }>();
     let markReady: () => void = () => undefined;
@@ -324,6 +344,13 @@ export function createSpawner(): Spawner {
         dropOutput: () => {
           stdout.socket.destroy();
           stderr.socket.destroy();
+        },
+        release: () => {
+          try {
+            if (current.child.connected) current.child.send({ type: "release", id });
+          } catch {
+            // The channel closed meanwhile: the spawner is gone and kills nothing any more.
+          }
         },
       },
     };

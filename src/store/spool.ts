@@ -1,6 +1,7 @@
 import { writeSync } from "node:fs";
 import { open, rm, type FileHandle } from "node:fs/promises";
 import { Writable } from "node:stream";
+import { isNoSpace, type SpaceGuard } from "./space-reserve.js";
 import { encodeTailHeader, tailHeaderBytes } from "./tail-ring.js";
 
 /**
@@ -30,9 +31,15 @@ export class OutputSpool extends Writable {
   private unflushed = 0;
   private flushing: Promise<void> | undefined;
 
+  /**
+   * @param space - When given, the spool stores nothing while the disk is full (what room is
+   *   left belongs to final statuses), and reports the disk full when a write fails for lack
+   *   of space.
+   */
   constructor(
     readonly path: string,
     capBytes = 0,
+    private readonly space?: SpaceGuard,
   ) {
     super({ highWaterMark: 256 * 1024 });
     this.headCap = capBytes > 0 ? Math.ceil(capBytes / 2) : Number.POSITIVE_INFINITY;
@@ -67,19 +74,25 @@ export class OutputSpool extends Writable {
 
   private failed(error: unknown): Error {
     this.storageError ??= (error as NodeJS.ErrnoException).code ?? "EIO";
+    if (isNoSpace(error)) this.space?.markFull(this.storageError, `writing ${this.path.slice(this.path.lastIndexOf("/") + 1)}`);
     return error as Error;
   }
 
   private async append(chunk: Buffer): Promise<void> {
+    if (this.space?.full === true) {
+      // Another write found the disk full: this output stops here too, as if its own had.
+      throw Object.assign(new Error("the disk is full"), { code: "ENOSPC" });
+    }
     // Writes come one at a time (Writable), so the file is opened once.
     const handle = (this.handle ??= await open(this.path, "w", 0o600));
     let data = chunk;
     const headRoom = this.headCap - Math.min(this.total, this.headCap);
     if (headRoom > 0) {
       const head = data.subarray(0, Math.min(headRoom, data.length));
-      await writeAll(handle, head, this.total);
+      // Counted as written: a write the disk cut short leaves its first bytes in the file,
+      // and the stored size the result reports must be the file's.
+      await writeAll(handle, head, this.total, (bytes) => (this.total += bytes));
       data = data.subarray(head.length);
-      this.total += head.length;
     }
     if (data.length > 0 && this.tailCap > 0) {
       // The tail is a ring: position (offset past the head) modulo its size.
@@ -235,10 +248,11 @@ export class OutputSpool extends Writable {
   }
 }
 
-async function writeAll(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+async function writeAll(handle: FileHandle, data: Uint8Array, position: number, written?: (bytes: number) => void): Promise<void> {
   let offset = 0;
   while (offset < data.length) {
     const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset);
     offset += bytesWritten;
+    written?.(bytesWritten);
   }
 }

@@ -6,6 +6,7 @@ import type { StoredSpec } from "../domain/spec-json.js";
 import { isFinalState } from "../domain/states.js";
 import type { StreamName, TaskStatus } from "../domain/task.js";
 import { createDirSyncGroup, diskSyncing, fsyncDir, syncFile, writeFileAtomic, writeFilesAtomic } from "./atomic.js";
+import { isNoSpace, noSpaceReserve, type SpaceReserve } from "./space-reserve.js";
 
 /** What `request.json` holds: the redacted request and its digest. */
 export interface StoredRequest {
@@ -28,6 +29,12 @@ export interface TaskStoreOptions {
    * write point ("accepted", "spawned", "final"), to test recovery. Never set in production.
    */
   readonly crashAt?: string | undefined;
+  /**
+   * The room kept on the data directory's disk for status writes (see space-reserve.ts),
+   * which a status write that failed for lack of space takes a piece of before it retries.
+   * Default: none (such a write fails).
+   */
+  readonly space?: SpaceReserve | undefined;
 }
 
 /**
@@ -39,6 +46,11 @@ export interface TaskStoreOptions {
 export interface TaskStore {
   /** The tasks root directory. */
   readonly root: string;
+  /**
+   * The room kept for final statuses on the data directory's disk, and whether that disk
+   * is full (then new tasks are refused and output is no longer stored).
+   */
+  readonly space: SpaceReserve;
   /** Loads every task directory; unreadable ones are reported as undefined status and skipped. */
   load(): Promise<LoadedTask[]>;
   /**
@@ -57,6 +69,8 @@ export interface TaskStore {
   readRequest(id: string): Promise<StoredRequest>;
   /** Deletes a task's directory. */
   remove(id: string): Promise<void>;
+  /** Stops what the store runs in the background (the full disk's check). */
+  close(): void;
   /** The task's directory. */
   taskDir(id: string): string;
   /** The default working directory of a task. */
@@ -110,16 +124,26 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
       process.kill(process.pid, "SIGKILL");
     }
   };
-  const wrap = async <T>(what: string, action: () => Promise<T>): Promise<T> => {
-    try {
-      return await action();
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? "EIO";
-      throw new DrceError("unavailable", `storage error while ${what} (${code})`, { cause: error });
+  const space = options.space ?? noSpaceReserve;
+  const wrap = async <T>(what: string, action: () => Promise<T>, reserve = false): Promise<T> => {
+    for (;;) {
+      try {
+        return await action();
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? "EIO";
+        if (isNoSpace(error)) {
+          space.markFull(code, what);
+          // A status write gets the reserve's room, a piece at a time; nothing else does.
+          if (reserve && space.giveBack()) continue;
+        }
+        throw new DrceError("unavailable", `storage error while ${what} (${code})`, { cause: error });
+      }
     }
   };
   return {
     root,
+    space,
+    close: () => space.close(),
     async load() {
       const names = await readdir(root);
       const loaded: LoadedTask[] = [];
@@ -198,7 +222,7 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
           ]);
         await Promise.all([writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable, syncDir, before }), pending ? syncDir(root) : undefined]);
         if (pending) volatile.delete(status.id);
-      });
+      }, true);
       crash(point);
     },
     async readRequest(id) {

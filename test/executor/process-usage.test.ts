@@ -11,6 +11,7 @@ import {
   parseProcStat,
   readAllProcStats,
   readProcStartTicks,
+  sampleProcess,
 } from "../../src/executor/process-usage.js";
 import { isDead, killSpawned, procStat, spawnGroup, waitForOutput } from "./proc-helpers.js";
 
@@ -80,6 +81,25 @@ describe("listGroupPids", () => {
 
   it("gives nothing for a group that does not exist", async () => {
     expect(await listGroupPids(2 ** 22 + 12345)).toEqual([]);
+  });
+});
+
+describe("sampleProcess", () => {
+  it("gives a live process's start time and non-zero memory and threads, and nothing once it is gone", async () => {
+    const child = await spawnGroup("sleep", ["300"]);
+    const sample = await sampleProcess(child.pid);
+    expect(sample?.startTicks).toBe((await procStat(child.pid))?.startTicks);
+    expect(sample?.usage.rramBytes).toBeGreaterThan(0);
+    expect(sample?.usage.vramBytes).toBeGreaterThan(0);
+    expect(sample?.usage.threads).toBe(1);
+    expect(sample?.usage.processes).toBe(1);
+    expect(sample?.usage.cpuPercent).toBeGreaterThanOrEqual(0);
+
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+    await expect.poll(() => sampleProcess(child.pid), { timeout: 5000 }).toBeUndefined();
+    expect(await sampleProcess(0)).toBeUndefined();
   });
 });
 

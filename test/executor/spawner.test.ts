@@ -11,6 +11,7 @@ import { taskSpec } from "../../src/domain/task.js";
 import { createLocalRunner } from "../../src/executor/local-runner.js";
 import { createSpawner, type SpawnedProcess, type Spawner } from "../../src/executor/spawner.js";
 import { headerTimeoutMs } from "../../src/executor/spawner-protocol.js";
+import { liveGroupMembers } from "../helpers/proc.js";
 import { isDead, procStat } from "./proc-helpers.js";
 
 /*
@@ -200,7 +201,7 @@ describe("the spawner", () => {
 });
 
 /** Runs test/fixtures/spawner-parent.mts and resolves to the pids its first line names. */
-function spawnerParent(mode: "running" | "early"): Promise<{ parent: ChildProcess; pids: number[] }> {
+function spawnerParent(mode: "running" | "early" | "owned"): Promise<{ parent: ChildProcess; pids: number[] }> {
   const parent = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../fixtures/spawner-parent.mts", import.meta.url)), mode], { stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolve, reject) => {
     let text = "";
@@ -231,6 +232,44 @@ describe("a spawner whose node is gone", () => {
     const [spawnerPid] = pids as [number];
     expect(spawnerPid).toBeGreaterThan(0);
     await expect.poll(() => isDead(spawnerPid), { timeout: 10_000 }).toBe(true);
+  });
+});
+
+describe("a spawner created with killOnDisconnect", () => {
+  it("kills the whole group of every command not released when its node is killed, and leaves a released one", async () => {
+    const { parent, pids } = await spawnerParent("owned");
+    const [spawnerPid, owned, released] = pids as [number, number, number];
+    try {
+      // Each shell and its two sleeps: three live processes per group.
+      await expect.poll(() => liveGroupMembers(owned).length, { timeout: 5000 }).toBe(3);
+      await expect.poll(() => liveGroupMembers(released).length, { timeout: 5000 }).toBe(3);
+      parent.kill("SIGKILL");
+      await expect.poll(() => isDead(spawnerPid), { timeout: 10_000 }).toBe(true);
+      await expect.poll(() => liveGroupMembers(owned), { timeout: 5000 }).toEqual([]);
+      // The released command is its owner's to kill (a node's recovery): here, ours.
+      expect(liveGroupMembers(released)).toHaveLength(3);
+    } finally {
+      parent.kill("SIGKILL");
+      for (const pgid of [owned, released]) {
+        try {
+          process.kill(-pgid, "SIGKILL");
+        } catch {
+          // gone already
+        }
+      }
+    }
+  });
+
+  it("kills the group of a command still running when it is closed, even after its leader exited", async () => {
+    const spawner = createSpawner({ killOnDisconnect: true });
+    // The leader exits at once; its background child stays in the group.
+    const child = await started(spawner, "/bin/sh", ["-c", "sleep 300 >/dev/null 2>&1 & echo started"]);
+    const [out] = await child.outputs();
+    expect(out).toBe("started\n");
+    await child.exit;
+    await expect.poll(() => liveGroupMembers(child.pid).length, { timeout: 5000 }).toBe(1);
+    await spawner.close();
+    await expect.poll(() => liveGroupMembers(child.pid), { timeout: 5000 }).toEqual([]);
   });
 });
 
