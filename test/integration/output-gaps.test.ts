@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Stream, TaskMode, TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
-import type { StreamTaskOutputRequest } from "../../gen/drce/v1/task_service_pb.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
 
 /*
@@ -29,7 +28,7 @@ afterAll(async () => {
 
 type Event = { kind: "output"; stream: Stream; offset: number; data: Buffer } | { kind: "gap"; stream: Stream; offset: number; bytes: number } | { kind: "result"; state: TaskState };
 
-async function streamed(request: Partial<StreamTaskOutputRequest>): Promise<Event[]> {
+async function streamed(request: { task: string; stdoutOffset?: bigint; follow?: boolean }): Promise<Event[]> {
   const events: Event[] = [];
   for await (const m of node.client.streamTaskOutput(request)) {
     const e = m.event;
