@@ -12,7 +12,10 @@ export const fetchUsage = `usage: drce fetch [--keep] [--files-dir DIR] [--verbo
 
 Gets a task's result: writes its stdout to stdout and its stderr to stderr, and
 exits with its exit status. The task's data is deleted on the node afterwards
-unless --keep is given.
+unless --keep is given. Output is streamed, whatever its size; where the node kept
+only the head and the tail of a stream, a line on stderr says what is missing.
+--json prints the FetchTask reply, whose output is at most the node's
+--inline-output-bytes per stream (stdoutMoreAvailable says more is kept).
       --keep               keep the task's data on the node
       --files-dir DIR      write the files the task returned (--get) under DIR;
                            names that would leave DIR are skipped

@@ -10,6 +10,8 @@ import { createOutputWriter } from "./output-stream.js";
 export const logsUsage = `usage: drce logs [-f] [--stdout-only|--stderr-only] [--server URL] [--json] REF
 
 Writes a task's output from its start: its stdout to stdout, its stderr to stderr.
+Where the node kept only the head and the tail of a stream (--max-output-bytes), a
+line on stderr says how many bytes are missing, and from which offset.
   -f, --follow             keep streaming until the task ends
       --stdout-only        only the task's stdout
       --stderr-only        only the task's stderr

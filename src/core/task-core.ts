@@ -1006,7 +1006,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           // Bytes held back above are sent after at most OutputSpool.wakeDelayMs.
           let wake!: () => void;
           const woken = new Promise<void>((resolve) => (wake = resolve));
-          const unsubscribe = writing.map((spool) => spool.subscribe(wake));
+          const unsubscribe = writing.map((spool) => spool.subscribe(wake, attached));
           const timer = heldUntil === undefined ? undefined : setTimeout(wake, Math.max(0, heldUntil - performance.now()));
           await Promise.race([woken, entry.done, stopped]);
           clearTimeout(timer);

@@ -259,11 +259,14 @@ export class OutputSpool extends Writable {
 
   /**
    * Calls `listener` once, when more bytes arrive or the spool completes (at once when it is
-   * complete already); returns a function that unsubscribes it. Unlike {@link changed} it
-   * leaves nothing behind when the caller stops waiting for another reason.
+   * complete already, or when `live` and the attached reader's queue holds bytes); returns a
+   * function that unsubscribes it. Unlike {@link changed} it leaves nothing behind when the
+   * caller stops waiting for another reason.
    */
-  subscribe(listener: () => void): () => void {
-    if (this.ended) {
+  subscribe(listener: () => void, live = false): () => void {
+    // The attached reader (`live`) is called at once while its queue holds bytes: a writer
+    // waiting for it to take them would otherwise never write again to wake it.
+    if (this.ended || (live && this.liveBytes > 0)) {
       listener();
       return () => undefined;
     }
