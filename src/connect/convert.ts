@@ -154,6 +154,8 @@ export function viewToProto(view: TaskView, identity: NodeIdentity): TaskResult 
     parentId: s.parentId,
     stdoutMoreAvailable: view.stdoutMore === true,
     stderrMoreAvailable: view.stderrMore === true,
+    ...(view.stdoutGap === undefined ? {} : { stdoutGap: gapToProto({ stream: "stdout", ...view.stdoutGap }) }),
+    ...(view.stderrGap === undefined ? {} : { stderrGap: gapToProto({ stream: "stderr", ...view.stderrGap }) }),
   });
 }
 

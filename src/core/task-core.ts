@@ -297,6 +297,12 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       for (const stream of ["stdout", "stderr"] as const) {
         // A running task's spool may be past its head; what is readable in the file is what we have.
         const kept = await openKept(status.id, stream, live?.[stream].available);
+        // A truncated stream's kept copy is exactly the cap: its head is the first half, rounded up.
+        const total = stream === "stdout" ? status.stdoutSize : status.stderrSize;
+        const truncated = stream === "stdout" ? status.stdoutTruncated : status.stderrTruncated;
+        if (truncated && total > kept.size && (live === undefined || live[stream].complete)) {
+          view[stream === "stdout" ? "stdoutGap" : "stderrGap"] = { offset: Math.ceil(kept.size / 2), bytes: total - kept.size };
+        }
         if (output === "whole") {
           view[stream === "stdout" ? "stdoutFile" : "stderrFile"] = kept;
           continue;

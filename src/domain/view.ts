@@ -17,6 +17,10 @@ export interface TaskView {
   readonly stdoutMore?: boolean;
   /** True when more stderr is kept than `stderr` holds. */
   readonly stderrMore?: boolean;
+  /** Where stdout's kept copy was cut, on a view with output of a truncated stream. */
+  readonly stdoutGap?: KeptGap;
+  /** Where stderr's kept copy was cut, likewise. */
+  readonly stderrGap?: KeptGap;
   /**
    * The whole kept stdout, open for reading, when the caller asked for it (the legacy
    * protocol carries it all); the caller closes it (see {@link releaseView}).
@@ -43,6 +47,12 @@ export interface KeptOutput {
   read(position: number, length: number): Promise<Uint8Array>;
   /** Closes the file; safe to call more than once. */
   close(): Promise<void>;
+}
+
+/** Bytes of a stream that were not kept: from `offset` (the end of the kept head), `bytes` of them. */
+export interface KeptGap {
+  readonly offset: number;
+  readonly bytes: number;
 }
 
 /** How much output a view carries: none, the first bytes (typed API), or the whole kept copy open for reading (legacy). */

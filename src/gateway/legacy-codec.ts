@@ -14,7 +14,7 @@ import {
   type TaskSpec,
   type TerminateOptions,
 } from "../domain/task.js";
-import type { KeptOutput, TaskView } from "../domain/view.js";
+import type { KeptGap, KeptOutput, TaskView } from "../domain/view.js";
 
 /*
  * The legacy DRCE wire format (seed 000, "Request protocol" / "Response protocol"), decoded
@@ -679,21 +679,18 @@ export function encodeTaskView(view: TaskView, identity: NodeIdentity, requestTy
     time: Math.max(0, Math.round(view.timeMs)),
     type: requestType,
     ...(status.escapedPids.length > 0 ? { escaped_pids: [...status.escapedPids] } : {}),
-    ...truncation("stdout", status.stdoutTruncated, status.stdoutSize, view.stdoutFile?.size),
-    ...truncation("stderr", status.stderrTruncated, status.stderrSize, view.stderrFile?.size),
+    ...truncation("stdout", status.stdoutTruncated, status.stdoutSize, view.stdoutGap),
+    ...truncation("stderr", status.stderrTruncated, status.stderrSize, view.stderrGap),
   };
 }
 
-/**
- * The truncation fields of a stream whose kept copy was cut: its true size and, when the
- * kept size is known, the gap (the kept copy is the cap's head half, then its tail half).
- */
-function truncation(stream: "stdout" | "stderr", truncated: boolean, size: number, kept: number | undefined): Partial<LegacyResultItem> {
+/** The truncation fields of a stream whose kept copy was cut: its true size and, on a view with output, the gap. */
+function truncation(stream: "stdout" | "stderr", truncated: boolean, size: number, gap: KeptGap | undefined): Partial<LegacyResultItem> {
   if (!truncated) return {};
   const fields: Record<string, number | boolean> = { [`${stream}_truncated`]: true, [`${stream}_size`]: size };
-  if (kept !== undefined && kept < size) {
-    fields[`${stream}_gap_offset`] = Math.ceil(kept / 2);
-    fields[`${stream}_gap_bytes`] = size - kept;
+  if (gap !== undefined) {
+    fields[`${stream}_gap_offset`] = gap.offset;
+    fields[`${stream}_gap_bytes`] = gap.bytes;
   }
   return fields as Partial<LegacyResultItem>;
 }

@@ -52,6 +52,19 @@ const seqTask = async (id: string): Promise<void> => {
   expect(r).toMatchObject({ state: TaskState.FINISHED, stdoutTruncated: true, stdoutSize: BigInt(full.length) });
 };
 
+describe("a unary reply of a stream cut past the cap", () => {
+  it("says where the gap is in its output: FetchTask and the sync reply carry stdout_gap, GetTask without output does not", async () => {
+    const sync = (await node.client.submitTask({ task: create(TaskSpecSchema, { id: "cut-0", command: "seq 1 100000" }) })).result!;
+    expect(sync.stdoutGap).toMatchObject({ stream: Stream.STDOUT, offset: BigInt(head), bytes: BigInt(tailStart - head) });
+    expect(sync.stderrGap).toBeUndefined();
+    const fetched = (await node.client.fetchTask({ task: "cut-0" })).result!;
+    expect(fetched.stdoutGap).toMatchObject({ offset: BigInt(head), bytes: BigInt(tailStart - head) });
+    expect(Buffer.from(fetched.stdout).subarray(0, head).equals(full.subarray(0, head))).toBe(true);
+    expect(Buffer.from(fetched.stdout).subarray(head).equals(full.subarray(tailStart))).toBe(true);
+    expect((await node.client.getTask({ task: "cut-0" })).result!.stdoutGap).toBeUndefined();
+  });
+});
+
 describe("a stream cut past the cap", () => {
   it("StreamTaskOutput sends the head, one gap at offset 500 of 587895 bytes, then the tail at its true offsets", async () => {
     await seqTask("cut-1");
