@@ -14,6 +14,7 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
@@ -91,17 +92,28 @@ async function legacyZmq(endpoint: string, id: string): Promise<number> {
   }
 }
 
-/** Runs `drce fetch --keep` under GNU time and returns its peak RSS and the bytes it wrote. */
+/**
+ * Runs `drce fetch --keep` and returns its peak RSS and the bytes it wrote: GNU time's `%M`
+ * where /usr/bin/time exists, else the child's VmHWM sampled every 10 ms.
+ */
 async function cliFetch(url: string, id: string): Promise<{ rss: number; bytes: number }> {
-  const child = spawn("/usr/bin/time", ["-f", "%M", process.execPath, "bin/drce.js", "fetch", "--keep", "--server", url, id], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  const timed = existsSync("/usr/bin/time");
+  const drce = [process.execPath, "bin/drce.js", "fetch", "--keep", "--server", url, id];
+  const child = timed
+    ? spawn("/usr/bin/time", ["-f", "%M", ...drce], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+    : spawn(drce[0]!, drce.slice(1), { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let bytes = 0;
   let stderr = "";
+  let sampled = 0;
   child.stdout.on("data", (chunk: Buffer) => (bytes += chunk.length));
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const sampler = setInterval(() => {
+    if (!timed && child.pid !== undefined) void procMemory(child.pid, "VmHWM").then((rss) => (sampled = Math.max(sampled, rss)), () => undefined); // the child may have exited; the last sample stands
+  }, 10);
   const [code] = (await once(child, "exit")) as [number | null];
+  clearInterval(sampler);
   if (code !== 0) throw new Error(`drce fetch exited with ${code}: ${stderr}`);
-  const kib = Number(stderr.trim().split("\n").pop());
-  return { rss: kib * 1024, bytes };
+  return { rss: timed ? Number(stderr.trim().split("\n").pop()) * 1024 : sampled, bytes };
 }
 
 async function main(): Promise<LargeResultFigures> {
