@@ -296,23 +296,23 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       const live = entry.live?.spools;
       for (const stream of ["stdout", "stderr"] as const) {
         // A running task's spool may be past its head; what is readable in the file is what we have.
-        const kept = await openKept(status.id, stream, live?.[stream].available);
+        const available = live?.[stream].available;
+        let keptSize: number;
+        if (output === "whole") {
+          const kept = await openKept(status.id, stream, available);
+          view[stream === "stdout" ? "stdoutFile" : "stderrFile"] = kept;
+          keptSize = kept.size;
+        } else {
+          const { data, size } = await store.readOutputHead(status.id, stream, inlineBytes);
+          keptSize = available === undefined ? size : Math.min(size, available);
+          view[stream] = data.subarray(0, Math.min(data.length, keptSize));
+          view[stream === "stdout" ? "stdoutMore" : "stderrMore"] = keptSize > view[stream].length;
+        }
         // A truncated stream's kept copy is exactly the cap: its head is the first half, rounded up.
         const total = stream === "stdout" ? status.stdoutSize : status.stderrSize;
         const truncated = stream === "stdout" ? status.stdoutTruncated : status.stderrTruncated;
-        if (truncated && total > kept.size && (live === undefined || live[stream].complete)) {
-          view[stream === "stdout" ? "stdoutGap" : "stderrGap"] = { offset: Math.ceil(kept.size / 2), bytes: total - kept.size };
-        }
-        if (output === "whole") {
-          view[stream === "stdout" ? "stdoutFile" : "stderrFile"] = kept;
-          continue;
-        }
-        try {
-          const length = inlineBytes > 0 ? Math.min(inlineBytes, kept.size) : kept.size;
-          view[stream] = await kept.read(0, length);
-          view[stream === "stdout" ? "stdoutMore" : "stderrMore"] = kept.size > length;
-        } finally {
-          await kept.close();
+        if (truncated && total > keptSize && (live === undefined || live[stream].complete)) {
+          view[stream === "stdout" ? "stdoutGap" : "stderrGap"] = { offset: Math.ceil(keptSize / 2), bytes: total - keptSize };
         }
       }
       view.files = await readResultFiles(status);
@@ -330,8 +330,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     try {
       handle = await open(store.outputPath(id, stream), "r");
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-      return { size: 0, read: () => Promise.resolve(new Uint8Array(0)), close: () => Promise.resolve() };
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { size: 0, read: () => Promise.resolve(new Uint8Array(0)), close: () => Promise.resolve() };
+      throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: ErrorCode.ReadDataFile });
     }
     const fileSize = (await handle.stat()).size;
     const size = available === undefined ? fileSize : Math.min(available, fileSize);
