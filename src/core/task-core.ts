@@ -897,14 +897,16 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
 
   const noGap = (fileEnd: number): Layout => ({ fileEnd, head: Number.POSITIVE_INFINITY, gapEnd: Number.POSITIVE_INFINITY });
 
-  /** The layout of a stream from its spool (live) or its final status and file (stored). */
-  const layoutOf = async (entry: Entry, stream: StreamName, spool: OutputSpool | undefined): Promise<Layout> => {
-    if (spool !== undefined) {
-      // While written, the file is readable up to the head; the tail is stitched on completion.
-      if (!spool.complete || !spool.truncated) return noGap(spool.available);
-      const fileEnd = spool.available;
-      return { fileEnd, head: spool.headBytes, gapEnd: spool.total - (fileEnd - spool.headBytes) };
-    }
+  /** The layout of a stream from its spool, while the task is live. */
+  const liveLayout = (spool: OutputSpool): Layout => {
+    // While written, the file is readable up to the head; the tail is stitched on completion.
+    if (!spool.complete || !spool.truncated) return noGap(spool.available);
+    const fileEnd = spool.available;
+    return { fileEnd, head: spool.headBytes, gapEnd: spool.total - (fileEnd - spool.headBytes) };
+  };
+
+  /** The layout of a stored stream, from the task's final status and its file. */
+  const storedLayout = async (entry: Entry, stream: StreamName): Promise<Layout> => {
     const fileEnd = await store.outputSize(entry.status.id, stream);
     const total = stream === "stdout" ? entry.status.stdoutSize : entry.status.stderrSize;
     const truncated = stream === "stdout" ? entry.status.stdoutTruncated : entry.status.stderrTruncated;
@@ -958,7 +960,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
             }
             continue;
           }
-          const layout = attached && live !== undefined ? noGap(Math.min(live.available, live.headBytes)) : await layoutOf(entry, stream, live);
+          const layout = attached && live !== undefined ? noGap(Math.min(live.available, live.headBytes)) : live !== undefined ? liveLayout(live) : await storedLayout(entry, stream);
           // A stream still being written with less than a message's worth ready is held back
           // for up to OutputSpool.wakeDelayMs, for more: sending each 64 KiB the command writes
           // as its own message costs several times the CPU per byte of sending it by the MiB.
