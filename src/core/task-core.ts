@@ -936,6 +936,26 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     /** Since when (performance.now()) a stream's few ready bytes have been held back; see below. */
     const heldSince: Partial<Record<StreamName, number>> = {};
     const bufferFor = chunkBuffers();
+    /** Closes the files (once a read under way has ended) and lets an attached reader's writers go. */
+    let released: Promise<void> | undefined;
+    const release = (): Promise<void> =>
+      (released ??= (async () => {
+        await readAhead?.data.catch(() => undefined); // its failure is no one's now: the stream is over
+        for (const handle of Object.values(handles)) await handle?.close();
+        // An attached reader that leaves lets the command's writes go on without it.
+        if (attached && entry.attachedSpools !== undefined) {
+          for (const spool of [entry.attachedSpools.stdout, entry.attachedSpools.stderr]) spool.detachLive();
+          entry.attachedSpools = undefined;
+        }
+      })());
+    // A consumer that goes away while this stream waits at a yield may never resume or end it
+    // (a reader dropped for stalling, whose last write never completes): its files are
+    // released on the abort itself. A stream that is running sees the abort and ends.
+    let atYield = false;
+    const onAbort = (): void => {
+      if (atYield) void release().catch((error: unknown) => options.onInternalError?.(id, error));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
     try {
       for (;;) {
         if (signal.aborted) return;
@@ -954,7 +974,10 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           if (attached && live?.attached === true && position[stream] >= live.headBytes) {
             // Past the head, the attached reader's bytes wait in the spool's live queue.
             for (let piece = live.takeLive(); piece !== undefined; piece = signal.aborted ? undefined : live.takeLive()) {
+              atYield = true;
               yield { kind: "output", chunk: { stream, offset: piece.offset, data: piece.data } };
+              atYield = false;
+              if (signal.aborted) return;
               position[stream] = piece.offset + piece.data.length;
               progressed = true;
             }
@@ -977,7 +1000,10 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           while (!signal.aborted) {
             const at = position[stream];
             if (at >= layout.head && at < layout.gapEnd) {
+              atYield = true;
               yield { kind: "gap", gap: { stream, offset: at, bytes: layout.gapEnd - at } };
+              atYield = false;
+              if (signal.aborted) return;
               position[stream] = layout.gapEnd;
               progressed = true;
               continue;
@@ -997,14 +1023,19 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
               ahead.catch(() => undefined); // handled when awaited; never an unhandled rejection meanwhile
               readAhead = { stream, offset: next, data: ahead };
             }
+            atYield = true;
             yield { kind: "output", chunk: { stream, offset: at, data } };
+            atYield = false;
+            if (signal.aborted) return;
             position[stream] = at + data.length;
             progressed = true;
           }
         }
         if (!follow) return;
         if (finalBefore && !progressed) {
-          yield { kind: "result", view: await viewOf(entry, "none", false) };
+          const view = await viewOf(entry, "none", false);
+          atYield = true;
+          yield { kind: "result", view };
           return;
         }
         const writing = spools === undefined ? [] : [spools.stdout, spools.stderr].filter((spool) => !spool.complete);
@@ -1027,14 +1058,9 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         }
       }
     } finally {
+      signal.removeEventListener("abort", onAbort);
       // A read still under way must end before its file closes.
-      await readAhead?.data.catch(() => undefined);
-      for (const handle of Object.values(handles)) await handle?.close();
-      // An attached reader that leaves lets the command's writes go on without it.
-      if (attached && entry.attachedSpools !== undefined) {
-        for (const spool of [entry.attachedSpools.stdout, entry.attachedSpools.stderr]) spool.detachLive();
-        entry.attachedSpools = undefined;
-      }
+      await release();
     }
   }
 
