@@ -27,6 +27,7 @@ import {
   startBenchNode,
   type Transfer,
 } from "./lib.js";
+import type { LargeResultFigures } from "./large-result.js";
 
 const smoke = process.argv.includes("--smoke") || process.env["BENCH_SMOKE"] === "1";
 const sizes = smoke
@@ -382,6 +383,14 @@ async function main(): Promise<void> {
     rows.push({ figure: `start-up with ${sizes.storedTasks} finished tasks`, value: startMs, unit: "ms", baseline: median(emptyStarts), baselineName: "empty data dir", target: "<= 2000 ms", pass: startMs <= 2000 });
     const rssMb = median(rssAfter) / MB;
     rows.push({ figure: `RSS with ${sizes.storedTasks} finished tasks`, value: rssMb, unit: "MB", baseline: undefined, baselineName: "", target: "<= 200 MB", pass: rssMb <= 200 });
+
+    // One large result served whole over each way out (its own node; see bench/large-result.ts).
+    const large = await runJsonChild<LargeResultFigures>(["bench/large-result.ts", ...(smoke ? ["--smoke"] : [])]);
+    const resultRow = (way: string, growth: number): Row => ({
+      figure: `node RSS growth serving a ${large.sizeMiB} MiB result, ${way}`, value: growth, unit: "MB", baseline: undefined, baselineName: "", target: "<= 64 MB", pass: growth <= 64,
+    });
+    rows.push(resultRow("Connect", large.connectGrowthMiB), resultRow("legacy HTTP", large.legacyHttpGrowthMiB), resultRow("legacy ZeroMQ", large.legacyZmqGrowthMiB));
+    rows.push({ figure: `drce fetch of a ${large.sizeMiB} MiB result, CLI peak RSS`, value: large.cliFetchRssMiB, unit: "MB", baseline: undefined, baselineName: "", target: "<= 200 MB", pass: large.cliFetchRssMiB <= 200 });
   } finally {
     await node?.stop();
     await rm(work, { recursive: true, force: true });
@@ -411,7 +420,7 @@ function printTable(): void {
   for (const cells of body) console.log(line(cells));
 }
 
-const expected = 11;
+const expected = 15;
 try {
   await main();
 } finally {

@@ -122,6 +122,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     maxConcurrent: config.maxConcurrent,
     maxQueue: config.maxQueue,
     maxOutputBytes: config.maxOutputBytes,
+    inlineOutputBytes: config.inlineOutputBytes,
     maxTaskMs: config.maxTaskMs,
     maxFileBytes: config.maxFileBytes,
     allowedDirs: config.allowedDirs,

@@ -23,6 +23,8 @@ export interface Config {
   readonly maxQueue: number;
   /** Bytes kept per output stream (head and tail past it); zero: unlimited. */
   readonly maxOutputBytes: number;
+  /** Bytes of each output stream a unary reply (sync SubmitTask, GetTask, FetchTask) carries at most; zero: all. */
+  readonly inlineOutputBytes: number;
   /** Ceiling on a task's running time, ms; zero: none. */
   readonly maxTaskMs: number;
   /** Largest request body accepted, bytes. */
@@ -98,6 +100,7 @@ export function defaultConfig(): Config {
     maxConcurrent: Math.max(4, cpus().length * 8),
     maxQueue: 10_000,
     maxOutputBytes: 256 * 1024 * 1024,
+    inlineOutputBytes: 1024 * 1024,
     maxTaskMs: 0,
     maxRequestBytes: 16 * 1024 * 1024,
     retainFinishedMs: 7 * 86_400_000,
@@ -162,6 +165,7 @@ const flags = {
   "max-concurrent": { type: "string" },
   "max-queue": { type: "string" },
   "max-output-bytes": { type: "string" },
+  "inline-output-bytes": { type: "string" },
   "max-task-ms": { type: "string" },
   "max-request-bytes": { type: "string" },
   "retain-finished": { type: "string" },
@@ -207,6 +211,7 @@ export const serveUsage = `usage: drce serve [options]
   --max-concurrent N          tasks running at once (default 8 per CPU, at least 4)
   --max-queue N               tasks waiting at most (default 10000)
   --max-output-bytes N        bytes kept per output stream, head+tail past it (default 268435456; 0 = all)
+  --inline-output-bytes N     bytes per stream a unary reply carries; the rest is streamed (default 1048576; 0 = all)
   --max-task-ms N             ceiling on any task's running time (default 0 = none)
   --max-request-bytes N       largest request body (default 16777216)
   --retain-finished DURATION  delete finished tasks this long after they ended (default 7d; 0 = keep)
@@ -271,6 +276,7 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     maxConcurrent: Math.max(1, integer(values["max-concurrent"], base.maxConcurrent, "max-concurrent")),
     maxQueue: integer(values["max-queue"], base.maxQueue, "max-queue"),
     maxOutputBytes: integer(values["max-output-bytes"], base.maxOutputBytes, "max-output-bytes"),
+    inlineOutputBytes: integer(values["inline-output-bytes"], base.inlineOutputBytes, "inline-output-bytes"),
     maxTaskMs: integer(values["max-task-ms"], base.maxTaskMs, "max-task-ms"),
     maxRequestBytes: integer(values["max-request-bytes"], base.maxRequestBytes, "max-request-bytes"),
     retainFinishedMs: duration(values["retain-finished"], base.retainFinishedMs, "retain-finished"),

@@ -3,7 +3,8 @@ import { oneRef, reportProblem, showUsage, summaryLine, withClient } from "./com
 import { exitCodeForResult } from "./exit-codes.js";
 import type { CliIo } from "./io.js";
 import { commonOptions, parseOptions } from "./options.js";
-import { writeBytes, writeJson, writeLines } from "./output.js";
+import { writeJson, writeLines } from "./output.js";
+import { createOutputWriter } from "./output-stream.js";
 import { writeFilesUnder } from "./result-files.js";
 
 /** Usage of `drce fetch`. */
@@ -11,7 +12,10 @@ export const fetchUsage = `usage: drce fetch [--keep] [--files-dir DIR] [--verbo
 
 Gets a task's result: writes its stdout to stdout and its stderr to stderr, and
 exits with its exit status. The task's data is deleted on the node afterwards
-unless --keep is given.
+unless --keep is given. Output is streamed, whatever its size; where the node kept
+only the head and the tail of a stream, a line on stderr says what is missing.
+--json prints the FetchTask reply, whose output is at most the node's
+--inline-output-bytes per stream (stdoutMoreAvailable says more is kept).
       --keep               keep the task's data on the node
       --files-dir DIR      write the files the task returned (--get) under DIR;
                            names that would leave DIR are skipped
@@ -33,18 +37,27 @@ export async function fetchCommand(argv: string[], io: CliIo): Promise<number> {
   if (values.help === true) return showUsage(io, fetchUsage);
   const task = oneRef(positionals);
   return withClient(values, io, async (client) => {
+    if (values.json !== true) {
+      // The output is streamed first, a piece at a time, so that no output of any size is
+      // held here; the fetch after it brings the result and files (and deletes the task).
+      const writer = createOutputWriter(io);
+      for await (const message of client.streamTaskOutput({ task, follow: false })) {
+        if (message.event.case === "output") await writer.chunk(message.event.value);
+        else if (message.event.case === "gap") await writer.gap(message.event.value);
+      }
+    }
     const response = await client.fetchTask({ task, delete: values.keep !== true });
     const result = response.result;
     if (result === undefined) throw new Error("the node answered without a result");
-    if (values.json === true) {
-      await writeJson(io.stdout, FetchTaskResponseSchema, response);
-    } else {
-      await writeBytes(io.stdout, result.stdout);
-      await writeBytes(io.stderr, result.stderr);
-    }
+    // The reply's output is at most --inline-output-bytes per stream; --json shows it with
+    // stdout_more_available/stderr_more_available, and `drce logs` reads all of it.
+    if (values.json === true) await writeJson(io.stdout, FetchTaskResponseSchema, response);
     const filesDir = values["files-dir"];
     if (filesDir !== undefined) await writeFilesUnder(filesDir, result.files, io);
-    if (result.stdoutTruncated || result.stderrTruncated) {
+    if (values.json === true && (result.stdoutMoreAvailable || result.stderrMoreAvailable)) {
+      await writeLines(io.stderr, [`drce: the reply carries the first bytes of the output of task ${result.id}; drce logs ${result.id} writes all of it`]);
+    }
+    if (values.json === true && (result.stdoutTruncated || result.stderrTruncated)) {
       await writeLines(io.stderr, [`drce: the output of task ${result.id} exceeded the node's cap; only its head and tail were kept`]);
     }
     if (values.verbose === true) await writeLines(io.stderr, [`drce: ${summaryLine(result).replaceAll("\t", " ")}`]);

@@ -1,15 +1,17 @@
-import { Stream } from "../../gen/drce/v1/task_pb.js";
 import { StreamTaskOutputResponseSchema } from "../../gen/drce/v1/task_service_pb.js";
 import { oneRef, showUsage, withClient } from "./common.js";
 import { UsageError } from "./errors.js";
 import type { CliIo } from "./io.js";
 import { commonOptions, parseOptions } from "./options.js";
-import { writeBytes, writeJson } from "./output.js";
+import { writeJson } from "./output.js";
+import { createOutputWriter } from "./output-stream.js";
 
 /** Usage of `drce logs`. */
 export const logsUsage = `usage: drce logs [-f] [--stdout-only|--stderr-only] [--server URL] [--json] REF
 
 Writes a task's output from its start: its stdout to stdout, its stderr to stderr.
+Where the node kept only the head and the tail of a stream (--max-output-bytes), a
+line on stderr says how many bytes are missing, and from which offset.
   -f, --follow             keep streaming until the task ends
       --stdout-only        only the task's stdout
       --stderr-only        only the task's stderr
@@ -34,14 +36,15 @@ export async function logsCommand(argv: string[], io: CliIo): Promise<number> {
   const wantStdout = values["stderr-only"] !== true;
   const wantStderr = values["stdout-only"] !== true;
   return withClient(values, io, async (client) => {
+    const writer = createOutputWriter(io, { stdout: wantStdout, stderr: wantStderr });
     for await (const message of client.streamTaskOutput({ task, follow: values.follow === true })) {
       if (values.json === true) {
         await writeJson(io.stdout, StreamTaskOutputResponseSchema, message);
         continue;
       }
-      if (message.event.case !== "output") continue;
-      const chunk = message.event.value;
-      if (chunk.stream === Stream.STDERR ? wantStderr : wantStdout) await writeBytes(chunk.stream === Stream.STDERR ? io.stderr : io.stdout, chunk.data);
+      if (message.event.case === "output") await writer.chunk(message.event.value);
+      // Where the node kept only head and tail, the warning stands where the bytes are missing.
+      else if (message.event.case === "gap") await writer.gap(message.event.value);
     }
     return 0;
   });

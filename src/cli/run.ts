@@ -33,6 +33,7 @@ import { exitCodeForResult, exitCodeForSignal } from "./exit-codes.js";
 import type { CliIo } from "./io.js";
 import { commonOptions, parseOptions, splitAtCommand, taskOptions, taskSpecFromOptions, type TaskPlan } from "./options.js";
 import { writeBytes, writeJson, writeLines } from "./output.js";
+import { gapWarning } from "./output-stream.js";
 import { writeRequestedFiles } from "./result-files.js";
 import { hasExitStatus } from "./states.js";
 import { readChunks } from "./stdin.js";
@@ -139,6 +140,11 @@ async function attach(client: TaskServiceClient, plan: TaskPlan, options: Attach
           break;
         case "output":
           if (!json) await writeBytes(event.value.stream === Stream.STDERR ? io.stderr : io.stdout, event.value.data, call.signal);
+          break;
+        case "gap":
+          // An attached run gets every byte; a gap comes only from a run that joined a task
+          // already under way (the same id resubmitted), reading its kept copy.
+          if (!json) await writeLines(io.stderr, [gapWarning(event.value)]);
           break;
         case "result":
           result = event.value;

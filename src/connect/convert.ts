@@ -8,7 +8,9 @@ import {
   TaskEventSchema,
   TaskSummarySchema,
   OutputChunkSchema,
+  OutputGapSchema,
   Stream,
+  type OutputGap as ProtoOutputGap,
   type Limits as ProtoLimits,
   type OutputChunk as ProtoOutputChunk,
   type TaskEvent as ProtoTaskEvent,
@@ -21,7 +23,7 @@ import { noLimits, taskSpec, type Limits, type Session, type TaskSpec, type Task
 import type { TaskView } from "../domain/view.js";
 import { DrceError } from "../domain/errors.js";
 import { localSession } from "../domain/spec-json.js";
-import type { NodeIdentity, OutputChunk, TaskEvent } from "../core/api.js";
+import type { NodeIdentity, OutputChunk, OutputGap, TaskEvent } from "../core/api.js";
 
 /** Proto TaskState from a legacy state number (the proto enum is the legacy number plus one). */
 export function toProtoState(legacy: number): ProtoTaskState {
@@ -150,6 +152,10 @@ export function viewToProto(view: TaskView, identity: NodeIdentity): TaskResult 
     stderrTruncated: s.stderrTruncated,
     escapedPids: [...s.escapedPids],
     parentId: s.parentId,
+    stdoutMoreAvailable: view.stdoutMore === true,
+    stderrMoreAvailable: view.stderrMore === true,
+    ...(view.stdoutGap === undefined ? {} : { stdoutGap: gapToProto({ stream: "stdout", ...view.stdoutGap }) }),
+    ...(view.stderrGap === undefined ? {} : { stderrGap: gapToProto({ stream: "stderr", ...view.stderrGap }) }),
   });
 }
 
@@ -175,6 +181,15 @@ export function chunkToProto(chunk: OutputChunk): ProtoOutputChunk {
     stream: chunk.stream === "stdout" ? Stream.STDOUT : Stream.STDERR,
     offset: BigInt(chunk.offset),
     data: chunk.data,
+  });
+}
+
+/** Converts a gap: bytes of a stream that were not kept. */
+export function gapToProto(gap: OutputGap): ProtoOutputGap {
+  return create(OutputGapSchema, {
+    stream: gap.stream === "stdout" ? Stream.STDOUT : Stream.STDERR,
+    offset: BigInt(gap.offset),
+    bytes: BigInt(gap.bytes),
   });
 }
 

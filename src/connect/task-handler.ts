@@ -15,7 +15,7 @@ import {
   type SendTaskInputRequest,
 } from "../../gen/drce/v1/task_service_pb.js";
 import type { NodeIdentity, TaskCore } from "../core/api.js";
-import { chunkToProto, eventToProto, fromProtoState, specFromProto, summaryToProto, terminateFromProto, viewToProto } from "./convert.js";
+import { chunkToProto, eventToProto, gapToProto, fromProtoState, specFromProto, summaryToProto, terminateFromProto, viewToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
 
 /** Options of {@link createTaskHandler}. */
@@ -79,6 +79,7 @@ export function createTaskHandler({ core, identity }: TaskHandlerOptions): Servi
         if (request.task === undefined) throw new ConnectError("task is required", Code.InvalidArgument);
         for await (const event of core.run(specFromProto(request.task), context.signal)) {
           if (event.kind === "output") yield create(RunTaskResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) } });
+          else if (event.kind === "gap") yield create(RunTaskResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) } });
           else yield create(RunTaskResponseSchema, { event: { case: event.kind, value: result(event.view) } });
         }
       }),
@@ -101,6 +102,7 @@ export function createTaskHandler({ core, identity }: TaskHandlerOptions): Servi
         const offsets = { stdout: Number(request.stdoutOffset), stderr: Number(request.stderrOffset) };
         for await (const event of core.streamOutput(requireTask(request.task), offsets, request.follow, context.signal)) {
           if (event.kind === "output") yield create(StreamTaskOutputResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) } });
+          else if (event.kind === "gap") yield create(StreamTaskOutputResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) } });
           else yield create(StreamTaskOutputResponseSchema, { event: { case: "result", value: result(event.view) } });
         }
       }),

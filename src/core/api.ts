@@ -1,5 +1,5 @@
 import type { StreamName, TaskSpec, TaskStatus, TerminateOptions } from "../domain/task.js";
-import type { TaskView } from "../domain/view.js";
+import type { OutputMode, TaskView } from "../domain/view.js";
 
 /** A task state change, as published to watchers (legacy notification 100). */
 export interface TaskEvent {
@@ -26,15 +26,26 @@ export interface OutputChunk {
   readonly data: Uint8Array;
 }
 
+/** Bytes of a stream that were not kept (the stream passed the node's cap). */
+export interface OutputGap {
+  readonly stream: StreamName;
+  /** Offset in the stream of the first byte not kept. */
+  readonly offset: number;
+  /** Number of bytes not kept. */
+  readonly bytes: number;
+}
+
 /** One message of an attached run: accepted, output..., then the final result. */
 export type RunEvent =
   | { readonly kind: "accepted"; readonly view: TaskView }
   | { readonly kind: "output"; readonly chunk: OutputChunk }
+  | { readonly kind: "gap"; readonly gap: OutputGap }
   | { readonly kind: "result"; readonly view: TaskView };
 
-/** One message of an output stream: output..., then the result once the task has ended. */
+/** One message of an output stream: output and gaps..., then the result once the task has ended. */
 export type OutputEvent =
   | { readonly kind: "output"; readonly chunk: OutputChunk }
+  | { readonly kind: "gap"; readonly gap: OutputGap }
   | { readonly kind: "result"; readonly view: TaskView };
 
 /** Result of a submission. */
@@ -51,14 +62,17 @@ export interface SubmitOutcome {
  * exhausted, unavailable).
  */
 export interface TaskCore {
-  /** Sets a task tree; waits for it when its mode is sync. The signal aborts the wait only. */
-  submit(spec: TaskSpec, signal?: AbortSignal): Promise<SubmitOutcome>;
-  /** The task's state; with extended, its usage and host figures in `fields`. */
-  check(ref: string, extended: boolean): Promise<TaskView>;
+  /**
+   * Sets a task tree; waits for it when its mode is sync. The signal aborts the wait only.
+   * A sync reply carries output as `output` says (default "inline").
+   */
+  submit(spec: TaskSpec, signal?: AbortSignal, output?: OutputMode): Promise<SubmitOutcome>;
+  /** The task's state; with extended, its usage and host figures in `fields`, and its output as `output` says. */
+  check(ref: string, extended: boolean, output?: OutputMode): Promise<TaskView>;
   /** Terminates a running or queued task; a final one is answered as it is (precondition). */
   terminate(ref: string, options: TerminateOptions): Promise<TaskView>;
-  /** Output, exit status and files; deletes the data afterwards when remove is true. */
-  fetch(ref: string, remove: boolean): Promise<TaskView>;
+  /** Output (as `output` says, default "inline"), exit status and files; deletes the data afterwards when remove is true. */
+  fetch(ref: string, remove: boolean, output?: OutputMode): Promise<TaskView>;
   /** Deletes a task's data; a running task is refused (precondition). Answers with state 9. */
   remove(ref: string): Promise<TaskView>;
   /** Every task the node holds, newest first. */

@@ -7,7 +7,7 @@ import { fromStoredSpec, specDigest, toStoredSpec } from "../domain/spec-json.js
 import { isFinalState, TaskState } from "../domain/states.js";
 import { defaultTerminate, FileAction, taskSpec, taskStatus, type FileResult, type StreamName, type TaskSpec, type TaskStatus, type TerminateOptions } from "../domain/task.js";
 import { allowedRootOf, validateSpec } from "../domain/validate.js";
-import type { TaskView } from "../domain/view.js";
+import { releaseView, type KeptOutput, type OutputMode, type TaskView } from "../domain/view.js";
 import type { ExecHandle, FileOps, RunAs, Runner, TaskUsage } from "../executor/runner.js";
 import { handWorkDirTo } from "../executor/users.js";
 import { isInside } from "../executor/local-files.js";
@@ -54,6 +54,8 @@ export interface TaskCoreOptions {
   readonly maxQueue: number;
   /** Bytes kept per output stream (head and tail past it); zero: unlimited. */
   readonly maxOutputBytes: number;
+  /** Bytes of each output stream a unary reply carries at most ("inline" views); zero: unlimited. */
+  readonly inlineOutputBytes?: number | undefined;
   /** Ceiling on any task's running time in ms; zero: none. */
   readonly maxTaskMs: number;
   /** Largest file returned by a read-after action. */
@@ -104,6 +106,8 @@ interface Live {
   markStarted: () => void;
   /** The most recent usage sample. */
   usage: TaskUsage | undefined;
+  /** True when an attached caller (RunTask) receives every byte, past the cap too. */
+  readonly attached: boolean;
 }
 
 /** Why a task was deleted: a caller asked (rm, fetch with delete, cleanup), or the retention policy. */
@@ -126,6 +130,8 @@ interface Entry {
   accepted: Promise<void>;
   /** True once the task was handed to the scheduler (it will ask for a slot itself). */
   launched: boolean;
+  /** The spools an attached caller reads, kept until it is done with them (past the task's live state). */
+  attachedSpools: Record<StreamName, OutputSpool> | undefined;
 }
 
 let idCounter = 0;
@@ -216,6 +222,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
   sweepRetention(): Promise<number>;
 } {
   const { store } = options;
+  const inlineBytes = options.inlineOutputBytes ?? 1024 * 1024;
   const entries = new Map<string, Entry>();
   const aliases = new Map<string, string>();
   const events = new EventLog(options.eventHistory);
@@ -371,25 +378,70 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
 
   // ---- views -------------------------------------------------------------
 
-  const viewOf = async (entry: Entry, withOutput: boolean, extended: boolean): Promise<TaskView> => {
+  const viewOf = async (entry: Entry, output: OutputMode, extended: boolean): Promise<TaskView> => {
     const status = entry.status;
     const subtasks = await Promise.all(
-      status.subtaskIds.map((id) => entries.get(id)).filter((e): e is Entry => e !== undefined).map((e) => viewOf(e, withOutput, extended)),
+      status.subtaskIds.map((id) => entries.get(id)).filter((e): e is Entry => e !== undefined).map((e) => viewOf(e, output, extended)),
     );
     const view: { -readonly [K in keyof TaskView]: TaskView[K] } = { status, timeMs: timeOf(status), subtasks };
-    if (withOutput) {
+    if (output !== "none") {
       const live = entry.live?.spools;
-      // A running task's spool may be past its head; what is in the file is what we have.
-      view.stdout = await store.readOutput(status.id, "stdout");
-      view.stderr = await store.readOutput(status.id, "stderr");
-      if (live !== undefined) {
-        view.stdout = view.stdout.subarray(0, live.stdout.available);
-        view.stderr = view.stderr.subarray(0, live.stderr.available);
+      for (const stream of ["stdout", "stderr"] as const) {
+        // A running task's spool may be past its head; what is readable in the file is what we have.
+        const available = live?.[stream].available;
+        let keptSize: number;
+        if (output === "whole") {
+          const kept = await openKept(status.id, stream, available);
+          view[stream === "stdout" ? "stdoutFile" : "stderrFile"] = kept;
+          keptSize = kept.size;
+        } else {
+          const { data, size } = await store.readOutputHead(status.id, stream, inlineBytes);
+          keptSize = available === undefined ? size : Math.min(size, available);
+          view[stream] = data.subarray(0, Math.min(data.length, keptSize));
+          view[stream === "stdout" ? "stdoutMore" : "stderrMore"] = keptSize > view[stream].length;
+        }
+        // A truncated stream's kept copy is exactly the cap: its head is the first half, rounded up.
+        const total = stream === "stdout" ? status.stdoutSize : status.stderrSize;
+        const truncated = stream === "stdout" ? status.stdoutTruncated : status.stderrTruncated;
+        if (truncated && total > keptSize && (live === undefined || live[stream].complete)) {
+          view[stream === "stdout" ? "stdoutGap" : "stderrGap"] = { offset: Math.ceil(keptSize / 2), bytes: total - keptSize };
+        }
       }
       view.files = await readResultFiles(status);
     }
     if (extended) view.fields = fieldsOf(entry);
     return view;
+  };
+
+  /**
+   * Opens a task's kept output stream for reading, up to `available` bytes when the task is
+   * still writing it. A stream that wrote nothing has no file and reads as empty.
+   */
+  const openKept = async (id: string, stream: StreamName, available: number | undefined): Promise<KeptOutput> => {
+    let handle: FileHandle;
+    try {
+      handle = await open(store.outputPath(id, stream), "r");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { size: 0, read: () => Promise.resolve(new Uint8Array(0)), close: () => Promise.resolve() };
+      throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: ErrorCode.ReadDataFile });
+    }
+    const fileSize = (await handle.stat()).size;
+    const size = available === undefined ? fileSize : Math.min(available, fileSize);
+    let closed: Promise<void> | undefined;
+    return {
+      size,
+      async read(position, length) {
+        const data = Buffer.allocUnsafe(Math.max(0, Math.min(length, size - position)));
+        let filled = 0;
+        while (filled < data.length) {
+          const { bytesRead } = await handle.read(data, filled, data.length - filled, position + filled);
+          if (bytesRead === 0) break;
+          filled += bytesRead;
+        }
+        return data.subarray(0, filled);
+      },
+      close: () => (closed ??= handle.close()),
+    };
   };
 
   const readResultFiles = async (status: TaskStatus): Promise<FileResult[]> => {
@@ -555,6 +607,11 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       stderr: new OutputSpool(store.outputPath(spec.id, "stderr"), options.maxOutputBytes, store.space),
     };
     live.spools = spools;
+    if (live.attached) {
+      spools.stdout.attachLive();
+      spools.stderr.attachLive();
+      entry.attachedSpools = spools;
+    }
 
     const runAs = spec.session.type === "local" ? options.runAs?.(spec) : undefined;
     if (runAs !== undefined && workDir === (await realpath(store.workDir(spec.id)).catch(() => ""))) {
@@ -749,7 +806,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
 
   // ---- submission ------------------------------------------------------------
 
-  const makeEntry = (spec: TaskSpec, parentId: string, digest: string): Entry => {
+  const makeEntry = (spec: TaskSpec, parentId: string, digest: string, attached: boolean): Entry => {
     const done = deferred();
     const started = deferred();
     const now = Date.now();
@@ -776,11 +833,13 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         started: started.promise,
         markStarted: started.resolve,
         usage: undefined,
+        attached,
       },
       done: done.promise,
       resolveDone: done.resolve,
       accepted: Promise.resolve(),
       launched: false,
+      attachedSpools: undefined,
     };
   };
 
@@ -797,7 +856,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     return out;
   };
 
-  const submit = async (input: TaskSpec, signal?: AbortSignal): Promise<SubmitOutcome> => {
+  /** Sets a task tree; `attached` marks the root's caller as one that receives every byte (RunTask). */
+  const submitWith = async (input: TaskSpec, signal: AbortSignal | undefined, output: OutputMode, attached: boolean): Promise<SubmitOutcome> => {
     if (closing) throw new DrceError("unavailable", "the node is shutting down");
     validateSpec(input, { allowEnv: options.allowEnv, allowedDirs: options.allowedDirs });
     const spec = withIds(input, new Set());
@@ -816,7 +876,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       const release = hold(existing);
       try {
         if (spec.mode === 1) await waitDone(existing, signal);
-        return { view: await viewOf(existing, spec.mode === 1, false), existing: true };
+        return { view: await viewOf(existing, spec.mode === 1 ? output : "none", false), existing: true };
       } finally {
         release();
       }
@@ -837,7 +897,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       }
     }
     slots.reserve(tree.length);
-    const made = tree.map(({ spec: task, parentId }) => makeEntry(task, parentId, parentId === "" ? digest : specDigest(task)));
+    const made = tree.map(({ spec: task, parentId }) => makeEntry(task, parentId, parentId === "" ? digest : specDigest(task), attached && parentId === ""));
     // Every task is on disk before it runs, sync or async, so that a node that dies (or a host
     // that loses power) never leaves a process it cannot account for.
     const accepted = Promise.all(made.map((entry) => store.create({ digest: entry.digest, spec: toStoredSpec(entry.spec) }, entry.status))).then(() => undefined);
@@ -867,10 +927,10 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     // The root's own time limits end it with 116; its time_max reaches its subtasks (117)
     // through the deadline runCommand hands them.
     void startTree(root, Number.POSITIVE_INFINITY);
-    if (release === undefined) return { view: await viewOf(root, false, false), existing: false };
+    if (release === undefined) return { view: await viewOf(root, "none", false), existing: false };
     try {
       await waitDone(root, signal);
-      const view = await viewOf(root, true, false);
+      const view = await viewOf(root, output, false);
       if (spec.cleanup) await cleanupDelivered(root, view);
       return { view, existing: false };
     } finally {
@@ -969,21 +1029,27 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     await stopTree(entry, reason, subReason, request);
     // The terminate algorithm has run; the task turns final once its output is flushed.
     await Promise.race([entry.done, sleep(Math.max(2000, request.delayMs * (request.repeat + 1)))]);
-    const view = await viewOf(entry, false, false);
+    const view = await viewOf(entry, "none", false);
     if (request.cleanup && treeFinal(entry)) await removeTree(entry);
     return view;
   };
 
-  const fetch = async (ref: string, remove: boolean): Promise<TaskView> => {
+  const fetch = async (ref: string, remove: boolean, output: OutputMode = "inline"): Promise<TaskView> => {
     const entry = resolveRef(ref);
     // Its files are read across several awaits; the retention sweep waits for them.
     const release = hold(entry);
     try {
-      const view = await viewOf(entry, true, false);
+      const view = await viewOf(entry, output, false);
       if (!treeFinal(entry)) {
         return { ...view, status: { ...view.status, errorCode: ErrorCode.GetDataStillRunning, errorMessage: "the task is still running" } };
       }
-      if (remove || entry.spec.cleanup) await removeTree(entry);
+      try {
+        // Kept output opened for the caller stays readable after the removal (the files are open).
+        if (remove || entry.spec.cleanup) await removeTree(entry);
+      } catch (error) {
+        await releaseView(view);
+        throw error;
+      }
       return view;
     } finally {
       release();
@@ -999,9 +1065,50 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     return { status: { ...entry.status, state: TaskState.Deleted }, timeMs: timeOf(entry.status), subtasks: [] };
   };
 
+  /**
+   * Where a stream's bytes are in its file: below `head` at their own offsets; from `gapEnd`
+   * on at `head + (offset - gapEnd)`; between them, not kept (the stream passed the cap).
+   * Without a gap both are infinite. `fileEnd` is what the file holds now.
+   */
+  interface Layout {
+    readonly fileEnd: number;
+    readonly head: number;
+    readonly gapEnd: number;
+  }
+
+  const noGap = (fileEnd: number): Layout => ({ fileEnd, head: Number.POSITIVE_INFINITY, gapEnd: Number.POSITIVE_INFINITY });
+
+  /** The layout of a stream from its spool, while the task is live. */
+  const liveLayout = (spool: OutputSpool): Layout => {
+    // While written, the file is readable up to the head; the tail is stitched on completion.
+    if (!spool.complete || !spool.truncated) return noGap(spool.available);
+    const fileEnd = spool.available;
+    return { fileEnd, head: spool.headBytes, gapEnd: spool.total - (fileEnd - spool.headBytes) };
+  };
+
+  /** The layout of a stored stream, from the task's final status and its file. */
+  const storedLayout = async (entry: Entry, stream: StreamName): Promise<Layout> => {
+    const fileEnd = await store.outputSize(entry.status.id, stream);
+    const total = stream === "stdout" ? entry.status.stdoutSize : entry.status.stderrSize;
+    const truncated = stream === "stdout" ? entry.status.stdoutTruncated : entry.status.stderrTruncated;
+    if (!truncated || total <= fileEnd) return noGap(fileEnd);
+    // A truncated file holds exactly the cap: its first half (rounded up) is the head.
+    const head = Math.ceil(fileEnd / 2);
+    return { fileEnd, head, gapEnd: total - (fileEnd - head) };
+  };
+
   /** Streams a task's output from offsets; with follow, until the task is final. */
-  async function* streamOutput(ref: string, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal): AsyncGenerator<OutputEvent> {
-    const entry = resolveRef(ref);
+  function streamOutput(ref: string, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal): AsyncGenerator<OutputEvent> {
+    return streamOutputOf(resolveRef(ref), offsets, follow, signal, false);
+  }
+
+  /**
+   * Streams an entry's output. Offsets are those of the streams as the command wrote them;
+   * where the kept copy was cut, a gap event says where and how much. The `attached` reader
+   * (RunTask's) takes the bytes past the head from the spools' live queues instead, so it
+   * gets every byte whatever the cap.
+   */
+  async function* streamOutputOf(entry: Entry, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal, attached: boolean): AsyncGenerator<OutputEvent> {
     const id = entry.status.id;
     // A reader's files stay until it is done with them (see hold).
     const release = hold(entry);
@@ -1012,20 +1119,24 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     /** Since when (performance.now()) a stream's few ready bytes have been held back; see below. */
     const heldSince: Partial<Record<StreamName, number>> = {};
     const bufferFor = chunkBuffers();
-    // A caller that goes away may leave this generator suspended at a yield for good (its
-    // response waits on a connection that is gone), so the files close when the call ends,
-    // not when the generator does: otherwise they stay open until garbage collection.
-    const closeFiles = async (): Promise<void> => {
-      // A read still under way must end before its file closes.
-      await readAhead?.data.catch(() => undefined); // its failure is the reader's, reported where it is awaited
-      for (const stream of ["stdout", "stderr"] as const) {
-        const handle = handles[stream];
-        delete handles[stream];
-        await handle?.close();
-      }
-    };
+    /** Closes the files (once a read under way has ended) and lets an attached reader's writers go. */
+    let released: Promise<void> | undefined;
+    const releaseFiles = (): Promise<void> =>
+      (released ??= (async () => {
+        await readAhead?.data.catch(() => undefined); // its failure is no one's now: the stream is over
+        for (const handle of Object.values(handles)) await handle?.close();
+        // An attached reader that leaves lets the command's writes go on without it.
+        if (attached && entry.attachedSpools !== undefined) {
+          for (const spool of [entry.attachedSpools.stdout, entry.attachedSpools.stderr]) spool.detachLive();
+          entry.attachedSpools = undefined;
+        }
+      })());
+    // A consumer that goes away while this stream waits at a yield may never resume or end it
+    // (a reader dropped for stalling, whose last write never completes): its files are
+    // released on the abort itself. A stream that is running sees the abort and ends.
+    let atYield = false;
     const onAbort = (): void => {
-      closeFiles().catch(() => undefined); // close() of a read-only file fails only when it is closed already
+      if (atYield) void releaseFiles().catch((error: unknown) => options.onInternalError?.(id, error));
     };
     signal.addEventListener("abort", onAbort, { once: true });
     try {
@@ -1035,16 +1146,31 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
         // reads everything there will ever be.
         const finalBefore = entry.live === undefined || isFinalState(entry.status.state);
         await entry.live?.started;
-        const spools = entry.live?.spools;
+        // The attached reader's spools outlast the task's live state: their live queues may
+        // still hold the last bytes when the task turns final.
+        const spools = attached ? entry.attachedSpools : entry.live?.spools;
         let progressed = false;
         /** The earliest time a held-back stream is due, or undefined when none is held. */
         let heldUntil: number | undefined;
         for (const stream of ["stdout", "stderr"] as const) {
-          const live = spools !== undefined && entry.live !== undefined ? spools[stream] : undefined;
-          const available = live !== undefined ? live.available : await store.outputSize(id, stream);
+          const live = spools !== undefined && (attached || entry.live !== undefined) ? spools[stream] : undefined;
+          if (attached && live?.attached === true && position[stream] >= live.headBytes) {
+            // Past the head, the attached reader's bytes wait in the spool's live queue.
+            for (let piece = live.takeLive(); piece !== undefined; piece = signal.aborted ? undefined : live.takeLive()) {
+              atYield = true;
+              yield { kind: "output", chunk: { stream, offset: piece.offset, data: piece.data } };
+              atYield = false;
+              if (signal.aborted) return;
+              position[stream] = piece.offset + piece.data.length;
+              progressed = true;
+            }
+            continue;
+          }
+          const layout = attached && live !== undefined ? noGap(Math.min(live.available, live.headBytes)) : live !== undefined ? liveLayout(live) : await storedLayout(entry, stream);
           // A stream still being written with less than a message's worth ready is held back
           // for up to OutputSpool.wakeDelayMs, for more: sending each 64 KiB the command writes
           // as its own message costs several times the CPU per byte of sending it by the MiB.
+          const available = layout.fileEnd;
           if (live !== undefined && !live.complete && available > position[stream] && available - position[stream] < outputChunkBytes) {
             const now = performance.now();
             const due = (heldSince[stream] ??= now) + OutputSpool.wakeDelayMs;
@@ -1054,28 +1180,46 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
             }
           }
           delete heldSince[stream];
-          while (position[stream] < available && !signal.aborted) {
+          while (!signal.aborted) {
+            const at = position[stream];
+            if (at >= layout.head && at < layout.gapEnd) {
+              atYield = true;
+              yield { kind: "gap", gap: { stream, offset: at, bytes: layout.gapEnd - at } };
+              atYield = false;
+              if (signal.aborted) return;
+              position[stream] = layout.gapEnd;
+              progressed = true;
+              continue;
+            }
+            const fileAt = at < layout.head ? at : layout.head + (at - layout.gapEnd);
+            const fileEnd = at < layout.head ? Math.min(layout.head, layout.fileEnd) : layout.fileEnd;
+            if (fileAt >= fileEnd) break;
             const handle = (handles[stream] ??= await open(store.outputPath(id, stream), "r"));
             if (signal.aborted) break;
-            const data = await (readAhead?.stream === stream && readAhead.offset === position[stream] ? readAhead.data : readChunk(handle, position[stream], available, bufferFor));
+            const data = await (readAhead?.stream === stream && readAhead.offset === fileAt ? readAhead.data : readChunk(handle, fileAt, fileEnd, bufferFor));
             readAhead = undefined;
             if (data.length === 0) break;
-            const next = position[stream] + data.length;
+            const next = fileAt + data.length;
             // The next chunk is read from the file while this one is sent: the disk (or page
             // cache) and the connection work at once instead of in turn.
-            if (next < available) {
-              const ahead = readChunk(handle, next, available, bufferFor);
+            if (next < fileEnd) {
+              const ahead = readChunk(handle, next, fileEnd, bufferFor);
               ahead.catch(() => undefined); // handled when awaited; never an unhandled rejection meanwhile
               readAhead = { stream, offset: next, data: ahead };
             }
-            yield { kind: "output", chunk: { stream, offset: position[stream], data } };
-            position[stream] = next;
+            atYield = true;
+            yield { kind: "output", chunk: { stream, offset: at, data } };
+            atYield = false;
+            if (signal.aborted) return;
+            position[stream] = at + data.length;
             progressed = true;
           }
         }
         if (!follow) return;
         if (finalBefore && !progressed) {
-          yield { kind: "result", view: await viewOf(entry, false, false) };
+          const view = await viewOf(entry, "none", false);
+          atYield = true;
+          yield { kind: "result", view };
           return;
         }
         const writing = spools === undefined ? [] : [spools.stdout, spools.stderr].filter((spool) => !spool.complete);
@@ -1085,7 +1229,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           // Bytes held back above are sent after at most OutputSpool.wakeDelayMs.
           let wake!: () => void;
           const woken = new Promise<void>((resolve) => (wake = resolve));
-          const unsubscribe = writing.map((spool) => spool.subscribe(wake));
+          const unsubscribe = writing.map((spool) => spool.subscribe(wake, attached));
           const timer = heldUntil === undefined ? undefined : setTimeout(wake, Math.max(0, heldUntil - performance.now()));
           await Promise.race([woken, entry.done, stopped]);
           clearTimeout(timer);
@@ -1099,13 +1243,16 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       }
     } finally {
       signal.removeEventListener("abort", onAbort);
-      await closeFiles();
+      // A read still under way must end before its file closes.
+      await releaseFiles();
       release();
     }
   }
 
+  const submit = (input: TaskSpec, signal?: AbortSignal, output?: OutputMode): Promise<SubmitOutcome> => submitWith(input, signal, output ?? "inline", false);
+
   async function* run(input: TaskSpec, signal: AbortSignal): AsyncGenerator<RunEvent> {
-    const outcome = await submit({ ...input, mode: 2 });
+    const outcome = await submitWith({ ...input, mode: 2 }, undefined, "none", true);
     const id = outcome.view.status.id;
     const entry = entries.get(id);
     if (entry === undefined) throw new DrceError("not-found", `task ${id} vanished`);
@@ -1118,10 +1265,10 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       yield { kind: "accepted", view: outcome.view };
-      for await (const event of streamOutput(id, { stdout: 0, stderr: 0 }, true, signal)) {
-        if (event.kind === "output") yield event;
+      for await (const event of streamOutputOf(entry, { stdout: 0, stderr: 0 }, true, signal, !outcome.existing)) {
+        if (event.kind !== "result") yield event;
         else {
-          const view = await viewOf(entry, false, false);
+          const view = await viewOf(entry, "none", false);
           yield { kind: "result", view };
           if (entry.spec.cleanup) await cleanupDelivered(entry, view);
         }
@@ -1180,6 +1327,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
           resolveDone: () => undefined,
           accepted: Promise.resolve(),
           launched: true,
+          attachedSpools: undefined,
         };
         entries.set(current.id, entry);
         if (current.alias !== "") {
@@ -1216,12 +1364,12 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
       clearTimeout(timer);
     },
     submit,
-    async check(ref, extended) {
+    async check(ref, extended, output) {
       // An extended check is "complete status file data": output and files too (protocol example 2).
       const entry = resolveRef(ref);
       const release = hold(entry);
       try {
-        return await viewOf(entry, extended, extended);
+        return await viewOf(entry, extended ? (output ?? "inline") : "none", extended);
       } finally {
         release();
       }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { ErrorCode } from "../domain/errors.js";
-import type { LegacyHandler, LegacyReply } from "./legacy-handler.js";
+import type { LegacyHandler, LegacyReply, LegacyStreamedReply } from "./legacy-handler.js";
 
 /** Options of {@link handleLegacyHttp}. */
 export interface LegacyHttpOptions {
@@ -69,14 +69,54 @@ export async function handleLegacyHttp(
       tooLarge();
       return;
     }
-    const reply = await handler.handle(body, controller.signal);
-    send(reply);
+    const reply = await handler.handleStreamed(body, controller.signal);
+    await sendStreamed(res, reply);
   } catch {
     // Reading failed: the connection broke, nobody is left to answer.
     if (!res.headersSent && !res.writableEnded) send({ ...handler.errorReply(ErrorCode.InternalFo, "the request body could not be read"), status: 400 });
   } finally {
     res.off("close", onClose);
   }
+}
+
+/**
+ * Writes a streamed reply with its exact Content-Length, a piece at a time, each after the
+ * connection took the one before (a slow reader holds the node to a piece, not to the
+ * reply). Releases the reply's outputs however it ends.
+ */
+async function sendStreamed(res: ServerResponse | Http2ServerResponse, reply: LegacyStreamedReply): Promise<void> {
+  try {
+    if (res.headersSent || res.writableEnded || res.destroyed) return;
+    res.statusCode = reply.status;
+    res.setHeader("content-type", "application/json");
+    res.setHeader("cache-control", "no-store");
+    res.setHeader("content-length", String(reply.body.byteLength));
+    if (reply.retryAfterMs !== undefined) res.setHeader("retry-after", String(Math.max(1, Math.ceil(reply.retryAfterMs / 1000))));
+    for await (const chunk of reply.body.chunks()) {
+      if (res.destroyed) return;
+      if (!(res as ServerResponse).write(chunk)) await drained(res);
+    }
+    res.end();
+  } catch {
+    // The reply broke after its headers (its files could not be read): the length it
+    // announced was not met, so the client sees a truncated body, never a short valid one.
+    res.destroy();
+  } finally {
+    await reply.body.release();
+  }
+}
+
+/** Resolves when the response can take more, or has closed. */
+function drained(res: ServerResponse | Http2ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 /**

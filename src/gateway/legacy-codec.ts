@@ -14,7 +14,7 @@ import {
   type TaskSpec,
   type TerminateOptions,
 } from "../domain/task.js";
-import type { TaskView } from "../domain/view.js";
+import type { KeptGap, KeptOutput, TaskView } from "../domain/view.js";
 
 /*
  * The legacy DRCE wire format (seed 000, "Request protocol" / "Response protocol"), decoded
@@ -122,6 +122,26 @@ export interface LegacyResultItem {
    * node has no cgroup to reach them). A drce addition, present only when not empty.
    */
   escaped_pids?: number[];
+  /**
+   * True when the command wrote more stdout than the node keeps: `stdout` holds the head and
+   * the tail, and `stdout_gap_offset`/`stdout_gap_bytes` say where and how much is missing.
+   * A drce addition, present only when truncated, with `stdout_size` (the true size).
+   */
+  stdout_truncated?: boolean;
+  /** Bytes the command wrote to stdout in all (with `stdout_truncated`). */
+  stdout_size?: number;
+  /** Offset in the stream (and in the decoded `stdout`) where the bytes not kept begin. */
+  stdout_gap_offset?: number;
+  /** Bytes of stdout not kept. */
+  stdout_gap_bytes?: number;
+  /** As `stdout_truncated`, for stderr. */
+  stderr_truncated?: boolean;
+  /** As `stdout_size`, for stderr. */
+  stderr_size?: number;
+  /** As `stdout_gap_offset`, for stderr. */
+  stderr_gap_offset?: number;
+  /** As `stdout_gap_bytes`, for stderr. */
+  stderr_gap_bytes?: number;
 }
 
 /** A file of a request or a result: data is base64 when bit 31 of action is set, else UTF-8 text. */
@@ -646,10 +666,12 @@ export function encodeFileItem(file: { readonly name: string; readonly data: Uin
  * `requestType` is the type of the request being answered; `id` overrides the view's id for
  * the top item, so the caller gets back the id exactly as it referred to the task.
  */
-export function encodeTaskView(view: TaskView, identity: NodeIdentity, requestType: number, id?: LegacyWireId): LegacyResultItem {
+export function encodeTaskView(view: TaskView, identity: NodeIdentity, requestType: number, id?: LegacyWireId, placeholder?: (kept: KeptOutput) => string): LegacyResultItem {
   const status = view.status;
-  const stdout = view.stdout === undefined ? "" : encodeBase64(view.stdout);
-  const stderr = view.stderr === undefined ? "" : encodeBase64(view.stderr);
+  const output = (kept: KeptOutput | undefined, inline: Uint8Array | undefined): string =>
+    kept !== undefined && placeholder !== undefined ? placeholder(kept) : inline === undefined ? "" : encodeBase64(inline);
+  const stdout = output(view.stdoutFile, view.stdout);
+  const stderr = output(view.stderrFile, view.stderr);
   const fieldEntries = Object.entries(view.fields ?? {});
   return {
     error_code: status.errorCode,
@@ -666,11 +688,24 @@ export function encodeTaskView(view: TaskView, identity: NodeIdentity, requestTy
     stderr,
     stderror: stderr,
     stdout,
-    subtasks: view.subtasks.map((sub) => encodeTaskView(sub, identity, requestType)),
+    subtasks: view.subtasks.map((sub) => encodeTaskView(sub, identity, requestType, undefined, placeholder)),
     time: Math.max(0, Math.round(view.timeMs)),
     type: requestType,
     ...(status.escapedPids.length > 0 ? { escaped_pids: [...status.escapedPids] } : {}),
+    ...truncation("stdout", status.stdoutTruncated, status.stdoutSize, view.stdoutGap),
+    ...truncation("stderr", status.stderrTruncated, status.stderrSize, view.stderrGap),
   };
+}
+
+/** The truncation fields of a stream whose kept copy was cut: its true size and, on a view with output, the gap. */
+function truncation(stream: "stdout" | "stderr", truncated: boolean, size: number, gap: KeptGap | undefined): Partial<LegacyResultItem> {
+  if (!truncated) return {};
+  const fields: Record<string, number | boolean> = { [`${stream}_truncated`]: true, [`${stream}_size`]: size };
+  if (gap !== undefined) {
+    fields[`${stream}_gap_offset`] = gap.offset;
+    fields[`${stream}_gap_bytes`] = gap.bytes;
+  }
+  return fields as Partial<LegacyResultItem>;
 }
 
 /** What an error item says. */

@@ -1,7 +1,8 @@
 import type { NodeIdentity, TaskCore } from "../core/api.js";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import { TaskState } from "../domain/states.js";
-import type { TaskView } from "../domain/view.js";
+import { releaseView, type TaskView } from "../domain/view.js";
+import { collectLegacyBody, legacyBody, OutputPlaceholders, type LegacyBody } from "./legacy-body.js";
 import {
   decodeLegacyMessage,
   encodeDecodeFailure,
@@ -40,13 +41,29 @@ export interface LegacyReply {
   readonly retryAfterMs?: number;
 }
 
+/** A reply whose body is made piece by piece: a task's whole kept output is read from its file as it is sent. */
+export interface LegacyStreamedReply {
+  /** The response body; the transport sends it, or releases it when it cannot. */
+  readonly body: LegacyBody;
+  /** HTTP status: 200, since protocol-level errors travel as items. */
+  readonly status: number;
+  /** As {@link LegacyReply.retryAfterMs}. */
+  readonly retryAfterMs?: number;
+}
+
 /** Answers legacy DRCE messages through the core; shared by the HTTP and ZeroMQ endpoints. */
 export interface LegacyHandler {
   /**
    * Decodes a message body, runs it against the core and encodes the reply. Never rejects:
-   * every failure becomes a result item. The signal aborts waiting for a sync task.
+   * every failure becomes a result item. The signal aborts waiting for a sync task. The
+   * reply is one string: for small replies (tests, tools); transports use {@link handleStreamed}.
    */
   handle(body: string | Uint8Array, signal?: AbortSignal): Promise<LegacyReply>;
+  /**
+   * As {@link handle}, with the reply as a body of parts: every kept output byte is in it
+   * (the protocol carries whole outputs), read from the task's files as the body is sent.
+   */
+  handleStreamed(body: string | Uint8Array, signal?: AbortSignal): Promise<LegacyStreamedReply>;
   /** A reply carrying one error item (state 6), for transport-level refusals (body too large, bad frames). */
   errorReply(errorCode: number, message: string): LegacyReply;
 }
@@ -63,6 +80,9 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     retryAfterMs === undefined
       ? { body: encodeLegacyResponse(items, cover), status: 200 }
       : { body: encodeLegacyResponse(items, cover), status: 200, retryAfterMs };
+
+  const errorReplyOf = (errorCode: number, message: string): LegacyReply =>
+    reply([encodeErrorItem(identity, { id: 0, type: 0, errorCode, message, state: TaskState.NotSet })]);
 
   const requestType = (request: LegacyRequest): number => {
     switch (request.kind) {
@@ -82,9 +102,9 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
   const run = async (request: LegacyRequest, signal: AbortSignal | undefined): Promise<TaskView> => {
     switch (request.kind) {
       case "set":
-        return (await core.submit(request.spec, signal)).view;
+        return (await core.submit(request.spec, signal, "whole")).view;
       case "check":
-        return core.check(request.ref, request.extended);
+        return core.check(request.ref, request.extended, "whole");
       case "terminate":
         try {
           return await core.terminate(request.ref, request.options);
@@ -94,7 +114,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
           throw error;
         }
       case "fetch":
-        return core.fetch(request.ref, request.remove);
+        return core.fetch(request.ref, request.remove, "whole");
       case "delete":
         return core.remove(request.ref);
     }
@@ -144,30 +164,51 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     }
   };
 
-  return {
-    async handle(body, signal) {
-      const decoded = decodeLegacyMessage(body);
-      if (!decoded.ok) return reply([encodeDecodeFailure(identity, decoded.failure)], decoded.cover);
-      const { request, cover } = decoded;
+  const streamed = (items: LegacyResultItem[], cover: LegacyCover | undefined, placeholders: OutputPlaceholders, retryAfterMs?: number): LegacyStreamedReply => {
+    const body = legacyBody(items, cover, placeholders);
+    return retryAfterMs === undefined ? { body, status: 200 } : { body, status: 200, retryAfterMs };
+  };
+
+  const handleStreamed = async (body: string | Uint8Array, signal?: AbortSignal): Promise<LegacyStreamedReply> => {
+    const placeholders = new OutputPlaceholders();
+    const decoded = decodeLegacyMessage(body);
+    if (!decoded.ok) return streamed([encodeDecodeFailure(identity, decoded.failure)], decoded.cover, placeholders);
+    const { request, cover } = decoded;
+    let view: TaskView | undefined;
+    try {
+      view = await run(request, signal);
+      // A set request without an id gets the id the core gave the task.
+      const id = request.kind === "set" && request.spec.id === "" ? undefined : (request.sentId ?? request.id);
+      return streamed([encodeTaskView(view, identity, requestType(request), id, placeholders.placeholder)], cover, placeholders);
+    } catch (error) {
+      // The view's outputs are open only once the reply holds them.
+      if (view !== undefined) await releaseView(view);
       try {
-        const view = await run(request, signal);
-        // A set request without an id gets the id the core gave the task.
-        const id = request.kind === "set" && request.spec.id === "" ? undefined : (request.sentId ?? request.id);
-        return reply([encodeTaskView(view, identity, requestType(request), id)], cover);
+        const { item, retryAfterMs } = await failureItem(request, error);
+        return streamed([item], cover, placeholders, retryAfterMs);
+      } catch (mappingError) {
+        logger?.error({ err: mappingError }, "legacy error mapping failed");
+        const item = encodeErrorItem(identity, { id: request.sentId ?? request.id, type: requestType(request), errorCode: ErrorCode.InternalFo, message: genericInternalMessage, state: TaskState.NotSet });
+        return streamed([item], cover, placeholders);
+      }
+    }
+  };
+
+  return {
+    handleStreamed,
+    async handle(body, signal) {
+      const answer = await handleStreamed(body, signal);
+      try {
+        const text = (await collectLegacyBody(answer.body)).toString("utf8");
+        return answer.retryAfterMs === undefined ? { body: text, status: answer.status } : { body: text, status: answer.status, retryAfterMs: answer.retryAfterMs };
       } catch (error) {
-        try {
-          const { item, retryAfterMs } = await failureItem(request, error);
-          return reply([item], cover, retryAfterMs);
-        } catch (mappingError) {
-          logger?.error({ err: mappingError }, "legacy error mapping failed");
-          const item = encodeErrorItem(identity, { id: request.sentId ?? request.id, type: requestType(request), errorCode: ErrorCode.InternalFo, message: genericInternalMessage, state: TaskState.NotSet });
-          return reply([item], cover);
-        }
+        logger?.error({ err: error }, "legacy reply could not be read");
+        return errorReplyOf(ErrorCode.InternalFo, genericInternalMessage);
+      } finally {
+        await answer.body.release();
       }
     },
-    errorReply(errorCode, message) {
-      return reply([encodeErrorItem(identity, { id: 0, type: 0, errorCode, message, state: TaskState.NotSet })]);
-    },
+    errorReply: (errorCode, message) => errorReplyOf(errorCode, message),
   };
 }
 

@@ -1,6 +1,7 @@
 import { setMaxListeners } from "node:events";
 import { Router } from "zeromq";
 import { ErrorCode } from "../domain/errors.js";
+import { collectLegacyBody, type LegacyBody } from "./legacy-body.js";
 import type { LegacyLogger } from "./legacy-handler.js";
 import { secureSocket, type SecuredSocket } from "./zmq-auth.js";
 
@@ -10,6 +11,8 @@ import { secureSocket, type SecuredSocket } from "./zmq-auth.js";
  */
 export interface ZmqMessageHandler {
   handle(body: Uint8Array, signal: AbortSignal): Promise<{ readonly body: string }>;
+  /** When present, used instead of `handle`: the reply is built once, into the one buffer its frame needs. */
+  handleStreamed?(body: Uint8Array, signal: AbortSignal): Promise<{ readonly body: LegacyBody }>;
   errorReply(errorCode: number, message: string): { readonly body: string };
 }
 
@@ -94,8 +97,25 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
     }
     const reply = controller.signal.aborted
       ? handler.errorReply(ErrorCode.InternalFo, "the node is shutting down")
-      : await handler.handle(body, controller.signal);
+      : handler.handleStreamed === undefined
+        ? await handler.handle(body, controller.signal)
+        : { body: await frameOf(await handler.handleStreamed(body, controller.signal)) };
     await send([identity, id, reply.body]);
+  };
+
+  /**
+   * A ZeroMQ frame is one buffer: a streamed reply is read into one of its exact length
+   * (never a string, never a second copy). One that cannot be read becomes an error reply.
+   */
+  const frameOf = async (reply: { readonly body: LegacyBody }): Promise<Buffer | string> => {
+    try {
+      return await collectLegacyBody(reply.body);
+    } catch (error) {
+      logger?.error({ err: error }, "zeromq reply could not be built");
+      return handler.errorReply(ErrorCode.InternalFo, "internal error of the node").body;
+    } finally {
+      await reply.body.release();
+    }
   };
 
   const loop = (async () => {

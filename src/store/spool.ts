@@ -16,6 +16,11 @@ import { encodeTailHeader, tailHeaderBytes } from "./tail-ring.js";
  * file ends as head + tail, and {@link truncated} tells the result. The ring file begins
  * with a small header (see tail-ring.ts) from which a node restarted after a crash puts
  * the ring back in order.
+ *
+ * The cap governs what is kept, not what an attached caller receives: with a live reader
+ * ({@link attachLive}), every byte past the head is also queued for it, and a write past the
+ * head completes only once that queue is short again, so a slow attached caller slows the
+ * command through backpressure (as ssh does) instead of losing the middle of its output.
  */
 export class OutputSpool extends Writable {
   /** Bytes the command wrote in all (the true count, even past the cap). */
@@ -44,6 +49,62 @@ export class OutputSpool extends Writable {
     super({ highWaterMark: 256 * 1024 });
     this.headCap = capBytes > 0 ? Math.ceil(capBytes / 2) : Number.POSITIVE_INFINITY;
     this.tailCap = capBytes > 0 ? Math.floor(capBytes / 2) : 0;
+  }
+
+  /** Bytes past the head queued for the attached reader, with their offsets in the stream. */
+  private live: { offset: number; data: Buffer }[] | undefined;
+  private liveBytes = 0;
+  /** Writers waiting for the attached reader to take its queue. */
+  private liveDrained: (() => void)[] = [];
+
+  /** Bytes queued for the attached reader past which a write waits for it. */
+  static liveQueueBytes = 1024 * 1024;
+
+  /** Bytes of the head: the first part of the stream, kept in the file at its own offsets. */
+  get headBytes(): number {
+    return this.headCap;
+  }
+
+  /**
+   * Makes the spool keep every byte past the head for one attached reader until it takes
+   * them with {@link takeLive}. Call before the first byte is written; a later call would
+   * miss the bytes already past the head.
+   */
+  attachLive(): void {
+    this.live ??= [];
+  }
+
+  /** True while an attached reader is registered. */
+  get attached(): boolean {
+    return this.live !== undefined;
+  }
+
+  /**
+   * The bytes past the head queued for the attached reader, oldest first, as one chunk with
+   * its offset in the stream, or undefined when none wait. Wakes a writer waiting for room.
+   */
+  takeLive(): { offset: number; data: Buffer } | undefined {
+    const queue = this.live;
+    if (queue === undefined || queue.length === 0) return undefined;
+    const offset = queue[0]!.offset;
+    const data = queue.length === 1 ? queue[0]!.data : Buffer.concat(queue.map((piece) => piece.data), this.liveBytes);
+    queue.length = 0;
+    this.liveBytes = 0;
+    this.releaseWriters();
+    return { offset, data };
+  }
+
+  /** Drops the attached reader (it went away): its queue is freed and writers go on. */
+  detachLive(): void {
+    this.live = undefined;
+    this.liveBytes = 0;
+    this.releaseWriters();
+  }
+
+  private releaseWriters(): void {
+    const waiting = this.liveDrained;
+    this.liveDrained = [];
+    for (const resolve of waiting) resolve();
   }
 
   /** True once the output went past the cap. */
@@ -116,9 +177,21 @@ export class OutputSpool extends Writable {
       }
       header(end);
     }
+    const offset = this.total;
     this.total += data.length;
     this.unflushed += chunk.length;
     if (this.unflushed >= OutputSpool.flushEveryBytes && this.flushing === undefined) this.flushInBackground();
+    if (data.length > 0 && this.live !== undefined) {
+      // Copied: the writer reuses its buffer once this write completes.
+      this.live.push({ offset, data: Buffer.from(data) });
+      this.liveBytes += data.length;
+      this.wakeSoon(chunk.length);
+      // Backpressure: the write completes once the attached reader has room again.
+      while (this.live !== undefined && this.liveBytes >= OutputSpool.liveQueueBytes) {
+        await new Promise<void>((resolve) => this.liveDrained.push(resolve));
+      }
+      return;
+    }
     this.wakeSoon(chunk.length);
   }
 
@@ -213,11 +286,14 @@ export class OutputSpool extends Writable {
 
   /**
    * Calls `listener` once, when more bytes arrive or the spool completes (at once when it is
-   * complete already); returns a function that unsubscribes it. Unlike {@link changed} it
-   * leaves nothing behind when the caller stops waiting for another reason.
+   * complete already, or when `live` and the attached reader's queue holds bytes); returns a
+   * function that unsubscribes it. Unlike {@link changed} it leaves nothing behind when the
+   * caller stops waiting for another reason.
    */
-  subscribe(listener: () => void): () => void {
-    if (this.ended) {
+  subscribe(listener: () => void, live = false): () => void {
+    // The attached reader (`live`) is called at once while its queue holds bytes: a writer
+    // waiting for it to take them would otherwise never write again to wake it.
+    if (this.ended || (live && this.liveBytes > 0)) {
       listener();
       return () => undefined;
     }

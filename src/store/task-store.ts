@@ -1,5 +1,5 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DrceError } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
@@ -87,6 +87,11 @@ export interface TaskStore {
   writeResultFile(id: string, index: number, data: Uint8Array): Promise<void>;
   /** Reads a whole output file (empty when missing). */
   readOutput(id: string, stream: StreamName): Promise<Buffer>;
+  /**
+   * Reads at most `limit` bytes from the start of an output file (all of it when `limit` is
+   * zero), with the file's size; empty and zero when the file is missing.
+   */
+  readOutputHead(id: string, stream: StreamName, limit: number): Promise<{ data: Buffer; size: number }>;
   /** Size of an output file (zero when missing). */
   outputSize(id: string, stream: StreamName): Promise<number>;
 }
@@ -250,6 +255,31 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
         return await readFile(path);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === "ENOENT") return Buffer.alloc(0);
+        throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: 109 });
+      }
+    },
+    async readOutputHead(id, stream, limit) {
+      const path = join(taskDir(id), stream);
+      try {
+        const size = statSync(path).size;
+        const wanted = limit > 0 ? Math.min(limit, size) : size;
+        // As readOutput: small reads at once, large ones through the thread pool.
+        if (size <= smallOutputBytes) return { data: readFileSync(path).subarray(0, wanted), size };
+        const handle = await open(path, "r");
+        try {
+          const data = Buffer.allocUnsafe(wanted);
+          let filled = 0;
+          while (filled < wanted) {
+            const { bytesRead } = await handle.read(data, filled, wanted - filled, filled);
+            if (bytesRead === 0) break;
+            filled += bytesRead;
+          }
+          return { data: data.subarray(0, filled), size };
+        } finally {
+          await handle.close();
+        }
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return { data: Buffer.alloc(0), size: 0 };
         throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: 109 });
       }
     },

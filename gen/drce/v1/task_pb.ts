@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drce/v1/task.proto.
  */
 export const file_drce_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChJkcmNlL3YxL3Rhc2sucHJvdG8SB2RyY2UudjEi/AEKB1Nlc3Npb24SIgoEdHlwZRgBIAEoDjIULmRyY2UudjEuU2Vzc2lvblR5cGUSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNEgwKBHVzZXIYBCABKAkSEAoIcGFzc3dvcmQYBSABKAkSEwoLcHJpdmF0ZV9rZXkYBiABKAkSEgoKcGFzc3BocmFzZRgHIAEoCRIYChBob3N0X2ZpbmdlcnByaW50GAggASgJEhcKCnJ1bl9hc191aWQYCSABKA1IAIgBARIXCgpydW5fYXNfZ2lkGAogASgNSAGIAQFCDQoLX3J1bl9hc191aWRCDQoLX3J1bl9hc19naWQiNgoIRmlsZVNwZWMSDAoEbmFtZRgBIAEoCRIMCgRkYXRhGAIgASgMEg4KBmFjdGlvbhgDIAEoDSI4CgpGaWxlUmVzdWx0EgwKBG5hbWUYASABKAkSDAoEZGF0YRgCIAEoDBIOCgZhY3Rpb24YAyABKA0i0gIKBkxpbWl0cxIQCghwcm9jX21heBgBIAEoBBITCgt0aHJlYWRzX21heBgCIAEoBBIPCgdjcHVfbWF4GAMgASgBEhIKCmlvd2FpdF9tYXgYBCABKAESEQoJdnJhbV9mcmVlGAUgASgBEhUKDXZyYW1fZnJlZV9taW4YBiABKAQSEQoJcnJhbV9mcmVlGAcgASgBEhUKDXJyYW1fZnJlZV9taW4YCCABKAQSEQoJZGlza19mcmVlGAkgASgBEhUKDWRpc2tfZnJlZV9taW4YCiABKAQSGAoQaW93YWl0X3VzYWdlX21heBgLIAEoARIWCg52cmFtX3VzYWdlX21heBgMIAEoARIWCg5ycmFtX3VzYWdlX21heBgNIAEoARIWCg5kaXNrX3VzYWdlX21heBgOIAEoARIcChRkaXNrX3VzYWdlX21heF9ieXRlcxgPIAEoBCLYAwoIVGFza1NwZWMSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSDwoHY29tbWFuZBgDIAEoCRIMCgRhcmd2GAQgAygJEg0KBWlucHV0GAUgASgMEicKA2VudhgGIAMoCzIaLmRyY2UudjEuVGFza1NwZWMuRW52RW50cnkSEAoId29ya19kaXIYByABKAkSDQoFc2hlbGwYCCABKAkSIQoHc2Vzc2lvbhgJIAEoCzIQLmRyY2UudjEuU2Vzc2lvbhIfCgRtb2RlGAogASgOMhEuZHJjZS52MS5UYXNrTW9kZRIXCg90aW1lb3V0X3NlY29uZHMYCyABKA0SEwoLdGltZV9tYXhfbXMYDCABKAQSDwoHY2xlYW51cBgNIAEoCBIgCgVmaWxlcxgOIAMoCzIRLmRyY2UudjEuRmlsZVNwZWMSHwoGbGltaXRzGA8gASgLMg8uZHJjZS52MS5MaW1pdHMSIwoIc3VidGFza3MYECADKAsyES5kcmNlLnYxLlRhc2tTcGVjEg4KBnR0bF9tcxgRIAEoBBISCgpvcGVuX3N0ZGluGBIgASgIGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEimgUKClRhc2tSZXN1bHQSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSIQoFc3RhdGUYAyABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBCABKAUSEgoKZXJyb3JfY29kZRgFIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAYgASgJEgwKBGhvc3QYByABKAkSDAoEcG9ydBgIIAEoDRIMCgRub2RlGAkgASgJEgsKA3BpZBgKIAEoBRITCgtleGl0X3N0YXR1cxgLIAEoBRIOCgZzaWduYWwYDCABKAkSDgoGc3Rkb3V0GA0gASgMEg4KBnN0ZGVychgOIAEoDBIiCgVmaWxlcxgPIAMoCzITLmRyY2UudjEuRmlsZVJlc3VsdBIPCgd0aW1lX21zGBAgASgEEi8KBmZpZWxkcxgRIAMoCzIfLmRyY2UudjEuVGFza1Jlc3VsdC5GaWVsZHNFbnRyeRIlCghzdWJ0YXNrcxgSIAMoCzITLmRyY2UudjEuVGFza1Jlc3VsdBIfCgRtb2RlGBMgASgOMhEuZHJjZS52MS5UYXNrTW9kZRIVCg1zdGFydGVkX2F0X21zGBQgASgDEhYKDmZpbmlzaGVkX2F0X21zGBUgASgDEhMKC3N0ZG91dF9zaXplGBYgASgEEhMKC3N0ZGVycl9zaXplGBcgASgEEhgKEHN0ZG91dF90cnVuY2F0ZWQYGCABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgZIAEoCBIUCgxlc2NhcGVkX3BpZHMYGiADKAUSEQoJcGFyZW50X2lkGBsgASgJGi0KC0ZpZWxkc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiTAoLT3V0cHV0Q2h1bmsSHwoGc3RyZWFtGAEgASgOMg8uZHJjZS52MS5TdHJlYW0SDgoGb2Zmc2V0GAIgASgEEgwKBGRhdGEYAyABKAwi4AEKCVRhc2tFdmVudBILCgNzZXEYASABKAQSCgoCaWQYAiABKAkSDQoFYWxpYXMYAyABKAkSIQoFc3RhdGUYBCABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBSABKAUSEgoKZXJyb3JfY29kZRgGIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEhMKC2V4aXRfc3RhdHVzGAggASgFEhQKDHRpbWVfdW5peF9tcxgJIAEoAxILCgNwaWQYCiABKAUSDwoHdGltZV9tcxgLIAEoBCLqAQoLVGFza1N1bW1hcnkSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSIQoFc3RhdGUYAyABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBCABKAUSHwoEbW9kZRgFIAEoDjIRLmRyY2UudjEuVGFza01vZGUSFQoNc3RhcnRlZF9hdF9tcxgGIAEoAxIPCgdjb21tYW5kGAcgASgJEhMKC2V4aXRfc3RhdHVzGAggASgFEhEKCXBhcmVudF9pZBgJIAEoCRIWCg5maW5pc2hlZF9hdF9tcxgKIAEoAyrLAgoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNUQVNLX1NUQVRFX0ZJTklTSEVEEAESGgoWVEFTS19TVEFURV9JTl9QUk9HUkVTUxACEhIKDlRBU0tfU1RBVEVfTkVXEAMSGAoUVEFTS19TVEFURV9OT1RfRk9VTkQQBBIZChVUQVNLX1NUQVRFX1RFUk1JTkFURUQQBRIWChJUQVNLX1NUQVRFX0NSQVNIRUQQBhIWChJUQVNLX1NUQVRFX05PVF9TRVQQBxIYChRUQVNLX1NUQVRFX1VOREVGSU5FRBAIEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAkSFgoSVEFTS19TVEFURV9ERUxFVEVEEAoSEwoPVEFTS19TVEFURV9CVVNZEAsSFgoSVEFTS19TVEFURV9FWFBJUkVEEAwqTgoIVGFza01vZGUSGQoVVEFTS19NT0RFX1VOU1BFQ0lGSUVEEAASEgoOVEFTS19NT0RFX1NZTkMQARITCg9UQVNLX01PREVfQVNZTkMQAipZCgtTZXNzaW9uVHlwZRIcChhTRVNTSU9OX1RZUEVfVU5TUEVDSUZJRUQQABIWChJTRVNTSU9OX1RZUEVfTE9DQUwQARIUChBTRVNTSU9OX1RZUEVfU1NIEAIqRgoGU3RyZWFtEhYKElNUUkVBTV9VTlNQRUNJRklFRBAAEhEKDVNUUkVBTV9TVERPVVQQARIRCg1TVFJFQU1fU1RERVJSEAJiBnByb3RvMw");
+  fileDesc("ChJkcmNlL3YxL3Rhc2sucHJvdG8SB2RyY2UudjEi/AEKB1Nlc3Npb24SIgoEdHlwZRgBIAEoDjIULmRyY2UudjEuU2Vzc2lvblR5cGUSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNEgwKBHVzZXIYBCABKAkSEAoIcGFzc3dvcmQYBSABKAkSEwoLcHJpdmF0ZV9rZXkYBiABKAkSEgoKcGFzc3BocmFzZRgHIAEoCRIYChBob3N0X2ZpbmdlcnByaW50GAggASgJEhcKCnJ1bl9hc191aWQYCSABKA1IAIgBARIXCgpydW5fYXNfZ2lkGAogASgNSAGIAQFCDQoLX3J1bl9hc191aWRCDQoLX3J1bl9hc19naWQiNgoIRmlsZVNwZWMSDAoEbmFtZRgBIAEoCRIMCgRkYXRhGAIgASgMEg4KBmFjdGlvbhgDIAEoDSI4CgpGaWxlUmVzdWx0EgwKBG5hbWUYASABKAkSDAoEZGF0YRgCIAEoDBIOCgZhY3Rpb24YAyABKA0i0gIKBkxpbWl0cxIQCghwcm9jX21heBgBIAEoBBITCgt0aHJlYWRzX21heBgCIAEoBBIPCgdjcHVfbWF4GAMgASgBEhIKCmlvd2FpdF9tYXgYBCABKAESEQoJdnJhbV9mcmVlGAUgASgBEhUKDXZyYW1fZnJlZV9taW4YBiABKAQSEQoJcnJhbV9mcmVlGAcgASgBEhUKDXJyYW1fZnJlZV9taW4YCCABKAQSEQoJZGlza19mcmVlGAkgASgBEhUKDWRpc2tfZnJlZV9taW4YCiABKAQSGAoQaW93YWl0X3VzYWdlX21heBgLIAEoARIWCg52cmFtX3VzYWdlX21heBgMIAEoARIWCg5ycmFtX3VzYWdlX21heBgNIAEoARIWCg5kaXNrX3VzYWdlX21heBgOIAEoARIcChRkaXNrX3VzYWdlX21heF9ieXRlcxgPIAEoBCLYAwoIVGFza1NwZWMSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSDwoHY29tbWFuZBgDIAEoCRIMCgRhcmd2GAQgAygJEg0KBWlucHV0GAUgASgMEicKA2VudhgGIAMoCzIaLmRyY2UudjEuVGFza1NwZWMuRW52RW50cnkSEAoId29ya19kaXIYByABKAkSDQoFc2hlbGwYCCABKAkSIQoHc2Vzc2lvbhgJIAEoCzIQLmRyY2UudjEuU2Vzc2lvbhIfCgRtb2RlGAogASgOMhEuZHJjZS52MS5UYXNrTW9kZRIXCg90aW1lb3V0X3NlY29uZHMYCyABKA0SEwoLdGltZV9tYXhfbXMYDCABKAQSDwoHY2xlYW51cBgNIAEoCBIgCgVmaWxlcxgOIAMoCzIRLmRyY2UudjEuRmlsZVNwZWMSHwoGbGltaXRzGA8gASgLMg8uZHJjZS52MS5MaW1pdHMSIwoIc3VidGFza3MYECADKAsyES5kcmNlLnYxLlRhc2tTcGVjEg4KBnR0bF9tcxgRIAEoBBISCgpvcGVuX3N0ZGluGBIgASgIGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiqAYKClRhc2tSZXN1bHQSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSIQoFc3RhdGUYAyABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBCABKAUSEgoKZXJyb3JfY29kZRgFIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAYgASgJEgwKBGhvc3QYByABKAkSDAoEcG9ydBgIIAEoDRIMCgRub2RlGAkgASgJEgsKA3BpZBgKIAEoBRITCgtleGl0X3N0YXR1cxgLIAEoBRIOCgZzaWduYWwYDCABKAkSDgoGc3Rkb3V0GA0gASgMEg4KBnN0ZGVychgOIAEoDBIiCgVmaWxlcxgPIAMoCzITLmRyY2UudjEuRmlsZVJlc3VsdBIPCgd0aW1lX21zGBAgASgEEi8KBmZpZWxkcxgRIAMoCzIfLmRyY2UudjEuVGFza1Jlc3VsdC5GaWVsZHNFbnRyeRIlCghzdWJ0YXNrcxgSIAMoCzITLmRyY2UudjEuVGFza1Jlc3VsdBIfCgRtb2RlGBMgASgOMhEuZHJjZS52MS5UYXNrTW9kZRIVCg1zdGFydGVkX2F0X21zGBQgASgDEhYKDmZpbmlzaGVkX2F0X21zGBUgASgDEhMKC3N0ZG91dF9zaXplGBYgASgEEhMKC3N0ZGVycl9zaXplGBcgASgEEhgKEHN0ZG91dF90cnVuY2F0ZWQYGCABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgZIAEoCBIUCgxlc2NhcGVkX3BpZHMYGiADKAUSEQoJcGFyZW50X2lkGBsgASgJEh0KFXN0ZG91dF9tb3JlX2F2YWlsYWJsZRgcIAEoCBIdChVzdGRlcnJfbW9yZV9hdmFpbGFibGUYHSABKAgSJgoKc3Rkb3V0X2dhcBgeIAEoCzISLmRyY2UudjEuT3V0cHV0R2FwEiYKCnN0ZGVycl9nYXAYHyABKAsyEi5kcmNlLnYxLk91dHB1dEdhcBotCgtGaWVsZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIkwKC091dHB1dENodW5rEh8KBnN0cmVhbRgBIAEoDjIPLmRyY2UudjEuU3RyZWFtEg4KBm9mZnNldBgCIAEoBBIMCgRkYXRhGAMgASgMIksKCU91dHB1dEdhcBIfCgZzdHJlYW0YASABKA4yDy5kcmNlLnYxLlN0cmVhbRIOCgZvZmZzZXQYAiABKAQSDQoFYnl0ZXMYAyABKAQi4AEKCVRhc2tFdmVudBILCgNzZXEYASABKAQSCgoCaWQYAiABKAkSDQoFYWxpYXMYAyABKAkSIQoFc3RhdGUYBCABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBSABKAUSEgoKZXJyb3JfY29kZRgGIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEhMKC2V4aXRfc3RhdHVzGAggASgFEhQKDHRpbWVfdW5peF9tcxgJIAEoAxILCgNwaWQYCiABKAUSDwoHdGltZV9tcxgLIAEoBCLqAQoLVGFza1N1bW1hcnkSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSIQoFc3RhdGUYAyABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBCABKAUSHwoEbW9kZRgFIAEoDjIRLmRyY2UudjEuVGFza01vZGUSFQoNc3RhcnRlZF9hdF9tcxgGIAEoAxIPCgdjb21tYW5kGAcgASgJEhMKC2V4aXRfc3RhdHVzGAggASgFEhEKCXBhcmVudF9pZBgJIAEoCRIWCg5maW5pc2hlZF9hdF9tcxgKIAEoAyrLAgoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNUQVNLX1NUQVRFX0ZJTklTSEVEEAESGgoWVEFTS19TVEFURV9JTl9QUk9HUkVTUxACEhIKDlRBU0tfU1RBVEVfTkVXEAMSGAoUVEFTS19TVEFURV9OT1RfRk9VTkQQBBIZChVUQVNLX1NUQVRFX1RFUk1JTkFURUQQBRIWChJUQVNLX1NUQVRFX0NSQVNIRUQQBhIWChJUQVNLX1NUQVRFX05PVF9TRVQQBxIYChRUQVNLX1NUQVRFX1VOREVGSU5FRBAIEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAkSFgoSVEFTS19TVEFURV9ERUxFVEVEEAoSEwoPVEFTS19TVEFURV9CVVNZEAsSFgoSVEFTS19TVEFURV9FWFBJUkVEEAwqTgoIVGFza01vZGUSGQoVVEFTS19NT0RFX1VOU1BFQ0lGSUVEEAASEgoOVEFTS19NT0RFX1NZTkMQARITCg9UQVNLX01PREVfQVNZTkMQAipZCgtTZXNzaW9uVHlwZRIcChhTRVNTSU9OX1RZUEVfVU5TUEVDSUZJRUQQABIWChJTRVNTSU9OX1RZUEVfTE9DQUwQARIUChBTRVNTSU9OX1RZUEVfU1NIEAIqRgoGU3RyZWFtEhYKElNUUkVBTV9VTlNQRUNJRklFRBAAEhEKDVNUUkVBTV9TVERPVVQQARIRCg1TVFJFQU1fU1RERVJSEAJiBnByb3RvMw");
 
 /**
  * Session selects the execution target and its credentials.
@@ -523,14 +523,17 @@ export type TaskResult = Message<"drce.v1.TaskResult"> & {
   signal: string;
 
   /**
-   * Standard output (on fetch only).
+   * Standard output (on fetch, sync submit and extended check): the first bytes of the kept
+   * copy, at most the node's --inline-output-bytes (default 1 MiB), so that a reply stays
+   * under the 4 MiB message limit gRPC clients default to. When stdout_more_available is
+   * set, read the rest with StreamTaskOutput from offset len(stdout).
    *
    * @generated from field: bytes stdout = 13;
    */
   stdout: Uint8Array;
 
   /**
-   * Standard error (on fetch only).
+   * Standard error: as stdout, at most --inline-output-bytes; see stderr_more_available.
    *
    * @generated from field: bytes stderr = 14;
    */
@@ -586,7 +589,7 @@ export type TaskResult = Message<"drce.v1.TaskResult"> & {
   finishedAtMs: bigint;
 
   /**
-   * Total bytes the command wrote to stdout.
+   * Total bytes the command wrote to stdout (the true size, even when only head and tail were kept).
    *
    * @generated from field: uint64 stdout_size = 22;
    */
@@ -600,14 +603,15 @@ export type TaskResult = Message<"drce.v1.TaskResult"> & {
   stderrSize: bigint;
 
   /**
-   * True when stdout exceeded the node's cap and only head and tail were kept.
+   * True when stdout exceeded the node's --max-output-bytes and only head and tail were kept;
+   * StreamTaskOutput then sends an OutputGap where the middle was dropped.
    *
    * @generated from field: bool stdout_truncated = 24;
    */
   stdoutTruncated: boolean;
 
   /**
-   * True when stderr exceeded the node's cap and only head and tail were kept.
+   * True when stderr exceeded the node's --max-output-bytes and only head and tail were kept.
    *
    * @generated from field: bool stderr_truncated = 25;
    */
@@ -626,6 +630,37 @@ export type TaskResult = Message<"drce.v1.TaskResult"> & {
    * @generated from field: string parent_id = 27;
    */
   parentId: string;
+
+  /**
+   * True when the node kept more stdout than this reply carries (the reply holds at most
+   * --inline-output-bytes): read the rest with StreamTaskOutput.
+   *
+   * @generated from field: bool stdout_more_available = 28;
+   */
+  stdoutMoreAvailable: boolean;
+
+  /**
+   * True when the node kept more stderr than this reply carries.
+   *
+   * @generated from field: bool stderr_more_available = 29;
+   */
+  stderrMoreAvailable: boolean;
+
+  /**
+   * Where stdout was cut, on a reply that carries output (fetch, sync submit, extended
+   * check) of a truncated stream: the kept copy is the stream's head up to gap.offset, then
+   * its tail; gap.bytes were not kept. Unset when nothing was cut.
+   *
+   * @generated from field: drce.v1.OutputGap stdout_gap = 30;
+   */
+  stdoutGap?: OutputGap | undefined;
+
+  /**
+   * Where stderr was cut, likewise.
+   *
+   * @generated from field: drce.v1.OutputGap stderr_gap = 31;
+   */
+  stderrGap?: OutputGap | undefined;
 };
 
 /**
@@ -649,7 +684,8 @@ export type OutputChunk = Message<"drce.v1.OutputChunk"> & {
   stream: Stream;
 
   /**
-   * Byte offset of data within the stream.
+   * Byte offset of data within the stream as the command wrote it (past a gap, the offset
+   * counts the bytes that were not kept).
    *
    * @generated from field: uint64 offset = 2;
    */
@@ -669,6 +705,42 @@ export type OutputChunk = Message<"drce.v1.OutputChunk"> & {
  */
 export const OutputChunkSchema: GenMessage<OutputChunk> = /*@__PURE__*/
   messageDesc(file_drce_v1_task, 6);
+
+/**
+ * OutputGap marks bytes of a stream that the node did not keep: the command wrote more than
+ * --max-output-bytes, and only the head and the tail of the stream were kept on disk.
+ *
+ * @generated from message drce.v1.OutputGap
+ */
+export type OutputGap = Message<"drce.v1.OutputGap"> & {
+  /**
+   * Which stream.
+   *
+   * @generated from field: drce.v1.Stream stream = 1;
+   */
+  stream: Stream;
+
+  /**
+   * Byte offset within the stream of the first byte not kept.
+   *
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * Number of bytes not kept; the next chunk of the stream starts at offset + bytes.
+   *
+   * @generated from field: uint64 bytes = 3;
+   */
+  bytes: bigint;
+};
+
+/**
+ * Describes the message drce.v1.OutputGap.
+ * Use `create(OutputGapSchema)` to create a new message.
+ */
+export const OutputGapSchema: GenMessage<OutputGap> = /*@__PURE__*/
+  messageDesc(file_drce_v1_task, 7);
 
 /**
  * TaskEvent is a task state change (legacy notification type 100).
@@ -759,7 +831,7 @@ export type TaskEvent = Message<"drce.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_drce_v1_task, 7);
+  messageDesc(file_drce_v1_task, 8);
 
 /**
  * TaskSummary is one line of a task list.
@@ -843,7 +915,7 @@ export type TaskSummary = Message<"drce.v1.TaskSummary"> & {
  * Use `create(TaskSummarySchema)` to create a new message.
  */
 export const TaskSummarySchema: GenMessage<TaskSummary> = /*@__PURE__*/
-  messageDesc(file_drce_v1_task, 8);
+  messageDesc(file_drce_v1_task, 9);
 
 /**
  * TaskState is the lifecycle state of a task. Each value is the legacy DRCE

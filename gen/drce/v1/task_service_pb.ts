@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { OutputChunk, TaskEvent, TaskResult, TaskSpec, TaskState, TaskSummary } from "./task_pb.js";
+import type { OutputChunk, OutputGap, TaskEvent, TaskResult, TaskSpec, TaskState, TaskSummary } from "./task_pb.js";
 import { file_drce_v1_task } from "./task_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drce/v1/task_service.proto.
  */
 export const file_drce_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("ChpkcmNlL3YxL3Rhc2tfc2VydmljZS5wcm90bxIHZHJjZS52MSI0ChFTdWJtaXRUYXNrUmVxdWVzdBIfCgR0YXNrGAEgASgLMhEuZHJjZS52MS5UYXNrU3BlYyJLChJTdWJtaXRUYXNrUmVzcG9uc2USIwoGcmVzdWx0GAEgASgLMhMuZHJjZS52MS5UYXNrUmVzdWx0EhAKCGV4aXN0aW5nGAIgASgIIjAKDkdldFRhc2tSZXF1ZXN0EgwKBHRhc2sYASABKAkSEAoIZXh0ZW5kZWQYAiABKAgiNgoPR2V0VGFza1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmRyY2UudjEuVGFza1Jlc3VsdCKRAQoUVGVybWluYXRlVGFza1JlcXVlc3QSDAoEdGFzaxgBIAEoCRIoCgNhbGcYAiABKA4yGy5kcmNlLnYxLlRlcm1pbmF0ZUFsZ29yaXRobRIQCghkZWxheV9tcxgDIAEoDRIOCgZyZXBlYXQYBCABKA0SDgoGc2lnbmFsGAUgASgFEg8KB2NsZWFudXAYBiABKAgiPAoVVGVybWluYXRlVGFza1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmRyY2UudjEuVGFza1Jlc3VsdCIwChBGZXRjaFRhc2tSZXF1ZXN0EgwKBHRhc2sYASABKAkSDgoGZGVsZXRlGAIgASgIIjgKEUZldGNoVGFza1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmRyY2UudjEuVGFza1Jlc3VsdCIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR0YXNrGAEgASgJIjkKEkRlbGV0ZVRhc2tSZXNwb25zZRIjCgZyZXN1bHQYASABKAsyEy5kcmNlLnYxLlRhc2tSZXN1bHQiNgoQTGlzdFRhc2tzUmVxdWVzdBIiCgZzdGF0ZXMYASADKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZSI4ChFMaXN0VGFza3NSZXNwb25zZRIjCgV0YXNrcxgBIAMoCzIULmRyY2UudjEuVGFza1N1bW1hcnkiMQoOUnVuVGFza1JlcXVlc3QSHwoEdGFzaxgBIAEoCzIRLmRyY2UudjEuVGFza1NwZWMikgEKD1J1blRhc2tSZXNwb25zZRInCghhY2NlcHRlZBgBIAEoCzITLmRyY2UudjEuVGFza1Jlc3VsdEgAEiYKBm91dHB1dBgCIAEoCzIULmRyY2UudjEuT3V0cHV0Q2h1bmtIABIlCgZyZXN1bHQYAyABKAsyEy5kcmNlLnYxLlRhc2tSZXN1bHRIAEIHCgVldmVudCIyChRTZW5kVGFza0lucHV0UmVxdWVzdBIMCgR0YXNrGAEgASgJEgwKBGRhdGEYAiABKAwiKAoVU2VuZFRhc2tJbnB1dFJlc3BvbnNlEg8KB3dyaXR0ZW4YASABKAQiZQoXU3RyZWFtVGFza091dHB1dFJlcXVlc3QSDAoEdGFzaxgBIAEoCRIVCg1zdGRvdXRfb2Zmc2V0GAIgASgEEhUKDXN0ZGVycl9vZmZzZXQYAyABKAQSDgoGZm9sbG93GAQgASgIInIKGFN0cmVhbVRhc2tPdXRwdXRSZXNwb25zZRImCgZvdXRwdXQYASABKAsyFC5kcmNlLnYxLk91dHB1dENodW5rSAASJQoGcmVzdWx0GAIgASgLMhMuZHJjZS52MS5UYXNrUmVzdWx0SABCBwoFZXZlbnQiTQoWV2F0Y2hUYXNrRXZlbnRzUmVxdWVzdBIRCglhZnRlcl9zZXEYASABKAQSDAoEdGFzaxgCIAEoCRISCgpmcm9tX3N0YXJ0GAMgASgIIjwKF1dhdGNoVGFza0V2ZW50c1Jlc3BvbnNlEiEKBWV2ZW50GAEgASgLMhIuZHJjZS52MS5UYXNrRXZlbnQqgQEKElRlcm1pbmF0ZUFsZ29yaXRobRIjCh9URVJNSU5BVEVfQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASJgoiVEVSTUlOQVRFX0FMR09SSVRITV9URVJNX1RIRU5fS0lMTBABEh4KGlRFUk1JTkFURV9BTEdPUklUSE1fU0lHTkFMEAIy9gUKC1Rhc2tTZXJ2aWNlEkUKClN1Ym1pdFRhc2sSGi5kcmNlLnYxLlN1Ym1pdFRhc2tSZXF1ZXN0GhsuZHJjZS52MS5TdWJtaXRUYXNrUmVzcG9uc2USPAoHR2V0VGFzaxIXLmRyY2UudjEuR2V0VGFza1JlcXVlc3QaGC5kcmNlLnYxLkdldFRhc2tSZXNwb25zZRJOCg1UZXJtaW5hdGVUYXNrEh0uZHJjZS52MS5UZXJtaW5hdGVUYXNrUmVxdWVzdBoeLmRyY2UudjEuVGVybWluYXRlVGFza1Jlc3BvbnNlEkIKCUZldGNoVGFzaxIZLmRyY2UudjEuRmV0Y2hUYXNrUmVxdWVzdBoaLmRyY2UudjEuRmV0Y2hUYXNrUmVzcG9uc2USRQoKRGVsZXRlVGFzaxIaLmRyY2UudjEuRGVsZXRlVGFza1JlcXVlc3QaGy5kcmNlLnYxLkRlbGV0ZVRhc2tSZXNwb25zZRJCCglMaXN0VGFza3MSGS5kcmNlLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5kcmNlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEj4KB1J1blRhc2sSFy5kcmNlLnYxLlJ1blRhc2tSZXF1ZXN0GhguZHJjZS52MS5SdW5UYXNrUmVzcG9uc2UwARJQCg1TZW5kVGFza0lucHV0Eh0uZHJjZS52MS5TZW5kVGFza0lucHV0UmVxdWVzdBoeLmRyY2UudjEuU2VuZFRhc2tJbnB1dFJlc3BvbnNlKAESWQoQU3RyZWFtVGFza091dHB1dBIgLmRyY2UudjEuU3RyZWFtVGFza091dHB1dFJlcXVlc3QaIS5kcmNlLnYxLlN0cmVhbVRhc2tPdXRwdXRSZXNwb25zZTABElYKD1dhdGNoVGFza0V2ZW50cxIfLmRyY2UudjEuV2F0Y2hUYXNrRXZlbnRzUmVxdWVzdBogLmRyY2UudjEuV2F0Y2hUYXNrRXZlbnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_drce_v1_task]);
+  fileDesc("ChpkcmNlL3YxL3Rhc2tfc2VydmljZS5wcm90bxIHZHJjZS52MSI0ChFTdWJtaXRUYXNrUmVxdWVzdBIfCgR0YXNrGAEgASgLMhEuZHJjZS52MS5UYXNrU3BlYyJLChJTdWJtaXRUYXNrUmVzcG9uc2USIwoGcmVzdWx0GAEgASgLMhMuZHJjZS52MS5UYXNrUmVzdWx0EhAKCGV4aXN0aW5nGAIgASgIIjAKDkdldFRhc2tSZXF1ZXN0EgwKBHRhc2sYASABKAkSEAoIZXh0ZW5kZWQYAiABKAgiNgoPR2V0VGFza1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmRyY2UudjEuVGFza1Jlc3VsdCKRAQoUVGVybWluYXRlVGFza1JlcXVlc3QSDAoEdGFzaxgBIAEoCRIoCgNhbGcYAiABKA4yGy5kcmNlLnYxLlRlcm1pbmF0ZUFsZ29yaXRobRIQCghkZWxheV9tcxgDIAEoDRIOCgZyZXBlYXQYBCABKA0SDgoGc2lnbmFsGAUgASgFEg8KB2NsZWFudXAYBiABKAgiPAoVVGVybWluYXRlVGFza1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmRyY2UudjEuVGFza1Jlc3VsdCIwChBGZXRjaFRhc2tSZXF1ZXN0EgwKBHRhc2sYASABKAkSDgoGZGVsZXRlGAIgASgIIjgKEUZldGNoVGFza1Jlc3BvbnNlEiMKBnJlc3VsdBgBIAEoCzITLmRyY2UudjEuVGFza1Jlc3VsdCIhChFEZWxldGVUYXNrUmVxdWVzdBIMCgR0YXNrGAEgASgJIjkKEkRlbGV0ZVRhc2tSZXNwb25zZRIjCgZyZXN1bHQYASABKAsyEy5kcmNlLnYxLlRhc2tSZXN1bHQiNgoQTGlzdFRhc2tzUmVxdWVzdBIiCgZzdGF0ZXMYASADKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZSI4ChFMaXN0VGFza3NSZXNwb25zZRIjCgV0YXNrcxgBIAMoCzIULmRyY2UudjEuVGFza1N1bW1hcnkiMQoOUnVuVGFza1JlcXVlc3QSHwoEdGFzaxgBIAEoCzIRLmRyY2UudjEuVGFza1NwZWMitQEKD1J1blRhc2tSZXNwb25zZRInCghhY2NlcHRlZBgBIAEoCzITLmRyY2UudjEuVGFza1Jlc3VsdEgAEiYKBm91dHB1dBgCIAEoCzIULmRyY2UudjEuT3V0cHV0Q2h1bmtIABIlCgZyZXN1bHQYAyABKAsyEy5kcmNlLnYxLlRhc2tSZXN1bHRIABIhCgNnYXAYBCABKAsyEi5kcmNlLnYxLk91dHB1dEdhcEgAQgcKBWV2ZW50IjIKFFNlbmRUYXNrSW5wdXRSZXF1ZXN0EgwKBHRhc2sYASABKAkSDAoEZGF0YRgCIAEoDCIoChVTZW5kVGFza0lucHV0UmVzcG9uc2USDwoHd3JpdHRlbhgBIAEoBCJlChdTdHJlYW1UYXNrT3V0cHV0UmVxdWVzdBIMCgR0YXNrGAEgASgJEhUKDXN0ZG91dF9vZmZzZXQYAiABKAQSFQoNc3RkZXJyX29mZnNldBgDIAEoBBIOCgZmb2xsb3cYBCABKAgilQEKGFN0cmVhbVRhc2tPdXRwdXRSZXNwb25zZRImCgZvdXRwdXQYASABKAsyFC5kcmNlLnYxLk91dHB1dENodW5rSAASJQoGcmVzdWx0GAIgASgLMhMuZHJjZS52MS5UYXNrUmVzdWx0SAASIQoDZ2FwGAMgASgLMhIuZHJjZS52MS5PdXRwdXRHYXBIAEIHCgVldmVudCJNChZXYXRjaFRhc2tFdmVudHNSZXF1ZXN0EhEKCWFmdGVyX3NlcRgBIAEoBBIMCgR0YXNrGAIgASgJEhIKCmZyb21fc3RhcnQYAyABKAgiPAoXV2F0Y2hUYXNrRXZlbnRzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5kcmNlLnYxLlRhc2tFdmVudCqBAQoSVGVybWluYXRlQWxnb3JpdGhtEiMKH1RFUk1JTkFURV9BTEdPUklUSE1fVU5TUEVDSUZJRUQQABImCiJURVJNSU5BVEVfQUxHT1JJVEhNX1RFUk1fVEhFTl9LSUxMEAESHgoaVEVSTUlOQVRFX0FMR09SSVRITV9TSUdOQUwQAjL2BQoLVGFza1NlcnZpY2USRQoKU3VibWl0VGFzaxIaLmRyY2UudjEuU3VibWl0VGFza1JlcXVlc3QaGy5kcmNlLnYxLlN1Ym1pdFRhc2tSZXNwb25zZRI8CgdHZXRUYXNrEhcuZHJjZS52MS5HZXRUYXNrUmVxdWVzdBoYLmRyY2UudjEuR2V0VGFza1Jlc3BvbnNlEk4KDVRlcm1pbmF0ZVRhc2sSHS5kcmNlLnYxLlRlcm1pbmF0ZVRhc2tSZXF1ZXN0Gh4uZHJjZS52MS5UZXJtaW5hdGVUYXNrUmVzcG9uc2USQgoJRmV0Y2hUYXNrEhkuZHJjZS52MS5GZXRjaFRhc2tSZXF1ZXN0GhouZHJjZS52MS5GZXRjaFRhc2tSZXNwb25zZRJFCgpEZWxldGVUYXNrEhouZHJjZS52MS5EZWxldGVUYXNrUmVxdWVzdBobLmRyY2UudjEuRGVsZXRlVGFza1Jlc3BvbnNlEkIKCUxpc3RUYXNrcxIZLmRyY2UudjEuTGlzdFRhc2tzUmVxdWVzdBoaLmRyY2UudjEuTGlzdFRhc2tzUmVzcG9uc2USPgoHUnVuVGFzaxIXLmRyY2UudjEuUnVuVGFza1JlcXVlc3QaGC5kcmNlLnYxLlJ1blRhc2tSZXNwb25zZTABElAKDVNlbmRUYXNrSW5wdXQSHS5kcmNlLnYxLlNlbmRUYXNrSW5wdXRSZXF1ZXN0Gh4uZHJjZS52MS5TZW5kVGFza0lucHV0UmVzcG9uc2UoARJZChBTdHJlYW1UYXNrT3V0cHV0EiAuZHJjZS52MS5TdHJlYW1UYXNrT3V0cHV0UmVxdWVzdBohLmRyY2UudjEuU3RyZWFtVGFza091dHB1dFJlc3BvbnNlMAESVgoPV2F0Y2hUYXNrRXZlbnRzEh8uZHJjZS52MS5XYXRjaFRhc2tFdmVudHNSZXF1ZXN0GiAuZHJjZS52MS5XYXRjaFRhc2tFdmVudHNSZXNwb25zZTABYgZwcm90bzM", [file_drce_v1_task]);
 
 /**
  * SubmitTaskRequest carries the task to set.
@@ -378,6 +378,16 @@ export type RunTaskResponse = Message<"drce.v1.RunTaskResponse"> & {
      */
     value: TaskResult;
     case: "result";
+  } | {
+    /**
+     * Bytes of a stream that were not delivered. An attached run delivers every byte the
+     * command wrote, whatever the node's --max-output-bytes, so a node sends this only when
+     * it could not (a run that attached to an existing task reads its kept copy).
+     *
+     * @generated from field: drce.v1.OutputGap gap = 4;
+     */
+    value: OutputGap;
+    case: "gap";
   } | { case: undefined; value?: undefined };
 };
 
@@ -451,14 +461,15 @@ export type StreamTaskOutputRequest = Message<"drce.v1.StreamTaskOutputRequest">
   task: string;
 
   /**
-   * Start offset in stdout.
+   * Start offset in stdout, counted in the stream as the command wrote it; an offset in
+   * bytes that were not kept starts with an OutputGap up to the kept tail.
    *
    * @generated from field: uint64 stdout_offset = 2;
    */
   stdoutOffset: bigint;
 
   /**
-   * Start offset in stderr.
+   * Start offset in stderr, counted the same way.
    *
    * @generated from field: uint64 stderr_offset = 3;
    */
@@ -506,6 +517,15 @@ export type StreamTaskOutputResponse = Message<"drce.v1.StreamTaskOutputResponse
      */
     value: TaskResult;
     case: "result";
+  } | {
+    /**
+     * Bytes the node did not keep (the stream passed --max-output-bytes): where and how
+     * many. Output goes on after it with the kept tail.
+     *
+     * @generated from field: drce.v1.OutputGap gap = 3;
+     */
+    value: OutputGap;
+    case: "gap";
   } | { case: undefined; value?: undefined };
 };
 
@@ -647,7 +667,8 @@ export const TaskService: GenService<{
     output: typeof TerminateTaskResponseSchema;
   },
   /**
-   * FetchTask returns a task's output, exit status and files, keeping or deleting its data.
+   * FetchTask returns a task's output (at most --inline-output-bytes per stream; see
+   * TaskResult.stdout_more_available), exit status and files, keeping or deleting its data.
    *
    * @generated from rpc drce.v1.TaskService.FetchTask
    */
