@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import { createSecureContext } from "node:tls";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { createTokenCheck } from "./auth.js";
+import { createBrowserGuard, parseAllowHost, parseCorsOrigin, type BrowserVerdict } from "./browser-guard.js";
 import { type Config, ConfigError, parseHostPort, validateConfig } from "./config.js";
 import { createTaskHandler } from "./connect/task-handler.js";
 import { createHealthHandler } from "./connect/health-handler.js";
@@ -27,6 +28,7 @@ import { createDualServer, type DualHandler } from "./http-server.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createTaskStore } from "./store/task-store.js";
 import { stateNames } from "./domain/states.js";
+import { ErrorCode } from "./domain/errors.js";
 import { createHostSampler, hostFields } from "./executor/host-sampler.js";
 import { checkRunLimits, checkStartLimits } from "./executor/limits.js";
 import { directoryBytes } from "./executor/process-usage.js";
@@ -187,8 +189,55 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     shutdownSignal: shutdown.signal,
   });
   const legacy = createLegacyHandler({ core, identity, logger });
+  const guard = createBrowserGuard({
+    listenHost: address.host,
+    allowHosts: config.allowHosts.map(parseAllowHost),
+    corsOrigins: config.corsOrigins.map(parseCorsOrigin),
+    secure: tlsFiles !== undefined,
+  });
+  /** Answers a refused request in the form its endpoint's callers read, and reads nothing of its body. */
+  const refuse = (path: string, verdict: Extract<BrowserVerdict, { kind: "refuse" }>, req: Parameters<DualHandler>[0], res: Parameters<DualHandler>[1]): void => {
+    const { status, message } = verdict;
+    // The body is never read: an HTTP/1.1 connection must not parse it as the next request.
+    // HTTP/2 has no connection header, and its session outlives a refused stream.
+    const close: Record<string, string> = req.httpVersionMajor === 2 ? {} : { connection: "close" };
+    if (path === legacyHttpPath) {
+      const reply = legacy.errorReply(ErrorCode.CreateTask, message);
+      res.writeHead(status, { "content-type": "application/json", ...close });
+      res.end(reply.body);
+    } else if (path === metricsHttpPath) {
+      res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...close });
+      res.end(`${message}\n`);
+    } else if (path.startsWith(adminHttpPrefix) || `${path}/` === adminHttpPrefix) {
+      const reply = adminHandler.failure("forbidden", message);
+      res.writeHead(status, { "content-type": "application/json", ...close });
+      res.end(reply.body);
+    } else {
+      // Connect reads the JSON body, gRPC and gRPC-Web clients the status headers.
+      res.writeHead(status, {
+        "content-type": "application/json",
+        "drce-error-code": String(ErrorCode.CreateTask),
+        "grpc-status": String(Code.PermissionDenied),
+        "grpc-message": encodeURIComponent(message),
+        ...close,
+      });
+      res.end(JSON.stringify({ code: "permission_denied", message }));
+    }
+  };
   const handler: DualHandler = (req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    // Before any work, the token included: a page of another site or a rebound host name gets nothing.
+    const verdict = guard(req);
+    if (verdict.kind === "refuse") {
+      refuse(path, verdict, req, res);
+      return;
+    }
+    if (verdict.kind === "preflight") {
+      res.writeHead(204, verdict.headers);
+      res.end();
+      return;
+    }
+    for (const [name, value] of Object.entries(verdict.headers)) res.setHeader(name, value);
     if (path === legacyHttpPath) {
       if (!checkToken(req.headers["authorization"])) {
         res.statusCode = 401;
@@ -211,7 +260,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       void metrics.serve(req, res);
       return;
     }
-    if (path !== undefined && (path.startsWith(adminHttpPrefix) || `${path}/` === adminHttpPrefix)) {
+    if ((path.startsWith(adminHttpPrefix) || `${path}/` === adminHttpPrefix)) {
       if (!checkToken(req.headers["authorization"])) {
         req.resume();
         const reply = adminHandler.failure("unauthenticated", "missing or wrong bearer token");
@@ -222,7 +271,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       void handleAdminHttp(adminHandler, req, res);
       return;
     }
-    if (stalledReaderPaths.has(path ?? "")) {
+    if (stalledReaderPaths.has(path)) {
       watchStalledReader(res, { stalledMs: config.stalledReaderMs, onDrop: () => logger.warn({ path }, "dropped a stream reader that accepted nothing") });
     }
     connect(req as never, res as never);
