@@ -288,16 +288,16 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     core,
     reports,
     async listen() {
-      const bound = await server.listen(address.host, address.port);
+      const bound = await listening("--listen", config.listen, () => server.listen(address.host, address.port));
       identity.port = bound.port;
       const host = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
       const url = `${config.tlsCert === "" ? "http" : "https"}://${host}:${bound.port}`;
       if (config.zmqListen !== "") {
-        zmq = await createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token });
+        zmq = await listening("--zmq-listen", config.zmqListen, () => createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token }));
       }
       if (config.adminZmqListen !== "") {
         // The admin socket takes the node's token as its PLAIN password, like the data gateway.
-        adminZmq = await createZmqGateway({ handler: adminHandler, endpoint: `tcp://${config.adminZmqListen}`, maxBodyBytes: 64 * 1024, logger, token: config.token });
+        adminZmq = await listening("--admin-zmq-listen", config.adminZmqListen, () => createZmqGateway({ handler: adminHandler, endpoint: `tcp://${config.adminZmqListen}`, maxBodyBytes: 64 * 1024, logger, token: config.token }));
       }
       logger.info({ url, zmq: zmq?.endpoint, adminZmq: adminZmq?.endpoint, dataDir: config.dataDir, name: config.name }, "drce node listening");
       return { url, zmqEndpoint: zmq?.endpoint ?? "", adminZmqEndpoint: adminZmq?.endpoint ?? "" };
@@ -318,6 +318,32 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       await Promise.all([sshRunner.close(), localRunner.close?.()]);
     },
   };
+}
+
+/** A listener of the node that could not bind its address: which flag, which address, and why. */
+export class ListenError extends Error {
+  override name = "ListenError";
+
+  constructor(
+    /** The flag that names the address (`--listen`, `--zmq-listen`, `--admin-zmq-listen`). */
+    readonly flag: string,
+    /** The address as configured, host:port. */
+    readonly address: string,
+    cause: unknown,
+  ) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    const reason = code === "EADDRINUSE" ? "the address is already in use" : code === "EADDRNOTAVAIL" ? "no interface of this host has that address" : code === "EACCES" ? "permission denied (a port below 1024 needs privileges)" : (cause as Error).message;
+    super(`cannot listen on ${address} (${flag}): ${reason}`, { cause });
+  }
+}
+
+/** Runs one listener's bind, naming its flag and address when it fails. */
+async function listening<T>(flag: string, address: string, bind: () => Promise<T>): Promise<T> {
+  try {
+    return await bind();
+  } catch (error) {
+    throw new ListenError(flag, address, error);
+  }
 }
 
 /** Reads the node's PEM files once at start-up, naming the flag whose file cannot be read. */
