@@ -66,7 +66,7 @@ function explanation(error: ConnectError, { server, hasToken, transport }: CallC
   if (codes.has("ERR_HTTP2_ERROR") || codes.has("ERR_HTTP2_SESSION_ERROR") || codes.has("ECONNRESET") || /Protocol error|NGHTTP2_PROTOCOL_ERROR|socket hang up/i.test(text)) {
     return url.protocol === "http:"
       ? `${server} answered, but not as a drce node: it does not speak HTTP/2 (a plain HTTP/1 web server?), or it serves TLS (then use ${secure})`
-      : `${server} answered, but not as a drce node: the TLS connection did not carry HTTP/2`;
+      : `${server} closed the TLS connection before answering: it may refuse the client certificate given (--cert, signed by a CA it does not trust), or not be a drce node`;
   }
   // The connection closed before the server answered as HTTP/2 would: its streams only say CANCEL.
   if (transport !== undefined && !transport.answered && (error.code === Code.Canceled || error.code === Code.Aborted || error.code === Code.Internal)) {

@@ -6,7 +6,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { connectTimeoutMs, tokenFromOptions } from "../../src/cli/common.js";
 import { UsageError } from "../../src/cli/errors.js";
 import { makeTestPki, type TestPki } from "../security/certs.js";
@@ -18,6 +18,9 @@ import { startNode, type TestNode } from "../helpers/node.js";
  * tell is wrong) with one plain sentence, never a stack trace; `drce serve` names the port
  * that is taken. Every server here is a real one on 127.0.0.1.
  */
+
+// Each test starts a few `drce` processes; on a loaded 2-core host one start takes seconds.
+vi.setConfig({ testTimeout: 120_000 });
 
 const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
 
