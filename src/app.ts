@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { createSecureContext } from "node:tls";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { createTokenCheck } from "./auth.js";
+import { createBrowserGuard, parseAllowHost, parseCorsOrigin, type BrowserVerdict } from "./browser-guard.js";
 import { type Config, ConfigError, parseHostPort, validateConfig } from "./config.js";
 import { createTaskHandler } from "./connect/task-handler.js";
 import { createConnectNodeHandler } from "./connect/node-adapter.js";
@@ -30,6 +31,7 @@ import { createLogger, type Logger } from "./logger.js";
 import { createTaskStore } from "./store/task-store.js";
 import { createSpaceReserve } from "./store/space-reserve.js";
 import { stateNames } from "./domain/states.js";
+import { ErrorCode } from "./domain/errors.js";
 import { createHostSampler, hostFields } from "./executor/host-sampler.js";
 import { checkRunLimits, checkStartLimits } from "./executor/limits.js";
 import { directoryBytes } from "./executor/process-usage.js";
@@ -229,8 +231,55 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     shutdownSignal: shutdown.signal,
     onHandlerError: (method, error) => logger.error({ method, err: error instanceof Error ? error.stack : String(error) }, "a Connect handler failed"),
   });
+  const guard = createBrowserGuard({
+    listenHost: address.host,
+    allowHosts: config.allowHosts.map(parseAllowHost),
+    corsOrigins: config.corsOrigins.map(parseCorsOrigin),
+    secure: tlsFiles !== undefined,
+  });
+  /** Answers a refused request in the form its endpoint's callers read, and reads nothing of its body. */
+  const refuse = (path: string, verdict: Extract<BrowserVerdict, { kind: "refuse" }>, req: Parameters<DualHandler>[0], res: Parameters<DualHandler>[1]): void => {
+    const { status, message } = verdict;
+    // The body is never read: an HTTP/1.1 connection must not parse it as the next request.
+    // HTTP/2 has no connection header, and its session outlives a refused stream.
+    const close: Record<string, string> = req.httpVersionMajor === 2 ? {} : { connection: "close" };
+    if (path === legacyHttpPath) {
+      const reply = legacy.errorReply(ErrorCode.CreateTask, message);
+      res.writeHead(status, { "content-type": "application/json", ...close });
+      res.end(reply.body);
+    } else if (path === metricsHttpPath) {
+      res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...close });
+      res.end(`${message}\n`);
+    } else if (path.startsWith(adminHttpPrefix) || `${path}/` === adminHttpPrefix) {
+      const reply = adminHandler.failure("forbidden", message);
+      res.writeHead(status, { "content-type": "application/json", ...close });
+      res.end(reply.body);
+    } else {
+      // Connect reads the JSON body, gRPC and gRPC-Web clients the status headers.
+      res.writeHead(status, {
+        "content-type": "application/json",
+        "drce-error-code": String(ErrorCode.CreateTask),
+        "grpc-status": String(Code.PermissionDenied),
+        "grpc-message": encodeURIComponent(message),
+        ...close,
+      });
+      res.end(JSON.stringify({ code: "permission_denied", message }));
+    }
+  };
   const handler: DualHandler = (req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
+    const path = (req.url ?? "/").split("?")[0] ?? "/";
+    // Before any work, the token included: a page of another site or a rebound host name gets nothing.
+    const verdict = guard(req);
+    if (verdict.kind === "refuse") {
+      refuse(path, verdict, req, res);
+      return;
+    }
+    if (verdict.kind === "preflight") {
+      res.writeHead(204, verdict.headers);
+      res.end();
+      return;
+    }
+    for (const [name, value] of Object.entries(verdict.headers)) res.setHeader(name, value);
     if (path === legacyHttpPath) {
       if (!checkToken(req.headers["authorization"])) {
         res.statusCode = 401;
@@ -253,7 +302,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       void metrics.serve(req, res);
       return;
     }
-    if (path !== undefined && (path.startsWith(adminHttpPrefix) || `${path}/` === adminHttpPrefix)) {
+    if ((path.startsWith(adminHttpPrefix) || `${path}/` === adminHttpPrefix)) {
       if (!checkToken(req.headers["authorization"])) {
         req.resume();
         const reply = adminHandler.failure("unauthenticated", "missing or wrong bearer token");
@@ -264,7 +313,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       void handleAdminHttp(adminHandler, req, res);
       return;
     }
-    if (stalledReaderPaths.has(path ?? "")) {
+    if (stalledReaderPaths.has(path)) {
       watchStalledReader(res, { stalledMs: config.stalledReaderMs, onDrop: () => logger.warn({ path }, "dropped a stream reader that accepted nothing") });
     }
     connect(req as never, res as never);
@@ -289,18 +338,18 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
     reports,
     shutdownRequested,
     async listen() {
-      const bound = await server.listen(address.host, address.port);
+      const bound = await listening("--listen", config.listen, () => server.listen(address.host, address.port));
       identity.port = bound.port;
       legacyIdentity.port = bound.port;
       const host = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
       const url = `${config.tlsCert === "" ? "http" : "https"}://${host}:${bound.port}`;
       if (config.zmqListen !== "") {
-        zmq = await createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token });
+        zmq = await listening("--zmq-listen", config.zmqListen, () => createZmqGateway({ handler: legacy, endpoint: `tcp://${config.zmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token }));
       }
       if (config.adminZmqListen !== "") {
         // The admin socket takes the node's token as its PLAIN password, like the data gateway.
         // The admin socket takes whole DRCE requests (the DRCE command), so it takes the data gateway's bound.
-        adminZmq = await createZmqGateway({ handler: adminHandler.text, endpoint: `tcp://${config.adminZmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token });
+        adminZmq = await listening("--admin-zmq-listen", config.adminZmqListen, () => createZmqGateway({ handler: adminHandler.text, endpoint: `tcp://${config.adminZmqListen}`, maxBodyBytes: config.maxRequestBytes, logger, token: config.token }));
         const adminAddress = parseHostPort(adminZmq.endpoint.replace(/^tcp:\/\//, ""), "--admin-zmq-listen");
         legacyIdentity.host = adminAddress.host === "0.0.0.0" || adminAddress.host === "*" ? hostname() : adminAddress.host;
         legacyIdentity.port = adminAddress.port;
@@ -325,6 +374,32 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
       store.close();
     },
   };
+}
+
+/** A listener of the node that could not bind its address: which flag, which address, and why. */
+export class ListenError extends Error {
+  override name = "ListenError";
+
+  constructor(
+    /** The flag that names the address (`--listen`, `--zmq-listen`, `--admin-zmq-listen`). */
+    readonly flag: string,
+    /** The address as configured, host:port. */
+    readonly address: string,
+    cause: unknown,
+  ) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    const reason = code === "EADDRINUSE" ? "the address is already in use" : code === "EADDRNOTAVAIL" ? "no interface of this host has that address" : code === "EACCES" ? "permission denied (a port below 1024 needs privileges)" : (cause as Error).message;
+    super(`cannot listen on ${address} (${flag}): ${reason}`, { cause });
+  }
+}
+
+/** Runs one listener's bind, naming its flag and address when it fails. */
+async function listening<T>(flag: string, address: string, bind: () => Promise<T>): Promise<T> {
+  try {
+    return await bind();
+  } catch (error) {
+    throw new ListenError(flag, address, error);
+  }
 }
 
 /** Reads the node's PEM files once at start-up, naming the flag whose file cannot be read. */

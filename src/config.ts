@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { lookupUser } from "./executor/users.js";
 import { parseDuration } from "./domain/duration.js";
+import { parseAllowHost, parseCorsOrigin } from "./browser-guard.js";
 
 /** Everything a node needs to start: one validated, readonly value. */
 export interface Config {
@@ -87,6 +88,10 @@ export interface Config {
   readonly runAs: string;
   /** Let tasks ask to run as uid 0. */
   readonly allowRootTasks: boolean;
+  /** Host names requests may name besides the node's addresses and loopback (`--allow-host`). */
+  readonly allowHosts: readonly string[];
+  /** Origins whose web pages may call the node, with CORS (`--cors-origin`). */
+  readonly corsOrigins: readonly string[];
 }
 
 /** The embedded defaults: a usable node on loopback with data in ./.drce. */
@@ -132,6 +137,8 @@ export function defaultConfig(): Config {
     cgroups: true,
     runAs: "",
     allowRootTasks: false,
+    allowHosts: [],
+    corsOrigins: [],
   };
 }
 
@@ -198,6 +205,8 @@ const flags = {
   "no-cgroups": { type: "boolean" },
   "run-as": { type: "string" },
   "allow-root-tasks": { type: "boolean" },
+  "allow-host": { type: "string", multiple: true },
+  "cors-origin": { type: "string", multiple: true },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -241,7 +250,9 @@ export const serveUsage = `usage: drce serve [options]
   --tls-client-ca FILE        require client certificates signed by this CA (mTLS; needs --tls-cert)
   --no-cgroups                contain tasks in process groups only, not in a cgroup each
   --run-as USER               user (name or uid) local tasks run as unless they ask (node must be root)
-  --allow-root-tasks          let tasks ask to run as uid 0`;
+  --allow-root-tasks          let tasks ask to run as uid 0
+  --allow-host NAME           a host name callers may use besides the node's addresses and loopback (repeatable)
+  --cors-origin ORIGIN        let web pages of this origin call the node, e.g. https://app.example.com (repeatable)`;
 
 function duration(value: string | undefined, fallback: number, what: string): number {
   if (value === undefined) return fallback;
@@ -254,6 +265,15 @@ function integer(value: string | undefined, fallback: number, what: string): num
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value)) throw new ConfigError(`--${what} must be a non-negative integer, got ${JSON.stringify(value)}`);
   return Number(value);
+}
+
+/** Runs a flag's parser, turning its sentence into a ConfigError. */
+function configValue<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new ConfigError((error as Error).message, { cause: error });
+  }
 }
 
 /**
@@ -308,6 +328,8 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     cgroups: values["no-cgroups"] !== true,
     runAs: values["run-as"] ?? base.runAs,
     allowRootTasks: values["allow-root-tasks"] === true,
+    allowHosts: (values["allow-host"] ?? []).map((name) => configValue(() => parseAllowHost(name))),
+    corsOrigins: (values["cors-origin"] ?? []).map((origin) => configValue(() => parseCorsOrigin(origin))),
   };
   validateConfig(config);
   return config;
@@ -316,6 +338,8 @@ export function parseServeConfig(argv: readonly string[], env: NodeJS.ProcessEnv
 /** Checks a configuration once; throws ConfigError saying what is wrong. */
 export function validateConfig(config: Config): void {
   const listen = parseHostPort(config.listen, "--listen");
+  for (const name of config.allowHosts) configValue(() => parseAllowHost(name));
+  for (const origin of config.corsOrigins) configValue(() => parseCorsOrigin(origin));
   const zmq = config.zmqListen === "" ? undefined : parseHostPort(config.zmqListen, "--zmq-listen");
   if ((config.tlsCert === "") !== (config.tlsKey === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
   if (config.tlsClientCa !== "" && config.tlsCert === "") throw new ConfigError("--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake");

@@ -2,7 +2,8 @@ import { readFile } from "node:fs/promises";
 import type { Client } from "@connectrpc/connect";
 import { TaskState, type TaskResult } from "../../gen/drce/v1/task_pb.js";
 import type { TaskService } from "../../gen/drce/v1/task_service_pb.js";
-import { createTaskClient, serverUrl, type ClientTls } from "./client.js";
+import { createTaskClient, serverUrl, type ClientTls, type TaskClientOptions } from "./client.js";
+import { explainFailure } from "./transport-errors.js";
 import { LocalError, UsageError } from "./errors.js";
 import type { CliIo } from "./io.js";
 import type { CommonValues } from "./options.js";
@@ -14,16 +15,54 @@ export type TaskServiceClient = Client<typeof TaskService>;
 
 /**
  * Runs body with a client for the node the common options name (with the bearer token of
- * DRCE_TOKEN), and closes the connection afterwards.
+ * --token, --token-file or DRCE_TOKEN), and closes the connection afterwards. A transport
+ * failure comes out explained in words (see {@link explainFailure}).
  */
 export async function withClient<T>(values: CommonValues, io: CliIo, body: (client: TaskServiceClient) => Promise<T>): Promise<T> {
-  const tls = await clientTlsFromOptions(values, io.env);
-  const handle = createTaskClient({ server: serverUrl(values.server, io.env), token: io.env["DRCE_TOKEN"] ?? "", tls });
+  const options = await clientOptionsFrom(values, io);
+  const handle = createTaskClient(options);
   try {
     return await body(handle.client);
+  } catch (error) {
+    throw explainFailure(error, { server: options.server, hasToken: options.token !== "", transport: handle.transport() });
   } finally {
     handle.close();
   }
+}
+
+/** The default of `--connect-timeout`, in seconds. */
+export const defaultConnectTimeoutSeconds = 10;
+
+/**
+ * The connection options the common flags name: the server URL, the token (`--token`, else
+ * `--token-file`, else DRCE_TOKEN), the TLS files and the connect timeout.
+ */
+export async function clientOptionsFrom(values: CommonValues, io: CliIo): Promise<TaskClientOptions & { readonly token: string }> {
+  const server = serverUrl(values.server, io.env);
+  const tls = await clientTlsFromOptions(values, io.env);
+  return { server, token: await tokenFromOptions(values, io.env), tls, connectTimeoutMs: connectTimeoutMs(values["connect-timeout"]) };
+}
+
+/** The bearer token a command sends: `--token T`, else the first line of `--token-file F`, else DRCE_TOKEN. */
+export async function tokenFromOptions(values: CommonValues, env: Readonly<Record<string, string | undefined>>): Promise<string> {
+  if (values.token !== undefined && values["token-file"] !== undefined) throw new UsageError("give --token or --token-file, not both");
+  if (values.token !== undefined) {
+    if (values.token === "") throw new UsageError("--token is empty");
+    return values.token;
+  }
+  if (values["token-file"] !== undefined) {
+    const token = Buffer.from(await readLocalFile(values["token-file"])).toString("utf8").trim();
+    if (token === "") throw new UsageError(`--token-file ${values["token-file"]}: the file is empty`);
+    return token;
+  }
+  return env["DRCE_TOKEN"] ?? "";
+}
+
+/** `--connect-timeout SEC` in milliseconds (default 10 s; 0 waits for ever). */
+export function connectTimeoutMs(flag: string | undefined): number {
+  if (flag === undefined) return defaultConnectTimeoutSeconds * 1000;
+  if (!/^\d+(\.\d+)?$/.test(flag)) throw new UsageError(`--connect-timeout must be a number of seconds, got ${JSON.stringify(flag)}`);
+  return Math.round(Number(flag) * 1000);
 }
 
 /**

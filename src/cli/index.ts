@@ -69,14 +69,17 @@ export function mainUsage(): string {
     `  ${"help".padEnd(width)}  show help (drce help COMMAND)`,
     "",
     "Every client command takes --server URL (default $DRCE_SERVER or http://127.0.0.1:8470)",
-    "and --json (print the reply messages as JSON); $DRCE_TOKEN is sent as a bearer token.",
+    "and --json (print the reply messages as JSON). --token T or --token-file FILE (else",
+    "$DRCE_TOKEN) is sent as a bearer token. --connect-timeout SEC (default 10; 0: none) bounds",
+    "the wait for a node to answer a new connection.",
     "For an https:// node: --cacert FILE (CA to trust), --cert FILE --cert-key FILE (client",
     "certificate for mTLS), or $DRCE_CACERT, $DRCE_CERT, $DRCE_CERT_KEY.",
     "A task is named by its id or its alias.",
     "",
     "Exit status: run, submit --sync and fetch exit with the task's status; otherwise 0.",
     "1 local file error, 2 usage error, 3 unknown task, 124 task expired, 125 node error",
-    "or task refused/crashed, 128+N task terminated by signal N, 130 interrupted.",
+    "(unreachable, no answer, not a drce node, refused) or task refused/crashed, 128+N task",
+    "terminated by signal N, 130 interrupted.",
   ].join("\n");
 }
 
@@ -86,7 +89,7 @@ export function version(): string {
 }
 
 // Options that may come before the command name and belong to it.
-const globalWithValue = new Set(["--server"]);
+const globalWithValue = new Set(["--server", "--token", "--token-file", "--connect-timeout"]);
 const globalFlags = new Set(["--json"]);
 
 /**

@@ -12,8 +12,9 @@ import {
   type ResourceUsage,
   type StatFigure,
 } from "../../gen/drce/v1/node_service_pb.js";
-import { createServiceClient, serverUrl } from "./client.js";
-import { noPositionals, showUsage } from "./common.js";
+import { createServiceClient } from "./client.js";
+import { explainFailure } from "./transport-errors.js";
+import { clientOptionsFrom, noPositionals, showUsage } from "./common.js";
 import { UsageError } from "./errors.js";
 import type { CliIo } from "./io.js";
 import { parseStateFilter } from "./ls.js";
@@ -47,9 +48,12 @@ type NodeClient = Client<typeof NodeService>;
 
 /** Runs body with a NodeService client for the node the common options name, then closes it. */
 async function withNodeClient<T>(values: CommonValues, io: CliIo, body: (client: NodeClient) => Promise<T>): Promise<T> {
-  const handle = createServiceClient(NodeService, { server: serverUrl(values.server, io.env), token: io.env["DRCE_TOKEN"] ?? "" });
+  const options = await clientOptionsFrom(values, io);
+  const handle = createServiceClient(NodeService, options);
   try {
     return await body(handle.client);
+  } catch (error) {
+    throw explainFailure(error, { server: options.server, hasToken: options.token !== "", transport: handle.transport() });
   } finally {
     handle.close();
   }

@@ -14,6 +14,9 @@ export const defaultServer = "http://127.0.0.1:8470";
 /** Options every client command takes. */
 export const commonOptions = {
   server: { type: "string" },
+  token: { type: "string" },
+  "token-file": { type: "string" },
+  "connect-timeout": { type: "string" },
   cacert: { type: "string" },
   cert: { type: "string" },
   "cert-key": { type: "string" },
@@ -70,6 +73,9 @@ export interface TaskOptionValues {
 /** The values of {@link commonOptions}. */
 export interface CommonValues {
   server?: string | undefined;
+  token?: string | undefined;
+  "token-file"?: string | undefined;
+  "connect-timeout"?: string | undefined;
   cacert?: string | undefined;
   cert?: string | undefined;
   "cert-key"?: string | undefined;

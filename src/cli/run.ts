@@ -73,10 +73,13 @@ run options:
   -n, --no-stdin           do not forward stdin (the task's stdin is closed at once)
 Common options:
       --server URL         node URL (default $DRCE_SERVER or http://127.0.0.1:8470)
+      --token T, --token-file FILE
+                           bearer token for a node that requires one (else $DRCE_TOKEN)
+      --connect-timeout SEC
+                           give up when the node does not answer within SEC (default 10)
       --json               print every stream message as a line of JSON instead of
                            raw output
   -h, --help               show this help
-$DRCE_TOKEN, when set, is sent as a bearer token.
 
 Exit status: the task's (0-255); 124 expired; 125 refused, crashed or node error;
 128+N terminated by signal N; 130/143 interrupted by SIGINT/SIGTERM (the remote

@@ -1,4 +1,4 @@
-import { createApp } from "../app.js";
+import { createApp, ListenError } from "../app.js";
 import { ConfigError, parseServeConfig, serveUsage } from "../config.js";
 import type { CliIo } from "./io.js";
 
@@ -32,7 +32,8 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
   try {
     await app.listen();
   } catch (error) {
-    io.stderr.write(`drce serve: cannot listen on ${config.listen}: ${(error as Error).message}\n`);
+    const message = error instanceof ListenError ? error.message : `cannot listen on ${config.listen}: ${(error as Error).message}`;
+    io.stderr.write(`drce serve: ${message}\n`);
     await app.close();
     return 1;
   }

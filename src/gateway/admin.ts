@@ -18,7 +18,7 @@ export const adminCommands = ["DRCE_GET_TASKS", "DRCE_GET_TASKS_INFO", "NODE_RES
 export type AdminCommand = (typeof adminCommands)[number];
 
 /** Stable codes of admin errors. */
-export type AdminErrorCode = "malformed" | "unknown_command" | "not_applicable" | "unauthenticated" | "method_not_allowed" | "unavailable" | "internal";
+export type AdminErrorCode = "malformed" | "unknown_command" | "not_applicable" | "unauthenticated" | "forbidden" | "method_not_allowed" | "unavailable" | "internal";
 
 /** A parsed admin message `handler<TAB>COMMAND<TAB>parameters<TAB>`. */
 export interface AdminMessage {
@@ -38,6 +38,8 @@ export interface AdminReply {
 const httpStatus: Readonly<Record<AdminErrorCode, number>> = {
   malformed: 400,
   unauthenticated: 401,
+  // A foreign Host (421) or Origin (403); the HTTP status is the guard's, this is the default.
+  forbidden: 403,
   unknown_command: 404,
   method_not_allowed: 405,
   internal: 500,
