@@ -126,7 +126,8 @@ describe("a node whose disk the output of a task filled", { timeout: 120_000 }, 
 
     // Started again while the disk is full to its last byte.
     await fillDisk();
-    const second = await spawnServe(["--data-dir", dataDir]);
+    // The whole kept output in the FetchTask reply (not the first MiB of it), to compare sizes.
+    const second = await spawnServe(["--data-dir", dataDir, "--inline-output-bytes", "0"]);
     nodes.push(second);
     expect(second.log()).toMatch(/the data directory's disk is full/);
     const served = (await second.client.getTask({ task: "flood" })).result!;
