@@ -4,26 +4,18 @@ import { balancingString, resourceUsage, type HostSnapshot, type ResourceUsage }
 import type { TaskStatus } from "../domain/task.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { NodeIdentity, TaskCore } from "./api.js";
+import type { NodeOptions } from "./node-options.js";
 import type { NodeStats, NodeStatsSnapshot } from "./node-stats.js";
 import type { ResourceLog, ResourceReport } from "./resource-log.js";
 
-/** The settings a node reports as its limits; a Config satisfies it. */
-export interface NodeSettings {
-  readonly name: string;
-  readonly maxConcurrent: number;
-  readonly maxQueue: number;
-  readonly maxOutputBytes: number;
-  readonly maxTaskMs: number;
-  readonly maxRequestBytes: number;
-  readonly maxFileBytes: number;
-  readonly sampleIntervalMs: number;
-  readonly eventHistory: number;
-  readonly reportHistory: number;
-  readonly allowedDirs: readonly string[];
-  readonly allowEnv: readonly string[];
-  /** Only whether it is empty is ever reported. */
-  readonly token: string;
-}
+/**
+ * The settings a node reports as its limits, picked from its options; a Config satisfies it.
+ * Of the token, only whether it is empty is ever reported.
+ */
+export type NodeSettings = Pick<
+  NodeOptions,
+  "name" | "maxConcurrent" | "maxQueue" | "maxOutputBytes" | "maxTaskMs" | "maxRequestBytes" | "maxFileBytes" | "sampleIntervalMs" | "eventHistory" | "reportHistory" | "allowedDirs" | "allowEnv" | "token"
+>;
 
 /** The limits a node enforces, as reported: its settings, without the secret. */
 export interface NodeLimits

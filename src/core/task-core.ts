@@ -16,6 +16,7 @@ import { OutputSpool } from "../store/spool.js";
 import type { TaskStore } from "../store/task-store.js";
 import type { OutputEvent, RunEvent, SubmitOutcome, TaskCore, TaskEvent } from "./api.js";
 import { EventLog } from "./event-log.js";
+import type { NodeOptions } from "./node-options.js";
 import { Slots } from "./slots.js";
 import { recoverTask } from "./recovery.js";
 import { removeTail } from "../store/tail-ring.js";
@@ -41,41 +42,22 @@ export interface ResourceHooks {
   hostFields?(): Readonly<Record<string, number>>;
 }
 
-/** Options of {@link createTaskCore}. */
-export interface TaskCoreOptions {
+/**
+ * Options of {@link createTaskCore}: the node options it reads (an absent inline bound or
+ * retention bound is none), and the parts it is built from.
+ */
+export interface TaskCoreOptions
+  extends Pick<NodeOptions, "maxConcurrent" | "maxQueue" | "maxOutputBytes" | "maxTaskMs" | "maxFileBytes" | "allowedDirs" | "allowEnv" | "eventHistory" | "sampleIntervalMs">,
+    Partial<Pick<NodeOptions, "inlineOutputBytes" | "retainFinishedMs" | "retainMaxTasks">> {
   readonly store: TaskStore;
   /** Runner for local sessions. */
   readonly localRunner: Runner;
   /** Runner for SSH sessions; without it SSH tasks are refused. */
   readonly sshRunner?: (Runner & { filesFor?(session: TaskSpec["session"]): FileOps }) | undefined;
-  /** Tasks running at once; the rest queue (state 8). */
-  readonly maxConcurrent: number;
-  /** Tasks waiting at most; past it submission is refused (exhausted). */
-  readonly maxQueue: number;
-  /** Bytes kept per output stream (head and tail past it); zero: unlimited. */
-  readonly maxOutputBytes: number;
-  /** Bytes of each output stream a unary reply carries at most ("inline" views); zero: unlimited. */
-  readonly inlineOutputBytes?: number | undefined;
-  /** Ceiling on any task's running time in ms; zero: none. */
-  readonly maxTaskMs: number;
-  /** Largest file returned by a read-after action. */
-  readonly maxFileBytes: number;
-  /** Absolute directories a task's work_dir may name (besides its own directory). */
-  readonly allowedDirs: readonly string[];
-  /** Dangerous environment names the operator allows. */
-  readonly allowEnv: readonly string[];
-  /** Events kept for watchers that resume. */
-  readonly eventHistory: number;
-  /** How often a running task's usage is sampled, ms. */
-  readonly sampleIntervalMs: number;
   /** Resource hooks. */
   readonly resources?: ResourceHooks | undefined;
   /** Decides the user a local task runs as, or throws a DrceError refusing it (see run-as.ts). */
   readonly runAs?: ((spec: TaskSpec) => RunAs | undefined) | undefined;
-  /** How long finished task trees are kept, ms; zero or absent: no bound by age. */
-  readonly retainFinishedMs?: number | undefined;
-  /** Tasks the node holds at most before the oldest finished trees go; zero or absent: no bound. */
-  readonly retainMaxTasks?: number | undefined;
   /** Called after a retention sweep that deleted trees, with their number and the tasks they held. */
   readonly onRetentionSweep?: ((trees: number, tasks: number) => void) | undefined;
   /** Called with each event (logging, metrics, notifications). */
