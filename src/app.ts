@@ -219,7 +219,7 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   setMaxListeners(0, shutdown.signal);
   const connect = createConnectNodeHandler({
     routes: (router: ConnectRouter) => {
-      router.service(TaskService, createTaskHandler({ core, identity }));
+      router.service(TaskService, createTaskHandler({ core, identity, firstInputMs: config.requestTimeoutMs }));
       router.service(NodeService, createNodeHandler({ admin }));
       router.service(Health, health.impl);
       router.service(ServerReflectionV1, reflection.v1);

@@ -36,6 +36,7 @@ export interface StalledReaderOptions {
 export function watchStalledReader(res: http.ServerResponse | http2.Http2ServerResponse, options: StalledReaderOptions): void {
   if (options.stalledMs <= 0) return;
   let timer: NodeJS.Timeout | undefined;
+  let closed = false;
   const clear = (): void => {
     clearTimeout(timer);
     timer = undefined;
@@ -50,9 +51,18 @@ export function watchStalledReader(res: http.ServerResponse | http2.Http2ServerR
   const write = res.write.bind(res) as (...args: unknown[]) => boolean;
   (res as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]): boolean => {
     const flushed = write(...args);
-    if (!flushed && timer === undefined) timer = setTimeout(drop, options.stalledMs);
+    // A write after the reader cancelled also returns false, and no "drain" or "close" follows:
+    // a watch armed then would hold the node's event loop (and its exit on SIGTERM) for stalledMs.
+    if (!flushed && timer === undefined && !closed) {
+      timer = setTimeout(drop, options.stalledMs);
+      // The watch guards a reader; it never keeps the process alive on its own.
+      timer.unref();
+    }
     return flushed;
   };
   res.on("drain", clear);
-  res.once("close", clear);
+  res.once("close", () => {
+    closed = true;
+    clear();
+  });
 }

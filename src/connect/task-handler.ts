@@ -17,11 +17,17 @@ import {
 import type { NodeIdentity, TaskCore } from "../core/api.js";
 import { chunkToProto, eventToProto, gapToProto, fromProtoState, specFromProto, summaryToProto, terminateFromProto, viewToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
+import { receiveTaskInput } from "./task-input.js";
 
 /** Options of {@link createTaskHandler}. */
 export interface TaskHandlerOptions {
   readonly core: TaskCore;
   readonly identity: NodeIdentity;
+  /**
+   * Milliseconds a SendTaskInput call may take to send its first message (the one naming
+   * the task); the node passes its request-body bound. Default 300000.
+   */
+  readonly firstInputMs?: number;
 }
 
 function requireTask(task: string): string {
@@ -49,7 +55,7 @@ async function* mappedStream<T>(body: () => AsyncIterable<T>): AsyncGenerator<T>
 }
 
 /** The Connect implementation of TaskService: thin translation over the core. */
-export function createTaskHandler({ core, identity }: TaskHandlerOptions): ServiceImpl<typeof TaskService> {
+export function createTaskHandler({ core, identity, firstInputMs = 300_000 }: TaskHandlerOptions): ServiceImpl<typeof TaskService> {
   const result = (view: Parameters<typeof viewToProto>[0]) => viewToProto(view, identity);
   return {
     submitTask: (request, context) =>
@@ -83,18 +89,9 @@ export function createTaskHandler({ core, identity }: TaskHandlerOptions): Servi
           else yield create(RunTaskResponseSchema, { event: { case: event.kind, value: result(event.view) } });
         }
       }),
-    sendTaskInput: (requests: AsyncIterable<SendTaskInputRequest>) =>
+    sendTaskInput: (requests: AsyncIterable<SendTaskInputRequest>, context) =>
       mapped(async () => {
-        let task = "";
-        let written = 0;
-        for await (const request of requests) {
-          if (task === "") task = requireTask(request.task);
-          if (request.data.length > 0) {
-            await core.writeInput(task, request.data);
-            written += request.data.length;
-          }
-        }
-        if (task !== "") await core.endInput(task);
+        const { written } = await receiveTaskInput(requests, { core, firstMessageMs: firstInputMs, signal: context.signal });
         return create(SendTaskInputResponseSchema, { written: BigInt(written) });
       }),
     streamTaskOutput: (request, context) =>
