@@ -1,5 +1,6 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { cachedHostFacts, type HostFacts } from "../executor/host-facts.js";
 import { balancingString, resourceUsage, type HostSnapshot, type ResourceUsage } from "../executor/host-sampler.js";
 import type { TaskStatus } from "../domain/task.js";
 import type { TaskStore } from "../store/task-store.js";
@@ -88,6 +89,8 @@ export interface NodeAdminOptions {
   readonly host: () => HostSnapshot;
   /** The endpoints bound so far (known once listening). */
   readonly endpoints?: () => { readonly zmq: string; readonly adminZmq: string };
+  /** The host's static facts; by default read with systeminformation on the first call, then kept. */
+  readonly hostFacts?: () => Promise<HostFacts>;
   /** The clock; Date.now unless a test gives another. */
   readonly now?: () => number;
 }
@@ -102,6 +105,8 @@ export interface NodeAdmin {
   resetStats(): void;
   /** The host's load from the latest cached sample. */
   usage(): UsageReading;
+  /** The host's static facts (OS, kernel, CPU, memory, file systems), read once and kept. */
+  hostFacts(): Promise<HostFacts>;
   /** Every task the node holds (newest first), as id, start date, state and mode. */
   tasks(): readonly TaskStatus[];
   /** The info of every task (newest first) whose status `filter` accepts. */
@@ -120,6 +125,7 @@ const statParallelism = 16;
 export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
   const { settings, identity, core, store, stats, reports } = options;
   const now = options.now ?? Date.now;
+  const hostFacts = options.hostFacts ?? cachedHostFacts();
   const limits: NodeLimits = Object.freeze({
     maxConcurrent: settings.maxConcurrent,
     maxQueue: settings.maxQueue,
@@ -167,6 +173,7 @@ export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
       const snapshot = options.host();
       return { usage: resourceUsage(snapshot), balancing: balancingString(snapshot), snapshot };
     },
+    hostFacts: () => hostFacts(),
     tasks: () => core.list(),
     async taskInfos(filter = () => true) {
       const statuses = core.list().filter(filter);
