@@ -4,7 +4,8 @@ import { cachedHostFacts, type HostFacts } from "../executor/host-facts.js";
 import { balancingString, resourceUsage, type HostSnapshot, type ResourceUsage } from "../executor/host-sampler.js";
 import type { TaskStatus } from "../domain/task.js";
 import type { TaskStore } from "../store/task-store.js";
-import type { NodeIdentity, TaskCore } from "./api.js";
+import type { NodeIdentity } from "./api.js";
+import type { NodeParts, NodeRole } from "./node-parts.js";
 import type { NodeStats, NodeStatsSnapshot } from "./node-stats.js";
 import type { ResourceLog, ResourceReport } from "./resource-log.js";
 
@@ -42,8 +43,8 @@ export interface NodeInfo {
   readonly host: string;
   readonly port: number;
   readonly version: string;
-  /** "data": the node runs tasks itself. */
-  readonly role: string;
+  /** What the node does: "data" runs tasks itself, "manager" forwards them. */
+  readonly role: NodeRole;
   /** Unix ms. */
   readonly startedAt: number;
   readonly uptimeMs: number;
@@ -81,7 +82,9 @@ export interface NodeAdminOptions {
   readonly version: string;
   /** When the node started, Unix ms. */
   readonly startedAt: number;
-  readonly core: Pick<TaskCore, "list">;
+  readonly core: Pick<NodeParts, "list">;
+  /** What the node does; "data" unless given (a manager gives "manager"). */
+  readonly role?: NodeRole;
   readonly store: Pick<TaskStore, "taskDir">;
   readonly stats: NodeStats;
   readonly reports: ResourceLog;
@@ -159,7 +162,7 @@ export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
         host: identity.host,
         port: identity.port,
         version: options.version,
-        role: "data",
+        role: options.role ?? "data",
         startedAt: options.startedAt,
         uptimeMs: Math.max(0, at - options.startedAt),
         limits,
