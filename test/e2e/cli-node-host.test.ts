@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NodeService } from "../../gen/drce/v1/node_service_pb.js";
@@ -73,6 +73,20 @@ describe("the host's static facts", () => {
     const json = await drce(["node", "host", "--json"]);
     expect(json.code).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject({ facts: { drceVersion: version, kernel: release(), cpuCount: cpus().length } });
+  }, 20_000);
+
+  it("need the token of a node that has one", async () => {
+    const guarded = await startNode({ token: "host-facts-secret" });
+    try {
+      const anonymous = createClient(NodeService, createConnectTransport({ baseUrl: guarded.url, httpVersion: "2" }));
+      const refused = await anonymous.getHostFacts({}).then(
+        () => "ok",
+        (error: unknown) => ConnectError.from(error).code,
+      );
+      expect(refused).toBe(Code.Unauthenticated);
+    } finally {
+      await guarded.stop();
+    }
   }, 20_000);
 
   it("take no arguments", async () => {
