@@ -2,26 +2,16 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { TaskEvent } from "./core/api.js";
-import type { SequenceLog } from "./core/sequence-log.js";
+import type { NodeParts } from "./core/node-parts.js";
 import { isFinalState, stateNames, TaskState } from "./domain/states.js";
-import type { TaskStatus } from "./domain/task.js";
 import type { HostSnapshot } from "./executor/host-sampler.js";
 import type { NotificationCounts } from "./gateway/notifier.js";
 
 /** The path of the Prometheus endpoint on the node's port. */
 export const metricsHttpPath = "/metrics";
 
-/** What the metrics read from the task core. */
-export interface MetricsCoreView {
-  /** Every task the node holds. */
-  list(): readonly TaskStatus[];
-  /** Execution slots: tasks running and waiting. */
-  readonly slots: { readonly active: number; readonly queued: number };
-  /** The task event log (durations and counters are taken from its final events). */
-  readonly events: SequenceLog<TaskEvent>;
-  /** Tasks deleted since start, by reason: a caller's request, or the retention bounds of age and count. */
-  deletions?(): Readonly<Record<"request" | "age" | "count", number>>;
-}
+/** What the metrics read from the node: its tasks, slots, event log and deletions (see {@link NodeParts}). */
+export type MetricsCoreView = Pick<NodeParts, "list" | "slots" | "events" | "deletions">;
 
 /** Options of {@link createNodeMetrics}. */
 export interface NodeMetricsOptions {

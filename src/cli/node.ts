@@ -1,11 +1,13 @@
 import type { Client } from "@connectrpc/connect";
 import {
+  GetHostFactsResponseSchema,
   GetNodeInfoResponseSchema,
   GetNodeStatsResponseSchema,
   GetResourceUsageResponseSchema,
   ListTaskInfosResponseSchema,
   NodeService,
   WatchResourceReportsResponseSchema,
+  type HostFacts,
   type NodeInfo,
   type NodeStats,
   type ResourceReport,
@@ -27,6 +29,8 @@ export const nodeUsage = `usage: drce node SUBCOMMAND [--server URL] [--json]
 
 Node administration (NodeService):
   info                 name, host, version, start time, uptime and every limit the node enforces
+  host                 the host's static facts: OS and version, kernel, architecture, CPU model
+                       and count, memory, swap, file systems, drce and Node.js versions
   usage                host load from the node's latest sample: CPU, IOWAIT, VRAM, RRAM, DISK,
                        PROCESSES, THREADS, LOADAVG (percent) and the balancing string
   stats                task statistics since the node started, per mode (sync, async): tasks,
@@ -98,6 +102,27 @@ export function infoRows(info: NodeInfo): string[][] {
   return rows;
 }
 
+/** The `name value` rows of `drce node host`: one row per fact, one `disk` row per file system. */
+export function hostRows(facts: HostFacts): string[][] {
+  const text = (value: string): string => value || "-";
+  return [
+    ["hostname", text(facts.hostname)],
+    ["os", text([facts.osName, facts.osRelease, facts.osCodename === "" ? "" : `(${facts.osCodename})`].filter((part) => part !== "").join(" "))],
+    ["platform", text(facts.platform)],
+    ["kernel", text(facts.kernel)],
+    ["arch", text(facts.arch)],
+    ["cpu", text([facts.cpuManufacturer, facts.cpuModel].filter((part) => part !== "").join(" "))],
+    ["cpu-count", String(facts.cpuCount)],
+    ["cpu-cores", String(facts.cpuPhysicalCores)],
+    ["cpu-mhz", facts.cpuSpeedMhz === 0 ? "-" : String(facts.cpuSpeedMhz)],
+    ["memory-bytes", String(facts.memoryBytes)],
+    ["swap-bytes", String(facts.swapBytes)],
+    ...facts.disks.map((d) => ["disk", `${d.mount} ${d.type || "-"} ${d.sizeBytes} ${d.device || "-"}`]),
+    ["drce-version", text(facts.drceVersion)],
+    ["node-version", text(facts.nodeVersion)],
+  ];
+}
+
 /** The `NAME value` rows of `drce node usage`. */
 export function usageRows(usage: ResourceUsage | undefined, balancing: string, sampledAtMs: bigint): string[][] {
   const u = usage;
@@ -145,7 +170,7 @@ export function reportLine(report: ResourceReport): string {
   return `${report.seq}\t${formatTime(report.timeUnixMs)}\t${report.balancing}`;
 }
 
-const subcommands = ["info", "usage", "stats", "tasks", "reports"] as const;
+const subcommands = ["info", "host", "usage", "stats", "tasks", "reports"] as const;
 
 const nodeOptions = {
   ...commonOptions,
@@ -174,6 +199,12 @@ export async function nodeCommand(argv: string[], io: CliIo): Promise<number> {
         const response = await client.getNodeInfo({});
         if (json) await writeJson(io.stdout, GetNodeInfoResponseSchema, response);
         else if (response.info !== undefined) await writeLines(io.stdout, formatTable(infoRows(response.info)));
+        break;
+      }
+      case "host": {
+        const response = await client.getHostFacts({});
+        if (json) await writeJson(io.stdout, GetHostFactsResponseSchema, response);
+        else if (response.facts !== undefined) await writeLines(io.stdout, formatTable(hostRows(response.facts)));
         break;
       }
       case "usage": {

@@ -1,5 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
+export { NoAnswerError } from "../client/no-answer-error.js";
+
 /** What the CLI knows about the call that failed, to say what went wrong in words. */
 export interface CallContext {
   /** The node's URL as the user gave it. */
@@ -83,21 +85,6 @@ function explanation(error: ConnectError, { server, hasToken, transport }: CallC
   return undefined;
 }
 
-/**
- * The failure of a node that accepted no connection, or sent nothing, within the connect
- * timeout: the CLI gives up instead of waiting for ever.
- */
-export class NoAnswerError extends ConnectError {
-  override name = "NoAnswerError";
-
-  constructor(server: string, timeoutMs: number) {
-    super(`no answer from ${server} within ${formatSeconds(timeoutMs)} s`, Code.Unavailable);
-  }
-}
-
-function formatSeconds(ms: number): string {
-  return Number.isInteger(ms / 1000) ? String(ms / 1000) : (ms / 1000).toFixed(1);
-}
 
 function rawChain(error: unknown): Error[] {
   const chain: Error[] = [];

@@ -1,7 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DrceError, type ErrorKind } from "../domain/errors.js";
 
-const codes: Record<ErrorKind, Code> = {
+/** The Connect code of each error kind; a client reads it back into the kind. */
+export const errorKindCodes: Readonly<Record<ErrorKind, Code>> = {
   invalid: Code.InvalidArgument,
   "not-found": Code.NotFound,
   exists: Code.AlreadyExists,
@@ -22,7 +23,7 @@ export function toConnectError(error: unknown): ConnectError {
   if (error instanceof DrceError) {
     const metadata = new Headers({ "drce-error-code": String(error.legacyCode) });
     if (error.retryAfterMs !== undefined) metadata.set("retry-after", String(Math.ceil(error.retryAfterMs / 1000)));
-    return new ConnectError(error.message, codes[error.kind], metadata, undefined, error);
+    return new ConnectError(error.message, errorKindCodes[error.kind], metadata, undefined, error);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, error);
 }

@@ -1,5 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import {
+  HostFactsSchema,
+  type HostFacts as ProtoHostFacts,
   HostSampleSchema,
   NodeInfoSchema,
   NodeLimitsSchema,
@@ -21,6 +23,7 @@ import {
 import type { NodeInfo, TaskInfo } from "../core/node-admin.js";
 import type { ModeStats, NodeStatsSnapshot, StatFigure } from "../core/node-stats.js";
 import type { ResourceReport } from "../core/resource-log.js";
+import type { HostFacts } from "../executor/host-facts.js";
 import type { HostSnapshot, ResourceUsage } from "../executor/host-sampler.js";
 
 /** A non-negative integer as uint64 (figures are whole, but guard against fractions and NaN). */
@@ -127,4 +130,27 @@ export function reportToProto(report: ResourceReport): ProtoResourceReport {
 /** Converts a task info. */
 export function taskInfoToProto(info: TaskInfo): ProtoTaskInfo {
   return create(TaskInfoSchema, { id: info.id, info: info.info, modifiedAtMs: BigInt(info.modified) });
+}
+
+/** Converts the host's static facts, with the drce version of the node that read them. */
+export function hostFactsToProto(facts: HostFacts, drceVersion: string): ProtoHostFacts {
+  return create(HostFactsSchema, {
+    drceVersion,
+    hostname: facts.hostname,
+    platform: facts.platform,
+    osName: facts.osName,
+    osRelease: facts.osRelease,
+    osCodename: facts.osCodename,
+    kernel: facts.kernel,
+    arch: facts.arch,
+    cpuManufacturer: facts.cpuManufacturer,
+    cpuModel: facts.cpuModel,
+    cpuCount: facts.cpuCount,
+    cpuPhysicalCores: facts.cpuPhysicalCores,
+    cpuSpeedMhz: facts.cpuSpeedMhz,
+    memoryBytes: BigInt(facts.memoryBytes),
+    swapBytes: BigInt(facts.swapBytes),
+    disks: facts.disks.map((d) => ({ device: d.device, type: d.type, mount: d.mount, sizeBytes: BigInt(d.sizeBytes) })),
+    nodeVersion: facts.nodeVersion,
+  });
 }

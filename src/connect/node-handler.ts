@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
+  GetHostFactsResponseSchema,
   GetNodeInfoResponseSchema,
   GetNodeStatsResponseSchema,
   GetResourceUsageResponseSchema,
@@ -11,7 +12,7 @@ import {
 import type { NodeAdmin } from "../core/node-admin.js";
 import { fromProtoState } from "./convert.js";
 import { toConnectError } from "./errors.js";
-import { hostToProto, nodeInfoToProto, nodeStatsToProto, reportToProto, taskInfoToProto, usageToProto } from "./node-convert.js";
+import { hostFactsToProto, hostToProto, nodeInfoToProto, nodeStatsToProto, reportToProto, taskInfoToProto, usageToProto } from "./node-convert.js";
 
 /** Options of {@link createNodeHandler}. */
 export interface NodeHandlerOptions {
@@ -31,6 +32,13 @@ export function createNodeHandler({ admin }: NodeHandlerOptions): ServiceImpl<ty
         sampledAtMs: BigInt(reading.snapshot.sampledAt),
         host: hostToProto(reading.snapshot),
       });
+    },
+    getHostFacts: async () => {
+      try {
+        return create(GetHostFactsResponseSchema, { facts: hostFactsToProto(await admin.hostFacts(), admin.info().version) });
+      } catch (error) {
+        throw toConnectError(error);
+      }
     },
     listTaskInfos: async (request) => {
       try {

@@ -14,7 +14,7 @@ import {
   WatchTaskEventsResponseSchema,
   type SendTaskInputRequest,
 } from "../../gen/drce/v1/task_service_pb.js";
-import type { NodeIdentity, TaskCore } from "../core/api.js";
+import type { NodeIdentity, OutputStreamOptions, TaskCore } from "../core/api.js";
 import { chunkToProto, eventToProto, gapToProto, fromProtoState, specFromProto, summaryToProto, terminateFromProto, viewToProto } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { receiveTaskInput } from "./task-input.js";
@@ -55,6 +55,10 @@ async function* mappedStream<T>(body: () => AsyncIterable<T>): AsyncGenerator<T>
 }
 
 /** The Connect implementation of TaskService: thin translation over the core. */
+// Each message is serialized before the stream asks the core for the next event, so the
+// core may read output into buffers it reuses.
+const lent: OutputStreamOptions = { lendBuffers: true };
+
 export function createTaskHandler({ core, identity, firstInputMs = 300_000 }: TaskHandlerOptions): ServiceImpl<typeof TaskService> {
   const result = (view: Parameters<typeof viewToProto>[0]) => viewToProto(view, identity);
   return {
@@ -83,7 +87,7 @@ export function createTaskHandler({ core, identity, firstInputMs = 300_000 }: Ta
     runTask: (request, context: HandlerContext) =>
       mappedStream(async function* () {
         if (request.task === undefined) throw new ConnectError("task is required", Code.InvalidArgument);
-        for await (const event of core.run(specFromProto(request.task), context.signal)) {
+        for await (const event of core.run(specFromProto(request.task), context.signal, lent)) {
           if (event.kind === "output") yield create(RunTaskResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) } });
           else if (event.kind === "gap") yield create(RunTaskResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) } });
           else yield create(RunTaskResponseSchema, { event: { case: event.kind, value: result(event.view) } });
@@ -97,7 +101,7 @@ export function createTaskHandler({ core, identity, firstInputMs = 300_000 }: Ta
     streamTaskOutput: (request, context) =>
       mappedStream(async function* () {
         const offsets = { stdout: Number(request.stdoutOffset), stderr: Number(request.stderrOffset) };
-        for await (const event of core.streamOutput(requireTask(request.task), offsets, request.follow, context.signal)) {
+        for await (const event of core.streamOutput(requireTask(request.task), offsets, request.follow, context.signal, lent)) {
           if (event.kind === "output") yield create(StreamTaskOutputResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) } });
           else if (event.kind === "gap") yield create(StreamTaskOutputResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) } });
           else yield create(StreamTaskOutputResponseSchema, { event: { case: "result", value: result(event.view) } });

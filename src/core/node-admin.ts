@@ -1,10 +1,12 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
+import { cachedHostFacts, type HostFacts } from "../executor/host-facts.js";
 import { balancingString, resourceUsage, type HostSnapshot, type ResourceUsage } from "../executor/host-sampler.js";
 import type { TaskStatus } from "../domain/task.js";
 import type { TaskStore } from "../store/task-store.js";
-import type { NodeIdentity, TaskCore } from "./api.js";
+import type { NodeIdentity } from "./api.js";
 import type { NodeOptions } from "./node-options.js";
+import type { NodeParts, NodeRole } from "./node-parts.js";
 import type { NodeStats, NodeStatsSnapshot } from "./node-stats.js";
 import type { ResourceLog, ResourceReport } from "./resource-log.js";
 
@@ -33,8 +35,8 @@ export interface NodeInfo {
   readonly host: string;
   readonly port: number;
   readonly version: string;
-  /** "data": the node runs tasks itself. */
-  readonly role: string;
+  /** What the node does: "data" runs tasks itself, "manager" forwards them. */
+  readonly role: NodeRole;
   /** Unix ms. */
   readonly startedAt: number;
   readonly uptimeMs: number;
@@ -72,7 +74,9 @@ export interface NodeAdminOptions {
   readonly version: string;
   /** When the node started, Unix ms. */
   readonly startedAt: number;
-  readonly core: Pick<TaskCore, "list">;
+  readonly core: Pick<NodeParts, "list">;
+  /** What the node does; "data" unless given (a manager gives "manager"). */
+  readonly role?: NodeRole;
   readonly store: Pick<TaskStore, "taskDir">;
   readonly stats: NodeStats;
   readonly reports: ResourceLog;
@@ -80,6 +84,8 @@ export interface NodeAdminOptions {
   readonly host: () => HostSnapshot;
   /** The endpoints bound so far (known once listening). */
   readonly endpoints?: () => { readonly zmq: string; readonly adminZmq: string };
+  /** The host's static facts; by default read with systeminformation on the first call, then kept. */
+  readonly hostFacts?: () => Promise<HostFacts>;
   /** The clock; Date.now unless a test gives another. */
   readonly now?: () => number;
 }
@@ -94,6 +100,8 @@ export interface NodeAdmin {
   resetStats(): void;
   /** The host's load from the latest cached sample. */
   usage(): UsageReading;
+  /** The host's static facts (OS, kernel, CPU, memory, file systems), read once and kept. */
+  hostFacts(): Promise<HostFacts>;
   /** Every task the node holds (newest first), as id, start date, state and mode. */
   tasks(): readonly TaskStatus[];
   /** The info of every task (newest first) whose status `filter` accepts. */
@@ -112,6 +120,7 @@ const statParallelism = 16;
 export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
   const { settings, identity, core, store, stats, reports } = options;
   const now = options.now ?? Date.now;
+  const hostFacts = options.hostFacts ?? cachedHostFacts();
   const limits: NodeLimits = Object.freeze({
     maxConcurrent: settings.maxConcurrent,
     maxQueue: settings.maxQueue,
@@ -145,7 +154,7 @@ export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
         host: identity.host,
         port: identity.port,
         version: options.version,
-        role: "data",
+        role: options.role ?? "data",
         startedAt: options.startedAt,
         uptimeMs: Math.max(0, at - options.startedAt),
         limits,
@@ -159,6 +168,7 @@ export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
       const snapshot = options.host();
       return { usage: resourceUsage(snapshot), balancing: balancingString(snapshot), snapshot };
     },
+    hostFacts: () => hostFacts(),
     tasks: () => core.list(),
     async taskInfos(filter = () => true) {
       const statuses = core.list().filter(filter);

@@ -14,7 +14,7 @@ import { isInside } from "../executor/local-files.js";
 import { hasRunLimits, needsDiskUsage } from "../executor/limits.js";
 import { OutputSpool } from "../store/spool.js";
 import type { TaskStore } from "../store/task-store.js";
-import type { OutputEvent, RunEvent, SubmitOutcome, TaskCore, TaskEvent } from "./api.js";
+import type { OutputEvent, OutputStreamOptions, RunEvent, SubmitOutcome, TaskCore, TaskEvent } from "./api.js";
 import { EventLog } from "./event-log.js";
 import type { NodeOptions } from "./node-options.js";
 import { Slots } from "./slots.js";
@@ -164,13 +164,15 @@ const ownBufferBelow = 64 * 1024;
  * back once the consumer asks for the next event (see OutputChunk). Reusing them, rather
  * than allocating a MiB per message, keeps V8 from seeing a gigabyte of fresh external
  * memory per gigabyte sent, which is what drives its full garbage collections during a
- * transfer (BENCHMARKS.md has the figures).
+ * transfer (BENCHMARKS.md has the figures). Only a consumer that asked to be lent them
+ * gets them (see OutputStreamOptions); any other gets a buffer of its own per chunk, which
+ * it may keep or forward.
  */
-function chunkBuffers(): (length: number) => Buffer {
+function chunkBuffers(lend: boolean): (length: number) => Buffer {
   const buffers: Buffer[] = [];
   let turn = 0;
   return (length) => {
-    if (length < ownBufferBelow) return Buffer.allocUnsafe(length);
+    if (!lend || length < ownBufferBelow) return Buffer.allocUnsafe(length);
     const index = turn++ % 2;
     return (buffers[index] ??= Buffer.allocUnsafe(outputChunkBytes)).subarray(0, length);
   };
@@ -1080,8 +1082,8 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
   };
 
   /** Streams a task's output from offsets; with follow, until the task is final. */
-  function streamOutput(ref: string, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal): AsyncGenerator<OutputEvent> {
-    return streamOutputOf(resolveRef(ref), offsets, follow, signal, false);
+  function streamOutput(ref: string, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal, streamOptions: OutputStreamOptions = {}): AsyncGenerator<OutputEvent> {
+    return streamOutputOf(resolveRef(ref), offsets, follow, signal, false, streamOptions.lendBuffers === true);
   }
 
   /**
@@ -1090,7 +1092,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
    * (RunTask's) takes the bytes past the head from the spools' live queues instead, so it
    * gets every byte whatever the cap.
    */
-  async function* streamOutputOf(entry: Entry, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal, attached: boolean): AsyncGenerator<OutputEvent> {
+  async function* streamOutputOf(entry: Entry, offsets: Readonly<Record<StreamName, number>>, follow: boolean, signal: AbortSignal, attached: boolean, lendBuffers: boolean): AsyncGenerator<OutputEvent> {
     const id = entry.status.id;
     // A reader's files stay until it is done with them (see hold).
     const release = hold(entry);
@@ -1100,7 +1102,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     let readAhead: { stream: StreamName; offset: number; data: Promise<Buffer> } | undefined;
     /** Since when (performance.now()) a stream's few ready bytes have been held back; see below. */
     const heldSince: Partial<Record<StreamName, number>> = {};
-    const bufferFor = chunkBuffers();
+    const bufferFor = chunkBuffers(lendBuffers);
     /** Closes the files (once a read under way has ended) and lets an attached reader's writers go. */
     let released: Promise<void> | undefined;
     const releaseFiles = (): Promise<void> =>
@@ -1233,7 +1235,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
 
   const submit = (input: TaskSpec, signal?: AbortSignal, output?: OutputMode): Promise<SubmitOutcome> => submitWith(input, signal, output ?? "inline", false);
 
-  async function* run(input: TaskSpec, signal: AbortSignal): AsyncGenerator<RunEvent> {
+  async function* run(input: TaskSpec, signal: AbortSignal, streamOptions: OutputStreamOptions = {}): AsyncGenerator<RunEvent> {
     const outcome = await submitWith({ ...input, mode: 2 }, undefined, "none", true);
     const id = outcome.view.status.id;
     const entry = entries.get(id);
@@ -1247,7 +1249,7 @@ export function createTaskCore(options: TaskCoreOptions): TaskCore & {
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       yield { kind: "accepted", view: outcome.view };
-      for await (const event of streamOutputOf(entry, { stdout: 0, stderr: 0 }, true, signal, !outcome.existing)) {
+      for await (const event of streamOutputOf(entry, { stdout: 0, stderr: 0 }, true, signal, !outcome.existing, streamOptions.lendBuffers === true)) {
         if (event.kind !== "result") yield event;
         else {
           const view = await viewOf(entry, "none", false);

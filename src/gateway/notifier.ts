@@ -1,4 +1,5 @@
 import type { NodeIdentity, TaskEvent } from "../core/api.js";
+import type { NodeParts } from "../core/node-parts.js";
 import type { ResourceReport } from "../core/resource-log.js";
 import type { SequenceLog } from "../core/sequence-log.js";
 import { TaskState } from "../domain/states.js";
@@ -35,11 +36,11 @@ export interface NotifierOptions {
   /** Sent as `Authorization: Bearer <token>` when not empty. */
   readonly token?: string;
   /** The task event log (notifications of type 100). */
-  readonly events: SequenceLog<TaskEvent>;
+  readonly events: NodeParts["events"];
   /** The resource report log (notifications of type 101); without it none are sent. */
   readonly reports?: SequenceLog<ResourceReport> | undefined;
   /** How the node names itself in items; read when an item is built, so a port bound later shows. */
-  readonly identity: NodeIdentity;
+  readonly identity: NodeParts["identity"];
   /** Milliseconds one POST may take before it counts as failed; 5000 unless given. */
   readonly timeoutMs?: number;
   /** First retry delay, ms; 100 unless given. It doubles per failure up to retryMaxMs. */

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drce/v1/node_service.proto.
  */
 export const file_drce_v1_node_service: GenFile = /*@__PURE__*/
-  fileDesc("ChpkcmNlL3YxL25vZGVfc2VydmljZS5wcm90bxIHZHJjZS52MSIUChJHZXROb2RlSW5mb1JlcXVlc3QiNgoTR2V0Tm9kZUluZm9SZXNwb25zZRIfCgRpbmZvGAEgASgLMhEuZHJjZS52MS5Ob2RlSW5mbyLUAQoITm9kZUluZm8SDAoEbmFtZRgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SDwoHdmVyc2lvbhgEIAEoCRIMCgRyb2xlGAUgASgJEhUKDXN0YXJ0ZWRfYXRfbXMYBiABKAMSEQoJdXB0aW1lX21zGAcgASgEEiMKBmxpbWl0cxgIIAEoCzITLmRyY2UudjEuTm9kZUxpbWl0cxIUCgx6bXFfZW5kcG9pbnQYCSABKAkSGgoSYWRtaW5fem1xX2VuZHBvaW50GAogASgJIqcCCgpOb2RlTGltaXRzEhYKDm1heF9jb25jdXJyZW50GAEgASgNEhEKCW1heF9xdWV1ZRgCIAEoDRIYChBtYXhfb3V0cHV0X2J5dGVzGAMgASgEEhMKC21heF90YXNrX21zGAQgASgEEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAUgASgEEhYKDm1heF9maWxlX2J5dGVzGAYgASgEEhoKEnNhbXBsZV9pbnRlcnZhbF9tcxgHIAEoDRIVCg1ldmVudF9oaXN0b3J5GAggASgNEhYKDnJlcG9ydF9oaXN0b3J5GAkgASgNEhQKDGFsbG93ZWRfZGlycxgKIAMoCRITCgthbGxvd2VkX2VudhgLIAMoCRIWCg50b2tlbl9yZXF1aXJlZBgMIAEoCCIVChNHZXROb2RlU3RhdHNSZXF1ZXN0IjkKFEdldE5vZGVTdGF0c1Jlc3BvbnNlEiEKBXN0YXRzGAEgASgLMhIuZHJjZS52MS5Ob2RlU3RhdHMihwEKCU5vZGVTdGF0cxIVCg1zdGFydGVkX2F0X21zGAEgASgDEhYKDmNvbXB1dGVkX2F0X21zGAIgASgDEiQKBHN5bmMYAyABKAsyFi5kcmNlLnYxLlRhc2tNb2RlU3RhdHMSJQoFYXN5bmMYBCABKAsyFi5kcmNlLnYxLlRhc2tNb2RlU3RhdHMipwIKDVRhc2tNb2RlU3RhdHMSDQoFdGFza3MYASABKAQSDgoGZmFpbGVkGAIgASgEEiQKB3RpbWVfbXMYAyABKAsyEy5kcmNlLnYxLlN0YXRGaWd1cmUSKAoLaW5wdXRfYnl0ZXMYBCABKAsyEy5kcmNlLnYxLlN0YXRGaWd1cmUSKQoMb3V0cHV0X2J5dGVzGAUgASgLMhMuZHJjZS52MS5TdGF0RmlndXJlEigKC2NwdV9wZXJjZW50GAYgASgLMhMuZHJjZS52MS5TdGF0RmlndXJlEikKDG1lbW9yeV9ieXRlcxgHIAEoCzITLmRyY2UudjEuU3RhdEZpZ3VyZRInCgpwZXJfbWludXRlGAggASgLMhMuZHJjZS52MS5TdGF0RmlndXJlIkIKClN0YXRGaWd1cmUSCwoDbWluGAEgASgBEgsKA2F2ZxgCIAEoARILCgNtYXgYAyABKAESDQoFY291bnQYBCABKAQiGQoXR2V0UmVzb3VyY2VVc2FnZVJlcXVlc3QijgEKGEdldFJlc291cmNlVXNhZ2VSZXNwb25zZRIlCgV1c2FnZRgBIAEoCzIWLmRyY2UudjEuUmVzb3VyY2VVc2FnZRIRCgliYWxhbmNpbmcYAiABKAkSFQoNc2FtcGxlZF9hdF9tcxgDIAEoAxIhCgRob3N0GAQgASgLMhMuZHJjZS52MS5Ib3N0U2FtcGxlIosBCg1SZXNvdXJjZVVzYWdlEgsKA2NwdRgBIAEoARIOCgZpb3dhaXQYAiABKAESDAoEdnJhbRgDIAEoARIMCgRycmFtGAQgASgBEgwKBGRpc2sYBSABKAESEQoJcHJvY2Vzc2VzGAYgASgBEg8KB3RocmVhZHMYByABKAESDwoHbG9hZGF2ZxgIIAEoASL1AQoKSG9zdFNhbXBsZRIXCg9tZW1fdG90YWxfYnl0ZXMYASABKAQSGwoTbWVtX2F2YWlsYWJsZV9ieXRlcxgCIAEoBBIYChBzd2FwX3RvdGFsX2J5dGVzGAMgASgEEhcKD3N3YXBfZnJlZV9ieXRlcxgEIAEoBBIYChBkaXNrX3RvdGFsX2J5dGVzGAUgASgEEhcKD2Rpc2tfZnJlZV9ieXRlcxgGIAEoBBIRCglwcm9jZXNzZXMYByABKA0SDwoHdGhyZWFkcxgIIAEoDRIUCgxsb2FkX2F2ZXJhZ2UYCSABKAESEQoJY3B1X2NvdW50GAogASgNIjoKFExpc3RUYXNrSW5mb3NSZXF1ZXN0EiIKBnN0YXRlcxgBIAMoDjISLmRyY2UudjEuVGFza1N0YXRlIjkKFUxpc3RUYXNrSW5mb3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLmRyY2UudjEuVGFza0luZm8iPAoIVGFza0luZm8SCgoCaWQYASABKAkSDAoEaW5mbxgCIAEoCRIWCg5tb2RpZmllZF9hdF9tcxgDIAEoAyJZChtXYXRjaFJlc291cmNlUmVwb3J0c1JlcXVlc3QSEQoJYWZ0ZXJfc2VxGAEgASgEEhIKCmZyb21fc3RhcnQYAiABKAgSEwoLc3RvcF9hdF9lbmQYAyABKAgiRwocV2F0Y2hSZXNvdXJjZVJlcG9ydHNSZXNwb25zZRInCgZyZXBvcnQYASABKAsyFy5kcmNlLnYxLlJlc291cmNlUmVwb3J0IpABCg5SZXNvdXJjZVJlcG9ydBILCgNzZXEYASABKAQSFAoMdGltZV91bml4X21zGAIgASgDEiUKBXVzYWdlGAMgASgLMhYuZHJjZS52MS5SZXNvdXJjZVVzYWdlEhEKCWJhbGFuY2luZxgEIAEoCRIhCgRob3N0GAUgASgLMhMuZHJjZS52MS5Ib3N0U2FtcGxlMrQDCgtOb2RlU2VydmljZRJICgtHZXROb2RlSW5mbxIbLmRyY2UudjEuR2V0Tm9kZUluZm9SZXF1ZXN0GhwuZHJjZS52MS5HZXROb2RlSW5mb1Jlc3BvbnNlEksKDEdldE5vZGVTdGF0cxIcLmRyY2UudjEuR2V0Tm9kZVN0YXRzUmVxdWVzdBodLmRyY2UudjEuR2V0Tm9kZVN0YXRzUmVzcG9uc2USVwoQR2V0UmVzb3VyY2VVc2FnZRIgLmRyY2UudjEuR2V0UmVzb3VyY2VVc2FnZVJlcXVlc3QaIS5kcmNlLnYxLkdldFJlc291cmNlVXNhZ2VSZXNwb25zZRJOCg1MaXN0VGFza0luZm9zEh0uZHJjZS52MS5MaXN0VGFza0luZm9zUmVxdWVzdBoeLmRyY2UudjEuTGlzdFRhc2tJbmZvc1Jlc3BvbnNlEmUKFFdhdGNoUmVzb3VyY2VSZXBvcnRzEiQuZHJjZS52MS5XYXRjaFJlc291cmNlUmVwb3J0c1JlcXVlc3QaJS5kcmNlLnYxLldhdGNoUmVzb3VyY2VSZXBvcnRzUmVzcG9uc2UwAWIGcHJvdG8z", [file_drce_v1_task]);
+  fileDesc("ChpkcmNlL3YxL25vZGVfc2VydmljZS5wcm90bxIHZHJjZS52MSIUChJHZXROb2RlSW5mb1JlcXVlc3QiNgoTR2V0Tm9kZUluZm9SZXNwb25zZRIfCgRpbmZvGAEgASgLMhEuZHJjZS52MS5Ob2RlSW5mbyLUAQoITm9kZUluZm8SDAoEbmFtZRgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SDwoHdmVyc2lvbhgEIAEoCRIMCgRyb2xlGAUgASgJEhUKDXN0YXJ0ZWRfYXRfbXMYBiABKAMSEQoJdXB0aW1lX21zGAcgASgEEiMKBmxpbWl0cxgIIAEoCzITLmRyY2UudjEuTm9kZUxpbWl0cxIUCgx6bXFfZW5kcG9pbnQYCSABKAkSGgoSYWRtaW5fem1xX2VuZHBvaW50GAogASgJIqcCCgpOb2RlTGltaXRzEhYKDm1heF9jb25jdXJyZW50GAEgASgNEhEKCW1heF9xdWV1ZRgCIAEoDRIYChBtYXhfb3V0cHV0X2J5dGVzGAMgASgEEhMKC21heF90YXNrX21zGAQgASgEEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAUgASgEEhYKDm1heF9maWxlX2J5dGVzGAYgASgEEhoKEnNhbXBsZV9pbnRlcnZhbF9tcxgHIAEoDRIVCg1ldmVudF9oaXN0b3J5GAggASgNEhYKDnJlcG9ydF9oaXN0b3J5GAkgASgNEhQKDGFsbG93ZWRfZGlycxgKIAMoCRITCgthbGxvd2VkX2VudhgLIAMoCRIWCg50b2tlbl9yZXF1aXJlZBgMIAEoCCIVChNHZXROb2RlU3RhdHNSZXF1ZXN0IjkKFEdldE5vZGVTdGF0c1Jlc3BvbnNlEiEKBXN0YXRzGAEgASgLMhIuZHJjZS52MS5Ob2RlU3RhdHMihwEKCU5vZGVTdGF0cxIVCg1zdGFydGVkX2F0X21zGAEgASgDEhYKDmNvbXB1dGVkX2F0X21zGAIgASgDEiQKBHN5bmMYAyABKAsyFi5kcmNlLnYxLlRhc2tNb2RlU3RhdHMSJQoFYXN5bmMYBCABKAsyFi5kcmNlLnYxLlRhc2tNb2RlU3RhdHMipwIKDVRhc2tNb2RlU3RhdHMSDQoFdGFza3MYASABKAQSDgoGZmFpbGVkGAIgASgEEiQKB3RpbWVfbXMYAyABKAsyEy5kcmNlLnYxLlN0YXRGaWd1cmUSKAoLaW5wdXRfYnl0ZXMYBCABKAsyEy5kcmNlLnYxLlN0YXRGaWd1cmUSKQoMb3V0cHV0X2J5dGVzGAUgASgLMhMuZHJjZS52MS5TdGF0RmlndXJlEigKC2NwdV9wZXJjZW50GAYgASgLMhMuZHJjZS52MS5TdGF0RmlndXJlEikKDG1lbW9yeV9ieXRlcxgHIAEoCzITLmRyY2UudjEuU3RhdEZpZ3VyZRInCgpwZXJfbWludXRlGAggASgLMhMuZHJjZS52MS5TdGF0RmlndXJlIkIKClN0YXRGaWd1cmUSCwoDbWluGAEgASgBEgsKA2F2ZxgCIAEoARILCgNtYXgYAyABKAESDQoFY291bnQYBCABKAQiGQoXR2V0UmVzb3VyY2VVc2FnZVJlcXVlc3QijgEKGEdldFJlc291cmNlVXNhZ2VSZXNwb25zZRIlCgV1c2FnZRgBIAEoCzIWLmRyY2UudjEuUmVzb3VyY2VVc2FnZRIRCgliYWxhbmNpbmcYAiABKAkSFQoNc2FtcGxlZF9hdF9tcxgDIAEoAxIhCgRob3N0GAQgASgLMhMuZHJjZS52MS5Ib3N0U2FtcGxlIosBCg1SZXNvdXJjZVVzYWdlEgsKA2NwdRgBIAEoARIOCgZpb3dhaXQYAiABKAESDAoEdnJhbRgDIAEoARIMCgRycmFtGAQgASgBEgwKBGRpc2sYBSABKAESEQoJcHJvY2Vzc2VzGAYgASgBEg8KB3RocmVhZHMYByABKAESDwoHbG9hZGF2ZxgIIAEoASL1AQoKSG9zdFNhbXBsZRIXCg9tZW1fdG90YWxfYnl0ZXMYASABKAQSGwoTbWVtX2F2YWlsYWJsZV9ieXRlcxgCIAEoBBIYChBzd2FwX3RvdGFsX2J5dGVzGAMgASgEEhcKD3N3YXBfZnJlZV9ieXRlcxgEIAEoBBIYChBkaXNrX3RvdGFsX2J5dGVzGAUgASgEEhcKD2Rpc2tfZnJlZV9ieXRlcxgGIAEoBBIRCglwcm9jZXNzZXMYByABKA0SDwoHdGhyZWFkcxgIIAEoDRIUCgxsb2FkX2F2ZXJhZ2UYCSABKAESEQoJY3B1X2NvdW50GAogASgNIjoKFExpc3RUYXNrSW5mb3NSZXF1ZXN0EiIKBnN0YXRlcxgBIAMoDjISLmRyY2UudjEuVGFza1N0YXRlIjkKFUxpc3RUYXNrSW5mb3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLmRyY2UudjEuVGFza0luZm8iPAoIVGFza0luZm8SCgoCaWQYASABKAkSDAoEaW5mbxgCIAEoCRIWCg5tb2RpZmllZF9hdF9tcxgDIAEoAyJZChtXYXRjaFJlc291cmNlUmVwb3J0c1JlcXVlc3QSEQoJYWZ0ZXJfc2VxGAEgASgEEhIKCmZyb21fc3RhcnQYAiABKAgSEwoLc3RvcF9hdF9lbmQYAyABKAgiRwocV2F0Y2hSZXNvdXJjZVJlcG9ydHNSZXNwb25zZRInCgZyZXBvcnQYASABKAsyFy5kcmNlLnYxLlJlc291cmNlUmVwb3J0IpABCg5SZXNvdXJjZVJlcG9ydBILCgNzZXEYASABKAQSFAoMdGltZV91bml4X21zGAIgASgDEiUKBXVzYWdlGAMgASgLMhYuZHJjZS52MS5SZXNvdXJjZVVzYWdlEhEKCWJhbGFuY2luZxgEIAEoCRIhCgRob3N0GAUgASgLMhMuZHJjZS52MS5Ib3N0U2FtcGxlIhUKE0dldEhvc3RGYWN0c1JlcXVlc3QiOQoUR2V0SG9zdEZhY3RzUmVzcG9uc2USIQoFZmFjdHMYASABKAsyEi5kcmNlLnYxLkhvc3RGYWN0cyLyAgoJSG9zdEZhY3RzEhQKDGRyY2VfdmVyc2lvbhgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIQCghwbGF0Zm9ybRgDIAEoCRIPCgdvc19uYW1lGAQgASgJEhIKCm9zX3JlbGVhc2UYBSABKAkSEwoLb3NfY29kZW5hbWUYBiABKAkSDgoGa2VybmVsGAcgASgJEgwKBGFyY2gYCCABKAkSGAoQY3B1X21hbnVmYWN0dXJlchgJIAEoCRIRCgljcHVfbW9kZWwYCiABKAkSEQoJY3B1X2NvdW50GAsgASgNEhoKEmNwdV9waHlzaWNhbF9jb3JlcxgMIAEoDRIVCg1jcHVfc3BlZWRfbWh6GA0gASgNEhQKDG1lbW9yeV9ieXRlcxgOIAEoBBISCgpzd2FwX2J5dGVzGA8gASgEEiAKBWRpc2tzGBAgAygLMhEuZHJjZS52MS5Ib3N0RGlzaxIUCgxub2RlX3ZlcnNpb24YESABKAkiSwoISG9zdERpc2sSDgoGZGV2aWNlGAEgASgJEgwKBHR5cGUYAiABKAkSDQoFbW91bnQYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoBDKBBAoLTm9kZVNlcnZpY2USSAoLR2V0Tm9kZUluZm8SGy5kcmNlLnYxLkdldE5vZGVJbmZvUmVxdWVzdBocLmRyY2UudjEuR2V0Tm9kZUluZm9SZXNwb25zZRJLCgxHZXROb2RlU3RhdHMSHC5kcmNlLnYxLkdldE5vZGVTdGF0c1JlcXVlc3QaHS5kcmNlLnYxLkdldE5vZGVTdGF0c1Jlc3BvbnNlElcKEEdldFJlc291cmNlVXNhZ2USIC5kcmNlLnYxLkdldFJlc291cmNlVXNhZ2VSZXF1ZXN0GiEuZHJjZS52MS5HZXRSZXNvdXJjZVVzYWdlUmVzcG9uc2USTgoNTGlzdFRhc2tJbmZvcxIdLmRyY2UudjEuTGlzdFRhc2tJbmZvc1JlcXVlc3QaHi5kcmNlLnYxLkxpc3RUYXNrSW5mb3NSZXNwb25zZRJlChRXYXRjaFJlc291cmNlUmVwb3J0cxIkLmRyY2UudjEuV2F0Y2hSZXNvdXJjZVJlcG9ydHNSZXF1ZXN0GiUuZHJjZS52MS5XYXRjaFJlc291cmNlUmVwb3J0c1Jlc3BvbnNlMAESSwoMR2V0SG9zdEZhY3RzEhwuZHJjZS52MS5HZXRIb3N0RmFjdHNSZXF1ZXN0Gh0uZHJjZS52MS5HZXRIb3N0RmFjdHNSZXNwb25zZWIGcHJvdG8z", [file_drce_v1_task]);
 
 /**
  * GetNodeInfoRequest takes no parameters.
@@ -828,6 +828,218 @@ export const ResourceReportSchema: GenMessage<ResourceReport> = /*@__PURE__*/
   messageDesc(file_drce_v1_node_service, 18);
 
 /**
+ * GetHostFactsRequest takes no parameters.
+ *
+ * @generated from message drce.v1.GetHostFactsRequest
+ */
+export type GetHostFactsRequest = Message<"drce.v1.GetHostFactsRequest"> & {
+};
+
+/**
+ * Describes the message drce.v1.GetHostFactsRequest.
+ * Use `create(GetHostFactsRequestSchema)` to create a new message.
+ */
+export const GetHostFactsRequestSchema: GenMessage<GetHostFactsRequest> = /*@__PURE__*/
+  messageDesc(file_drce_v1_node_service, 19);
+
+/**
+ * GetHostFactsResponse carries the facts of the node's host.
+ *
+ * @generated from message drce.v1.GetHostFactsResponse
+ */
+export type GetHostFactsResponse = Message<"drce.v1.GetHostFactsResponse"> & {
+  /**
+   * The facts.
+   *
+   * @generated from field: drce.v1.HostFacts facts = 1;
+   */
+  facts?: HostFacts | undefined;
+};
+
+/**
+ * Describes the message drce.v1.GetHostFactsResponse.
+ * Use `create(GetHostFactsResponseSchema)` to create a new message.
+ */
+export const GetHostFactsResponseSchema: GenMessage<GetHostFactsResponse> = /*@__PURE__*/
+  messageDesc(file_drce_v1_node_service, 20);
+
+/**
+ * HostFacts are the static facts of a node's host. A fact the host does not tell is empty
+ * or zero.
+ *
+ * @generated from message drce.v1.HostFacts
+ */
+export type HostFacts = Message<"drce.v1.HostFacts"> & {
+  /**
+   * drce version (package.json), as in NodeInfo.
+   *
+   * @generated from field: string drce_version = 1;
+   */
+  drceVersion: string;
+
+  /**
+   * Host name as the operating system gives it.
+   *
+   * @generated from field: string hostname = 2;
+   */
+  hostname: string;
+
+  /**
+   * Operating system family: "linux", "darwin", ...
+   *
+   * @generated from field: string platform = 3;
+   */
+  platform: string;
+
+  /**
+   * Distribution name, e.g. "Debian GNU/Linux".
+   *
+   * @generated from field: string os_name = 4;
+   */
+  osName: string;
+
+  /**
+   * Distribution version, e.g. "12".
+   *
+   * @generated from field: string os_release = 5;
+   */
+  osRelease: string;
+
+  /**
+   * Distribution code name, e.g. "bookworm".
+   *
+   * @generated from field: string os_codename = 6;
+   */
+  osCodename: string;
+
+  /**
+   * Kernel version, e.g. "6.1.0-18-amd64".
+   *
+   * @generated from field: string kernel = 7;
+   */
+  kernel: string;
+
+  /**
+   * Machine architecture, e.g. "x64", "arm64".
+   *
+   * @generated from field: string arch = 8;
+   */
+  arch: string;
+
+  /**
+   * CPU maker, e.g. "Intel".
+   *
+   * @generated from field: string cpu_manufacturer = 9;
+   */
+  cpuManufacturer: string;
+
+  /**
+   * CPU model, e.g. "Xeon Gold 6230".
+   *
+   * @generated from field: string cpu_model = 10;
+   */
+  cpuModel: string;
+
+  /**
+   * Logical CPUs (hardware threads) the operating system offers.
+   *
+   * @generated from field: uint32 cpu_count = 11;
+   */
+  cpuCount: number;
+
+  /**
+   * Physical cores.
+   *
+   * @generated from field: uint32 cpu_physical_cores = 12;
+   */
+  cpuPhysicalCores: number;
+
+  /**
+   * Nominal clock speed, MHz; zero when the host does not tell.
+   *
+   * @generated from field: uint32 cpu_speed_mhz = 13;
+   */
+  cpuSpeedMhz: number;
+
+  /**
+   * Physical memory, bytes.
+   *
+   * @generated from field: uint64 memory_bytes = 14;
+   */
+  memoryBytes: bigint;
+
+  /**
+   * Swap space, bytes.
+   *
+   * @generated from field: uint64 swap_bytes = 15;
+   */
+  swapBytes: bigint;
+
+  /**
+   * Mounted file systems backed by a device.
+   *
+   * @generated from field: repeated drce.v1.HostDisk disks = 16;
+   */
+  disks: HostDisk[];
+
+  /**
+   * Node.js version running the node, e.g. "v20.19.0".
+   *
+   * @generated from field: string node_version = 17;
+   */
+  nodeVersion: string;
+};
+
+/**
+ * Describes the message drce.v1.HostFacts.
+ * Use `create(HostFactsSchema)` to create a new message.
+ */
+export const HostFactsSchema: GenMessage<HostFacts> = /*@__PURE__*/
+  messageDesc(file_drce_v1_node_service, 21);
+
+/**
+ * HostDisk is one mounted file system of a host.
+ *
+ * @generated from message drce.v1.HostDisk
+ */
+export type HostDisk = Message<"drce.v1.HostDisk"> & {
+  /**
+   * Device or source, e.g. "/dev/sda1".
+   *
+   * @generated from field: string device = 1;
+   */
+  device: string;
+
+  /**
+   * File system type, e.g. "ext4".
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * Mount point.
+   *
+   * @generated from field: string mount = 3;
+   */
+  mount: string;
+
+  /**
+   * Size, bytes.
+   *
+   * @generated from field: uint64 size_bytes = 4;
+   */
+  sizeBytes: bigint;
+};
+
+/**
+ * Describes the message drce.v1.HostDisk.
+ * Use `create(HostDiskSchema)` to create a new message.
+ */
+export const HostDiskSchema: GenMessage<HostDisk> = /*@__PURE__*/
+  messageDesc(file_drce_v1_node_service, 22);
+
+/**
  * NodeService tells an operator (or a manager) about one node: what it is and
  * which limits it enforces, how its tasks have gone since it started, how loaded
  * its host is, the info of every task it holds, and its periodic resource reports.
@@ -887,6 +1099,18 @@ export const NodeService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchResourceReportsRequestSchema;
     output: typeof WatchResourceReportsResponseSchema;
+  },
+  /**
+   * GetHostFacts returns what does not change while the node runs: its host's operating
+   * system, kernel, CPU, memory and file systems, and the drce version (as BOINC's host_info,
+   * for a manager placing tasks). Read once, on the first call, then answered from memory.
+   *
+   * @generated from rpc drce.v1.NodeService.GetHostFacts
+   */
+  getHostFacts: {
+    methodKind: "unary";
+    input: typeof GetHostFactsRequestSchema;
+    output: typeof GetHostFactsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_drce_v1_node_service, 0);
