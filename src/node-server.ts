@@ -24,11 +24,12 @@ import { handleLegacyHttp, legacyHttpPath } from "./gateway/http.js";
 import { createLegacyHandler } from "./gateway/legacy-handler.js";
 import { createNotifier } from "./gateway/notifier.js";
 import { bindZmqGateway, type BoundZmqGateway } from "./gateway/zmq.js";
-import { createDualServer, type DualHandler, type DualServerTls } from "./http-server.js";
+import { createDualServer, type DualServerTls } from "./http-server.js";
 import { listening } from "./listen-error.js";
 import type { Logger } from "./logger.js";
 import { createNodeMetrics, metricsHttpPath } from "./metrics.js";
 import { adminRefusals, connectRefusals, createConnectTokenCheck, legacyRefusals, metricsRefusals } from "./refusal-forms.js";
+import { createRouteGate } from "./route-gate.js";
 import { createRouteTable, type Route } from "./route-table.js";
 import type { StartList } from "./start-list.js";
 import { packageVersion } from "./version.js";
@@ -216,32 +217,4 @@ function reportedIdentity(identity: NodeIdentity, adminEndpoint: string | undefi
   if (adminEndpoint === undefined) return { ...identity };
   const admin = parseHostPort(adminEndpoint.replace(/^tcp:\/\//, ""), "--admin-zmq-listen");
   return { host: admin.host === "0.0.0.0" || admin.host === "*" ? hostname() : admin.host, port: admin.port, node: identity.node };
-}
-
-/**
- * The HTTP handler of a listener bound before its routes exist: a request waits until `open`
- * gives the routes, and is answered 503 when the node closes before that.
- */
-function createRouteGate(): { readonly handler: DualHandler; open(routes: DualHandler): void; close(): void } {
-  let routes: DualHandler | undefined;
-  const waiting: Parameters<DualHandler>[] = [];
-  const unavailable: DualHandler = (req, res) => {
-    req.resume();
-    res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "1" });
-    res.end("the node is not serving\n");
-  };
-  const release = (handler: DualHandler): void => {
-    routes = handler;
-    for (const [req, res] of waiting.splice(0)) handler(req, res);
-  };
-  return {
-    handler: (req, res) => {
-      if (routes !== undefined) routes(req, res);
-      else waiting.push([req, res]);
-    },
-    open: release,
-    close() {
-      if (routes === undefined) release(unavailable);
-    },
-  };
 }
