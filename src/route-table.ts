@@ -1,7 +1,7 @@
 import type { BrowserVerdict, GuardedRequest } from "./browser-guard.js";
 import type { DualHandler } from "./http-server.js";
 
-/** The request and reply objects of one HTTP request, HTTP/1.1 or HTTP/2. */
+/** One HTTP request as a route reads it, HTTP/1.1 or HTTP/2. */
 export type RouteRequest = Parameters<DualHandler>[0];
 /** The reply of one HTTP request, HTTP/1.1 or HTTP/2. */
 export type RouteResponse = Parameters<DualHandler>[1];

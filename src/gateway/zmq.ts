@@ -62,7 +62,8 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
 }
 
 /**
- * Serves the legacy protocol over ZeroMQ as the original HCE nodes did: a ROUTER socket that
+ * Binds a gateway that, once given its handler (`serve`), serves the legacy protocol over
+ * ZeroMQ as the original HCE nodes did: a ROUTER socket that
  * DEALER clients (with an identity) send `[id, body]` to, optionally followed by a route frame.
  * The ROUTER sees `[identity, id, body, ...]` and answers `[identity, id, responseBody]`; a REQ
  * client's empty delimiter frame takes the id's place, so a REQ gets `[responseBody]` back.
