@@ -17,9 +17,13 @@ export interface ZmqMessageHandler {
 }
 
 /** Options of {@link createZmqGateway}. */
-export interface ZmqGatewayOptions {
+export interface ZmqGatewayOptions extends ZmqBindOptions {
   /** The handler answering each message (legacy task messages or admin commands). */
   readonly handler: ZmqMessageHandler;
+}
+
+/** Options of {@link bindZmqGateway}: everything but the handler, which comes once bound. */
+export interface ZmqBindOptions {
   /** Where to bind, e.g. "tcp://127.0.0.1:5557"; port 0 picks a free port. */
   readonly endpoint: string;
   /** Largest accepted message part, in bytes; zeromq drops a peer that sends a larger one. */
@@ -42,7 +46,24 @@ export interface ZmqGateway {
 }
 
 /**
- * Serves the legacy protocol over ZeroMQ as the original HCE nodes did: a ROUTER socket that
+ * A gateway whose socket is bound but which answers nothing yet: messages wait in the socket
+ * until `serve` gives it its handler, so a handler can be built knowing the bound endpoint.
+ */
+export interface BoundZmqGateway extends ZmqGateway {
+  /** Starts answering messages with the handler; called once. */
+  serve(handler: ZmqMessageHandler): void;
+}
+
+/** Binds a gateway and serves it with the handler at once (see {@link bindZmqGateway}). */
+export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqGateway> {
+  const gateway = await bindZmqGateway(options);
+  gateway.serve(options.handler);
+  return gateway;
+}
+
+/**
+ * Binds a gateway that, once given its handler (`serve`), serves the legacy protocol over
+ * ZeroMQ as the original HCE nodes did: a ROUTER socket that
  * DEALER clients (with an identity) send `[id, body]` to, optionally followed by a route frame.
  * The ROUTER sees `[identity, id, body, ...]` and answers `[identity, id, responseBody]`; a REQ
  * client's empty delimiter frame takes the id's place, so a REQ gets `[responseBody]` back.
@@ -50,8 +71,8 @@ export interface ZmqGateway {
  * socket allows a single pending send. With a token, only peers presenting it as their PLAIN
  * password complete the handshake (see zmq-auth.ts).
  */
-export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqGateway> {
-  const { handler, endpoint, logger } = options;
+export async function bindZmqGateway(options: ZmqBindOptions): Promise<BoundZmqGateway> {
+  const { endpoint, logger } = options;
   if (typeof endpoint !== "string" || !/^(tcp|ipc|inproc):\/\//.test(endpoint)) {
     throw new TypeError(`createZmqGateway: endpoint ${JSON.stringify(endpoint)} is not a zeromq address`);
   }
@@ -86,7 +107,7 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
     return sendChain;
   };
 
-  const serve = async (frames: Buffer[]): Promise<void> => {
+  const answer = async (handler: ZmqMessageHandler, frames: Buffer[]): Promise<void> => {
     const [identity, id, body] = frames;
     if (identity === undefined) return;
     if (id === undefined || body === undefined) {
@@ -99,7 +120,7 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
       ? handler.errorReply(ErrorCode.InternalFo, "the node is shutting down")
       : handler.handleStreamed === undefined
         ? await handler.handle(body, controller.signal)
-        : { body: await frameOf(await handler.handleStreamed(body, controller.signal)) };
+        : { body: await frameOf(handler, await handler.handleStreamed(body, controller.signal)) };
     await send([identity, id, reply.body]);
   };
 
@@ -107,7 +128,7 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
    * A ZeroMQ frame is one buffer: a streamed reply is read into one of its exact length
    * (never a string, never a second copy). One that cannot be read becomes an error reply.
    */
-  const frameOf = async (reply: { readonly body: LegacyBody }): Promise<Buffer | string> => {
+  const frameOf = async (handler: ZmqMessageHandler, reply: { readonly body: LegacyBody }): Promise<Buffer | string> => {
     try {
       return await collectLegacyBody(reply.body);
     } catch (error) {
@@ -118,21 +139,27 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
     }
   };
 
-  const loop = (async () => {
+  const receive = async (handler: ZmqMessageHandler): Promise<void> => {
     try {
       for await (const frames of socket) {
-        const task = serve(frames).catch((error: unknown) => logger?.error({ err: error }, "zeromq request failed"));
+        const task = answer(handler, frames).catch((error: unknown) => logger?.error({ err: error }, "zeromq request failed"));
         inFlight.add(task);
         void task.finally(() => inFlight.delete(task));
       }
     } catch (error) {
       if (!socket.closed) logger?.error({ err: error }, "zeromq receive loop stopped");
     }
-  })();
+  };
+  let loop: Promise<void> | undefined;
 
   let closing: Promise<void> | undefined;
   return {
     endpoint: bound,
+    serve(handler) {
+      if (loop !== undefined) throw new Error("bindZmqGateway: serve was already called");
+      if (closing !== undefined) return;
+      loop = receive(handler);
+    },
     close() {
       closing ??= (async () => {
         controller.abort(new Error("the gateway is closing"));
