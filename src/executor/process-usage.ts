@@ -188,14 +188,22 @@ export interface ProcessSample {
 export async function sampleProcess(pid: number, options: ProcOptions = {}): Promise<ProcessSample | undefined> {
   if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
   const root = options.procRoot ?? "/proc";
-  let text: string | undefined;
-  try {
-    // procfs answers from memory: a synchronous read is cheaper than a thread pool round trip.
-    text = readFileSync(`${root}/${pid}/stat`, "latin1");
-  } catch {
-    return undefined;
+  const read = (): ReturnType<typeof parseProcStat> => {
+    try {
+      // procfs answers from memory: a synchronous read is cheaper than a thread pool round trip.
+      return parseProcStat(readFileSync(`${root}/${pid}/stat`, "latin1"));
+    } catch {
+      return undefined;
+    }
+  };
+  let stat = read();
+  // A process read in the middle of its exec has its new address space and no page in it
+  // yet: read again on the next turns of the event loop, so a live task never shows a
+  // false zero (the window is a few microseconds; the bound only guards a strange kernel).
+  for (let turn = 0; stat !== undefined && stat.rssPages === 0 && turn < 100; turn++) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    stat = read();
   }
-  const stat = parseProcStat(text);
   if (stat === undefined) return undefined;
   const { pageSize, clockTicks } = await systemConstants();
   let uptime = 0;
