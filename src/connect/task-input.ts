@@ -42,8 +42,7 @@ export async function receiveTaskInput(requests: AsyncIterable<SendTaskInputRequ
   options.signal.addEventListener("abort", stop, { once: true });
   try {
     const final = taskFinal(options.core, task, watching.signal);
-    // Handled by the race below, which ends the call with it (an unknown task is NotFound).
-    final.catch(() => undefined);
+    final.catch(() => undefined); // handled by the race below, which ends the call with it (an unknown task is NotFound)
     let written = 0;
     for (let request = first.value; ; ) {
       if (request.data.length > 0) {

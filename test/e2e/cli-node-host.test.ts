@@ -1,11 +1,10 @@
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
-import { fileURLToPath } from "node:url";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NodeService } from "../../gen/drce/v1/node_service_pb.js";
+import { runDrce, type CliResult } from "../helpers/cli.js";
 import { startNode, type TestNode } from "../helpers/node.js";
 
 /*
@@ -13,23 +12,12 @@ import { startNode, type TestNode } from "../helpers/node.js";
  * Node.js reads them too.
  */
 
-const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
 const version = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 let node: TestNode;
 
-function drce(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DRCE_SERVER: node.url };
-  delete env["DRCE_TOKEN"];
-  const child = spawn(process.execPath, [bin, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+function drce(args: readonly string[]): Promise<CliResult> {
+  return runDrce(node.url, args);
 }
 
 beforeAll(async () => {

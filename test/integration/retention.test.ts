@@ -1,15 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { TaskMode, TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
 import { TaskState as LegacyState } from "../../src/domain/states.js";
 import { metricValue, scrape } from "../helpers/metrics.js";
+import { runDrce, type CliResult } from "../helpers/cli.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
 
 /*
@@ -20,7 +19,6 @@ import { startNode, until, type TestNode } from "../helpers/node.js";
  */
 
 // Each test starts a node and waits for real commands (or drce processes): minutes on a loaded host.
-const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
 const nodes: TestNode[] = [];
 const dirs: string[] = [];
 
@@ -52,18 +50,8 @@ function deletedEvents(n: TestNode): string[] {
 }
 
 /** Runs `drce ARGS` against a node to its end. */
-function drce(n: TestNode, args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DRCE_SERVER: n.url };
-  delete env["DRCE_TOKEN"];
-  const child = spawn(process.execPath, [bin, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+function drce(n: TestNode, args: readonly string[]): Promise<CliResult> {
+  return runDrce(n.url, args);
 }
 
 describe("--retain-max-tasks", { timeout: 120_000 }, () => {
