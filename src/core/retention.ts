@@ -75,24 +75,31 @@ export function createRetention(options: RetentionOptions): Retention {
     timer.unref();
   };
 
-  /** Arms the timer for the first queued tree still within the age bound. */
-  const arm = (): void => {
+  /**
+   * Arms the timer for the first queued tree that was still within the age bound at `sweptAt`,
+   * the clock of the sweep just made. Trees before it were due then and were tried: those left
+   * are held by a caller and come back with its poke(). The first one not tried may have become
+   * due since (the clock moves during a sweep): its timer is then armed for at once.
+   */
+  const arm = (sweptAt: number): void => {
     clearTimeout(timer);
     timer = undefined;
     if (closed || ageBound === 0) return;
-    const at = now();
-    // Trees before it that are past the bound are held by a caller and come back with its poke().
     for (const finishedAt of queue.values()) {
       const due = finishedAt + ageBound;
-      if (due <= at) continue;
-      wake(due - at);
+      if (due <= sweptAt) continue;
+      wake(Math.max(0, due - now()));
       return;
     }
   };
 
+  /** The clock of the last sweep's pass over the queue. */
+  let sweptAt = 0;
+
   const run = async (): Promise<number> => {
     let deleted = 0;
     const at = now();
+    sweptAt = at;
     for (const [rootId, finishedAt] of queue) {
       if (closed) break;
       const old = ageBound > 0 && finishedAt + ageBound <= at;
@@ -125,7 +132,7 @@ export function createRetention(options: RetentionOptions): Retention {
         again = false;
         total += await run();
       } while (again && !closed);
-      arm();
+      arm(sweptAt);
       if (total > 0) options.onSwept?.(total);
       return total;
     })();

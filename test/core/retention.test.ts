@@ -160,6 +160,32 @@ describe("the retention queue", () => {
     expect(Date.now()).toBeGreaterThanOrEqual(finishedAt + 50);
   });
 
+  it("arms its timer for a tree that became due while a sweep was looking at the queue", async () => {
+    // A clock that moves one millisecond at each reading once the sweep starts: the sweep
+    // sees the tree 1 ms before its bound, and the queue is looked at again past it.
+    let clock = 1_000_000;
+    let moving = false;
+    const gone: string[] = [];
+    const retention = createRetention({
+      retainFinishedMs: 50,
+      maxTasks: 0,
+      size: () => 1,
+      now: () => (moving ? clock++ : clock),
+      remove: async (id) => {
+        gone.push(id);
+        return true;
+      },
+      onError: () => undefined,
+    });
+    made.push(retention);
+    retention.finished("t", clock);
+    clock += 49;
+    moving = true;
+    expect(await retention.sweep()).toBe(0);
+    await until(() => gone, (g) => g.length === 1, 5000, "the sweep armed for the tree that became due");
+    expect(gone).toEqual(["t"]);
+  });
+
   it("keeps everything with both bounds lifted", async () => {
     const h = harness(0, 0);
     for (let i = 0; i < 1000; i++) finish(h, `t${i}`);
