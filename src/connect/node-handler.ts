@@ -5,11 +5,15 @@ import {
   GetNodeInfoResponseSchema,
   GetNodeStatsResponseSchema,
   GetResourceUsageResponseSchema,
+  ClusterNodeSchema,
+  ClusterNodeState,
+  ListNodesResponseSchema,
   ListTaskInfosResponseSchema,
   NodeService,
   WatchResourceReportsResponseSchema,
 } from "../../gen/drce/v1/node_service_pb.js";
 import type { NodeAdmin } from "../core/node-admin.js";
+import { TaskState } from "../domain/states.js";
 import { fromProtoState } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { hostFactsToProto, hostToProto, nodeInfoToProto, nodeStatsToProto, reportToProto, taskInfoToProto, usageToProto } from "./node-convert.js";
@@ -45,6 +49,28 @@ export function createNodeHandler({ admin }: NodeHandlerOptions): ServiceImpl<ty
         const wanted = new Set(request.states.map(fromProtoState));
         const infos = await admin.taskInfos((s) => wanted.size === 0 || wanted.has(s.state));
         return create(ListTaskInfosResponseSchema, { tasks: infos.map(taskInfoToProto) });
+      } catch (error) {
+        throw toConnectError(error);
+      }
+    },
+    listNodes: async () => {
+      // A data node answers for itself only: up, as it is answering.
+      try {
+        const info = admin.info();
+        const reading = admin.usage();
+        const running = admin.tasks().filter((s) => s.state === TaskState.InProgress).length;
+        const node = create(ClusterNodeSchema, {
+          name: info.name,
+          url: `http://${info.host.includes(":") ? `[${info.host}]` : info.host}:${info.port}`,
+          state: ClusterNodeState.UP,
+          usage: usageToProto(reading.usage),
+          balancing: reading.balancing,
+          freeSlots: Math.max(0, info.limits.maxConcurrent - running),
+          running,
+          facts: hostFactsToProto(await admin.hostFacts(), info.version),
+          lastSeenMs: BigInt(Date.now()),
+        });
+        return create(ListNodesResponseSchema, { nodes: [node] });
       } catch (error) {
         throw toConnectError(error);
       }

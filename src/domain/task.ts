@@ -1,4 +1,5 @@
 import type { TaskMode, TaskState } from "./states.js";
+import type { Placement } from "./placement.js";
 
 /** File action bits (legacy `action` mask). */
 export const FileAction = {
@@ -128,6 +129,8 @@ export interface TaskSpec {
   readonly ttlMs: number;
   /** Keep stdin open for streamed input after `input`. */
   readonly openStdin: boolean;
+  /** Which data nodes a manager gives the task to; a data node ignores it. Root tasks only. */
+  readonly placement?: Placement;
 }
 
 /** Builds a TaskSpec from the fields given, every other field taking its default. */

@@ -1,4 +1,5 @@
 import type { FileResult, TaskStatus } from "./task.js";
+import type { NodeResult } from "./placement.js";
 
 /**
  * What the core answers about a task: its status, the time it ran, and, depending on
@@ -34,6 +35,10 @@ export interface TaskView {
   readonly fields?: Readonly<Record<string, number>>;
   /** Views of the subtasks, in request order. */
   readonly subtasks: readonly TaskView[];
+  /** On a manager, for a task placed on several nodes: one item per selected node, in name order. */
+  readonly nodes?: readonly NodeResult[];
+  /** On a manager, for a task placed on one node: that node's name. */
+  readonly placedOn?: string;
 }
 
 /**

@@ -2,8 +2,8 @@
 // @generated from file drce/v1/node_service.proto (package drce.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { TaskState } from "./task_pb.js";
 import { file_drce_v1_task } from "./task_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drce/v1/node_service.proto.
  */
 export const file_drce_v1_node_service: GenFile = /*@__PURE__*/
-  fileDesc("ChpkcmNlL3YxL25vZGVfc2VydmljZS5wcm90bxIHZHJjZS52MSIUChJHZXROb2RlSW5mb1JlcXVlc3QiNgoTR2V0Tm9kZUluZm9SZXNwb25zZRIfCgRpbmZvGAEgASgLMhEuZHJjZS52MS5Ob2RlSW5mbyLUAQoITm9kZUluZm8SDAoEbmFtZRgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SDwoHdmVyc2lvbhgEIAEoCRIMCgRyb2xlGAUgASgJEhUKDXN0YXJ0ZWRfYXRfbXMYBiABKAMSEQoJdXB0aW1lX21zGAcgASgEEiMKBmxpbWl0cxgIIAEoCzITLmRyY2UudjEuTm9kZUxpbWl0cxIUCgx6bXFfZW5kcG9pbnQYCSABKAkSGgoSYWRtaW5fem1xX2VuZHBvaW50GAogASgJIqcCCgpOb2RlTGltaXRzEhYKDm1heF9jb25jdXJyZW50GAEgASgNEhEKCW1heF9xdWV1ZRgCIAEoDRIYChBtYXhfb3V0cHV0X2J5dGVzGAMgASgEEhMKC21heF90YXNrX21zGAQgASgEEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAUgASgEEhYKDm1heF9maWxlX2J5dGVzGAYgASgEEhoKEnNhbXBsZV9pbnRlcnZhbF9tcxgHIAEoDRIVCg1ldmVudF9oaXN0b3J5GAggASgNEhYKDnJlcG9ydF9oaXN0b3J5GAkgASgNEhQKDGFsbG93ZWRfZGlycxgKIAMoCRITCgthbGxvd2VkX2VudhgLIAMoCRIWCg50b2tlbl9yZXF1aXJlZBgMIAEoCCIVChNHZXROb2RlU3RhdHNSZXF1ZXN0IjkKFEdldE5vZGVTdGF0c1Jlc3BvbnNlEiEKBXN0YXRzGAEgASgLMhIuZHJjZS52MS5Ob2RlU3RhdHMihwEKCU5vZGVTdGF0cxIVCg1zdGFydGVkX2F0X21zGAEgASgDEhYKDmNvbXB1dGVkX2F0X21zGAIgASgDEiQKBHN5bmMYAyABKAsyFi5kcmNlLnYxLlRhc2tNb2RlU3RhdHMSJQoFYXN5bmMYBCABKAsyFi5kcmNlLnYxLlRhc2tNb2RlU3RhdHMipwIKDVRhc2tNb2RlU3RhdHMSDQoFdGFza3MYASABKAQSDgoGZmFpbGVkGAIgASgEEiQKB3RpbWVfbXMYAyABKAsyEy5kcmNlLnYxLlN0YXRGaWd1cmUSKAoLaW5wdXRfYnl0ZXMYBCABKAsyEy5kcmNlLnYxLlN0YXRGaWd1cmUSKQoMb3V0cHV0X2J5dGVzGAUgASgLMhMuZHJjZS52MS5TdGF0RmlndXJlEigKC2NwdV9wZXJjZW50GAYgASgLMhMuZHJjZS52MS5TdGF0RmlndXJlEikKDG1lbW9yeV9ieXRlcxgHIAEoCzITLmRyY2UudjEuU3RhdEZpZ3VyZRInCgpwZXJfbWludXRlGAggASgLMhMuZHJjZS52MS5TdGF0RmlndXJlIkIKClN0YXRGaWd1cmUSCwoDbWluGAEgASgBEgsKA2F2ZxgCIAEoARILCgNtYXgYAyABKAESDQoFY291bnQYBCABKAQiGQoXR2V0UmVzb3VyY2VVc2FnZVJlcXVlc3QijgEKGEdldFJlc291cmNlVXNhZ2VSZXNwb25zZRIlCgV1c2FnZRgBIAEoCzIWLmRyY2UudjEuUmVzb3VyY2VVc2FnZRIRCgliYWxhbmNpbmcYAiABKAkSFQoNc2FtcGxlZF9hdF9tcxgDIAEoAxIhCgRob3N0GAQgASgLMhMuZHJjZS52MS5Ib3N0U2FtcGxlIosBCg1SZXNvdXJjZVVzYWdlEgsKA2NwdRgBIAEoARIOCgZpb3dhaXQYAiABKAESDAoEdnJhbRgDIAEoARIMCgRycmFtGAQgASgBEgwKBGRpc2sYBSABKAESEQoJcHJvY2Vzc2VzGAYgASgBEg8KB3RocmVhZHMYByABKAESDwoHbG9hZGF2ZxgIIAEoASL1AQoKSG9zdFNhbXBsZRIXCg9tZW1fdG90YWxfYnl0ZXMYASABKAQSGwoTbWVtX2F2YWlsYWJsZV9ieXRlcxgCIAEoBBIYChBzd2FwX3RvdGFsX2J5dGVzGAMgASgEEhcKD3N3YXBfZnJlZV9ieXRlcxgEIAEoBBIYChBkaXNrX3RvdGFsX2J5dGVzGAUgASgEEhcKD2Rpc2tfZnJlZV9ieXRlcxgGIAEoBBIRCglwcm9jZXNzZXMYByABKA0SDwoHdGhyZWFkcxgIIAEoDRIUCgxsb2FkX2F2ZXJhZ2UYCSABKAESEQoJY3B1X2NvdW50GAogASgNIjoKFExpc3RUYXNrSW5mb3NSZXF1ZXN0EiIKBnN0YXRlcxgBIAMoDjISLmRyY2UudjEuVGFza1N0YXRlIjkKFUxpc3RUYXNrSW5mb3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLmRyY2UudjEuVGFza0luZm8iPAoIVGFza0luZm8SCgoCaWQYASABKAkSDAoEaW5mbxgCIAEoCRIWCg5tb2RpZmllZF9hdF9tcxgDIAEoAyJZChtXYXRjaFJlc291cmNlUmVwb3J0c1JlcXVlc3QSEQoJYWZ0ZXJfc2VxGAEgASgEEhIKCmZyb21fc3RhcnQYAiABKAgSEwoLc3RvcF9hdF9lbmQYAyABKAgiRwocV2F0Y2hSZXNvdXJjZVJlcG9ydHNSZXNwb25zZRInCgZyZXBvcnQYASABKAsyFy5kcmNlLnYxLlJlc291cmNlUmVwb3J0IpABCg5SZXNvdXJjZVJlcG9ydBILCgNzZXEYASABKAQSFAoMdGltZV91bml4X21zGAIgASgDEiUKBXVzYWdlGAMgASgLMhYuZHJjZS52MS5SZXNvdXJjZVVzYWdlEhEKCWJhbGFuY2luZxgEIAEoCRIhCgRob3N0GAUgASgLMhMuZHJjZS52MS5Ib3N0U2FtcGxlIhUKE0dldEhvc3RGYWN0c1JlcXVlc3QiOQoUR2V0SG9zdEZhY3RzUmVzcG9uc2USIQoFZmFjdHMYASABKAsyEi5kcmNlLnYxLkhvc3RGYWN0cyLyAgoJSG9zdEZhY3RzEhQKDGRyY2VfdmVyc2lvbhgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIQCghwbGF0Zm9ybRgDIAEoCRIPCgdvc19uYW1lGAQgASgJEhIKCm9zX3JlbGVhc2UYBSABKAkSEwoLb3NfY29kZW5hbWUYBiABKAkSDgoGa2VybmVsGAcgASgJEgwKBGFyY2gYCCABKAkSGAoQY3B1X21hbnVmYWN0dXJlchgJIAEoCRIRCgljcHVfbW9kZWwYCiABKAkSEQoJY3B1X2NvdW50GAsgASgNEhoKEmNwdV9waHlzaWNhbF9jb3JlcxgMIAEoDRIVCg1jcHVfc3BlZWRfbWh6GA0gASgNEhQKDG1lbW9yeV9ieXRlcxgOIAEoBBISCgpzd2FwX2J5dGVzGA8gASgEEiAKBWRpc2tzGBAgAygLMhEuZHJjZS52MS5Ib3N0RGlzaxIUCgxub2RlX3ZlcnNpb24YESABKAkiSwoISG9zdERpc2sSDgoGZGV2aWNlGAEgASgJEgwKBHR5cGUYAiABKAkSDQoFbW91bnQYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoBDKBBAoLTm9kZVNlcnZpY2USSAoLR2V0Tm9kZUluZm8SGy5kcmNlLnYxLkdldE5vZGVJbmZvUmVxdWVzdBocLmRyY2UudjEuR2V0Tm9kZUluZm9SZXNwb25zZRJLCgxHZXROb2RlU3RhdHMSHC5kcmNlLnYxLkdldE5vZGVTdGF0c1JlcXVlc3QaHS5kcmNlLnYxLkdldE5vZGVTdGF0c1Jlc3BvbnNlElcKEEdldFJlc291cmNlVXNhZ2USIC5kcmNlLnYxLkdldFJlc291cmNlVXNhZ2VSZXF1ZXN0GiEuZHJjZS52MS5HZXRSZXNvdXJjZVVzYWdlUmVzcG9uc2USTgoNTGlzdFRhc2tJbmZvcxIdLmRyY2UudjEuTGlzdFRhc2tJbmZvc1JlcXVlc3QaHi5kcmNlLnYxLkxpc3RUYXNrSW5mb3NSZXNwb25zZRJlChRXYXRjaFJlc291cmNlUmVwb3J0cxIkLmRyY2UudjEuV2F0Y2hSZXNvdXJjZVJlcG9ydHNSZXF1ZXN0GiUuZHJjZS52MS5XYXRjaFJlc291cmNlUmVwb3J0c1Jlc3BvbnNlMAESSwoMR2V0SG9zdEZhY3RzEhwuZHJjZS52MS5HZXRIb3N0RmFjdHNSZXF1ZXN0Gh0uZHJjZS52MS5HZXRIb3N0RmFjdHNSZXNwb25zZWIGcHJvdG8z", [file_drce_v1_task]);
+  fileDesc("ChpkcmNlL3YxL25vZGVfc2VydmljZS5wcm90bxIHZHJjZS52MSIUChJHZXROb2RlSW5mb1JlcXVlc3QiNgoTR2V0Tm9kZUluZm9SZXNwb25zZRIfCgRpbmZvGAEgASgLMhEuZHJjZS52MS5Ob2RlSW5mbyLUAQoITm9kZUluZm8SDAoEbmFtZRgBIAEoCRIMCgRob3N0GAIgASgJEgwKBHBvcnQYAyABKA0SDwoHdmVyc2lvbhgEIAEoCRIMCgRyb2xlGAUgASgJEhUKDXN0YXJ0ZWRfYXRfbXMYBiABKAMSEQoJdXB0aW1lX21zGAcgASgEEiMKBmxpbWl0cxgIIAEoCzITLmRyY2UudjEuTm9kZUxpbWl0cxIUCgx6bXFfZW5kcG9pbnQYCSABKAkSGgoSYWRtaW5fem1xX2VuZHBvaW50GAogASgJIqcCCgpOb2RlTGltaXRzEhYKDm1heF9jb25jdXJyZW50GAEgASgNEhEKCW1heF9xdWV1ZRgCIAEoDRIYChBtYXhfb3V0cHV0X2J5dGVzGAMgASgEEhMKC21heF90YXNrX21zGAQgASgEEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAUgASgEEhYKDm1heF9maWxlX2J5dGVzGAYgASgEEhoKEnNhbXBsZV9pbnRlcnZhbF9tcxgHIAEoDRIVCg1ldmVudF9oaXN0b3J5GAggASgNEhYKDnJlcG9ydF9oaXN0b3J5GAkgASgNEhQKDGFsbG93ZWRfZGlycxgKIAMoCRITCgthbGxvd2VkX2VudhgLIAMoCRIWCg50b2tlbl9yZXF1aXJlZBgMIAEoCCIVChNHZXROb2RlU3RhdHNSZXF1ZXN0IjkKFEdldE5vZGVTdGF0c1Jlc3BvbnNlEiEKBXN0YXRzGAEgASgLMhIuZHJjZS52MS5Ob2RlU3RhdHMihwEKCU5vZGVTdGF0cxIVCg1zdGFydGVkX2F0X21zGAEgASgDEhYKDmNvbXB1dGVkX2F0X21zGAIgASgDEiQKBHN5bmMYAyABKAsyFi5kcmNlLnYxLlRhc2tNb2RlU3RhdHMSJQoFYXN5bmMYBCABKAsyFi5kcmNlLnYxLlRhc2tNb2RlU3RhdHMipwIKDVRhc2tNb2RlU3RhdHMSDQoFdGFza3MYASABKAQSDgoGZmFpbGVkGAIgASgEEiQKB3RpbWVfbXMYAyABKAsyEy5kcmNlLnYxLlN0YXRGaWd1cmUSKAoLaW5wdXRfYnl0ZXMYBCABKAsyEy5kcmNlLnYxLlN0YXRGaWd1cmUSKQoMb3V0cHV0X2J5dGVzGAUgASgLMhMuZHJjZS52MS5TdGF0RmlndXJlEigKC2NwdV9wZXJjZW50GAYgASgLMhMuZHJjZS52MS5TdGF0RmlndXJlEikKDG1lbW9yeV9ieXRlcxgHIAEoCzITLmRyY2UudjEuU3RhdEZpZ3VyZRInCgpwZXJfbWludXRlGAggASgLMhMuZHJjZS52MS5TdGF0RmlndXJlIkIKClN0YXRGaWd1cmUSCwoDbWluGAEgASgBEgsKA2F2ZxgCIAEoARILCgNtYXgYAyABKAESDQoFY291bnQYBCABKAQiGQoXR2V0UmVzb3VyY2VVc2FnZVJlcXVlc3QijgEKGEdldFJlc291cmNlVXNhZ2VSZXNwb25zZRIlCgV1c2FnZRgBIAEoCzIWLmRyY2UudjEuUmVzb3VyY2VVc2FnZRIRCgliYWxhbmNpbmcYAiABKAkSFQoNc2FtcGxlZF9hdF9tcxgDIAEoAxIhCgRob3N0GAQgASgLMhMuZHJjZS52MS5Ib3N0U2FtcGxlIosBCg1SZXNvdXJjZVVzYWdlEgsKA2NwdRgBIAEoARIOCgZpb3dhaXQYAiABKAESDAoEdnJhbRgDIAEoARIMCgRycmFtGAQgASgBEgwKBGRpc2sYBSABKAESEQoJcHJvY2Vzc2VzGAYgASgBEg8KB3RocmVhZHMYByABKAESDwoHbG9hZGF2ZxgIIAEoASL1AQoKSG9zdFNhbXBsZRIXCg9tZW1fdG90YWxfYnl0ZXMYASABKAQSGwoTbWVtX2F2YWlsYWJsZV9ieXRlcxgCIAEoBBIYChBzd2FwX3RvdGFsX2J5dGVzGAMgASgEEhcKD3N3YXBfZnJlZV9ieXRlcxgEIAEoBBIYChBkaXNrX3RvdGFsX2J5dGVzGAUgASgEEhcKD2Rpc2tfZnJlZV9ieXRlcxgGIAEoBBIRCglwcm9jZXNzZXMYByABKA0SDwoHdGhyZWFkcxgIIAEoDRIUCgxsb2FkX2F2ZXJhZ2UYCSABKAESEQoJY3B1X2NvdW50GAogASgNIjoKFExpc3RUYXNrSW5mb3NSZXF1ZXN0EiIKBnN0YXRlcxgBIAMoDjISLmRyY2UudjEuVGFza1N0YXRlIjkKFUxpc3RUYXNrSW5mb3NSZXNwb25zZRIgCgV0YXNrcxgBIAMoCzIRLmRyY2UudjEuVGFza0luZm8iPAoIVGFza0luZm8SCgoCaWQYASABKAkSDAoEaW5mbxgCIAEoCRIWCg5tb2RpZmllZF9hdF9tcxgDIAEoAyJZChtXYXRjaFJlc291cmNlUmVwb3J0c1JlcXVlc3QSEQoJYWZ0ZXJfc2VxGAEgASgEEhIKCmZyb21fc3RhcnQYAiABKAgSEwoLc3RvcF9hdF9lbmQYAyABKAgiRwocV2F0Y2hSZXNvdXJjZVJlcG9ydHNSZXNwb25zZRInCgZyZXBvcnQYASABKAsyFy5kcmNlLnYxLlJlc291cmNlUmVwb3J0IpABCg5SZXNvdXJjZVJlcG9ydBILCgNzZXEYASABKAQSFAoMdGltZV91bml4X21zGAIgASgDEiUKBXVzYWdlGAMgASgLMhYuZHJjZS52MS5SZXNvdXJjZVVzYWdlEhEKCWJhbGFuY2luZxgEIAEoCRIhCgRob3N0GAUgASgLMhMuZHJjZS52MS5Ib3N0U2FtcGxlIhUKE0dldEhvc3RGYWN0c1JlcXVlc3QiOQoUR2V0SG9zdEZhY3RzUmVzcG9uc2USIQoFZmFjdHMYASABKAsyEi5kcmNlLnYxLkhvc3RGYWN0cyLyAgoJSG9zdEZhY3RzEhQKDGRyY2VfdmVyc2lvbhgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIQCghwbGF0Zm9ybRgDIAEoCRIPCgdvc19uYW1lGAQgASgJEhIKCm9zX3JlbGVhc2UYBSABKAkSEwoLb3NfY29kZW5hbWUYBiABKAkSDgoGa2VybmVsGAcgASgJEgwKBGFyY2gYCCABKAkSGAoQY3B1X21hbnVmYWN0dXJlchgJIAEoCRIRCgljcHVfbW9kZWwYCiABKAkSEQoJY3B1X2NvdW50GAsgASgNEhoKEmNwdV9waHlzaWNhbF9jb3JlcxgMIAEoDRIVCg1jcHVfc3BlZWRfbWh6GA0gASgNEhQKDG1lbW9yeV9ieXRlcxgOIAEoBBISCgpzd2FwX2J5dGVzGA8gASgEEiAKBWRpc2tzGBAgAygLMhEuZHJjZS52MS5Ib3N0RGlzaxIUCgxub2RlX3ZlcnNpb24YESABKAkiSwoISG9zdERpc2sSDgoGZGV2aWNlGAEgASgJEgwKBHR5cGUYAiABKAkSDQoFbW91bnQYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoBCJ4ChBMaXN0Tm9kZXNSZXF1ZXN0EjUKBmxhYmVscxgBIAMoCzIlLmRyY2UudjEuTGlzdE5vZGVzUmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjgKEUxpc3ROb2Rlc1Jlc3BvbnNlEiMKBW5vZGVzGAEgAygLMhQuZHJjZS52MS5DbHVzdGVyTm9kZSLxAgoLQ2x1c3Rlck5vZGUSDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSKAoFc3RhdGUYAyABKA4yGS5kcmNlLnYxLkNsdXN0ZXJOb2RlU3RhdGUSMAoGbGFiZWxzGAQgAygLMiAuZHJjZS52MS5DbHVzdGVyTm9kZS5MYWJlbHNFbnRyeRIlCgV1c2FnZRgFIAEoCzIWLmRyY2UudjEuUmVzb3VyY2VVc2FnZRIRCgliYWxhbmNpbmcYBiABKAkSEgoKZnJlZV9zbG90cxgHIAEoDRIPCgdydW5uaW5nGAggASgNEiEKBWZhY3RzGAkgASgLMhIuZHJjZS52MS5Ib3N0RmFjdHMSFAoMbGFzdF9zZWVuX21zGAogASgDEg4KBmpvaW5lZBgLIAEoCBIUCgx0YXNrc19wbGFjZWQYDCABKAQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqOAQoQQ2x1c3Rlck5vZGVTdGF0ZRIiCh5DTFVTVEVSX05PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVDTFVTVEVSX05PREVfU1RBVEVfVVAQARIeChpDTFVTVEVSX05PREVfU1RBVEVfU1VTUEVDVBACEhsKF0NMVVNURVJfTk9ERV9TVEFURV9ET1dOEAMyxQQKC05vZGVTZXJ2aWNlEkgKC0dldE5vZGVJbmZvEhsuZHJjZS52MS5HZXROb2RlSW5mb1JlcXVlc3QaHC5kcmNlLnYxLkdldE5vZGVJbmZvUmVzcG9uc2USSwoMR2V0Tm9kZVN0YXRzEhwuZHJjZS52MS5HZXROb2RlU3RhdHNSZXF1ZXN0Gh0uZHJjZS52MS5HZXROb2RlU3RhdHNSZXNwb25zZRJXChBHZXRSZXNvdXJjZVVzYWdlEiAuZHJjZS52MS5HZXRSZXNvdXJjZVVzYWdlUmVxdWVzdBohLmRyY2UudjEuR2V0UmVzb3VyY2VVc2FnZVJlc3BvbnNlEk4KDUxpc3RUYXNrSW5mb3MSHS5kcmNlLnYxLkxpc3RUYXNrSW5mb3NSZXF1ZXN0Gh4uZHJjZS52MS5MaXN0VGFza0luZm9zUmVzcG9uc2USZQoUV2F0Y2hSZXNvdXJjZVJlcG9ydHMSJC5kcmNlLnYxLldhdGNoUmVzb3VyY2VSZXBvcnRzUmVxdWVzdBolLmRyY2UudjEuV2F0Y2hSZXNvdXJjZVJlcG9ydHNSZXNwb25zZTABEksKDEdldEhvc3RGYWN0cxIcLmRyY2UudjEuR2V0SG9zdEZhY3RzUmVxdWVzdBodLmRyY2UudjEuR2V0SG9zdEZhY3RzUmVzcG9uc2USQgoJTGlzdE5vZGVzEhkuZHJjZS52MS5MaXN0Tm9kZXNSZXF1ZXN0GhouZHJjZS52MS5MaXN0Tm9kZXNSZXNwb25zZWIGcHJvdG8z", [file_drce_v1_task]);
 
 /**
  * GetNodeInfoRequest takes no parameters.
@@ -1040,6 +1040,187 @@ export const HostDiskSchema: GenMessage<HostDisk> = /*@__PURE__*/
   messageDesc(file_drce_v1_node_service, 22);
 
 /**
+ * ListNodesRequest filters the node list.
+ *
+ * @generated from message drce.v1.ListNodesRequest
+ */
+export type ListNodesRequest = Message<"drce.v1.ListNodesRequest"> & {
+  /**
+   * Only nodes carrying every one of these labels; empty means all.
+   *
+   * @generated from field: map<string, string> labels = 1;
+   */
+  labels: { [key: string]: string };
+};
+
+/**
+ * Describes the message drce.v1.ListNodesRequest.
+ * Use `create(ListNodesRequestSchema)` to create a new message.
+ */
+export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
+  messageDesc(file_drce_v1_node_service, 23);
+
+/**
+ * ListNodesResponse is the node list, in name order.
+ *
+ * @generated from message drce.v1.ListNodesResponse
+ */
+export type ListNodesResponse = Message<"drce.v1.ListNodesResponse"> & {
+  /**
+   * The nodes.
+   *
+   * @generated from field: repeated drce.v1.ClusterNode nodes = 1;
+   */
+  nodes: ClusterNode[];
+};
+
+/**
+ * Describes the message drce.v1.ListNodesResponse.
+ * Use `create(ListNodesResponseSchema)` to create a new message.
+ */
+export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
+  messageDesc(file_drce_v1_node_service, 24);
+
+/**
+ * ClusterNode is one data node as its manager knows it.
+ *
+ * @generated from message drce.v1.ClusterNode
+ */
+export type ClusterNode = Message<"drce.v1.ClusterNode"> & {
+  /**
+   * Node name (--name), unique in the cluster.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Base URL the manager reaches the node at.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * Health.
+   *
+   * @generated from field: drce.v1.ClusterNodeState state = 3;
+   */
+  state: ClusterNodeState;
+
+  /**
+   * Labels (--label key=value).
+   *
+   * @generated from field: map<string, string> labels = 4;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * The eight figures of the latest report.
+   *
+   * @generated from field: drce.v1.ResourceUsage usage = 5;
+   */
+  usage?: ResourceUsage | undefined;
+
+  /**
+   * The balancing string of the latest report.
+   *
+   * @generated from field: string balancing = 6;
+   */
+  balancing: string;
+
+  /**
+   * Free execution slots at the latest report.
+   *
+   * @generated from field: uint32 free_slots = 7;
+   */
+  freeSlots: number;
+
+  /**
+   * Tasks running at the latest report.
+   *
+   * @generated from field: uint32 running = 8;
+   */
+  running: number;
+
+  /**
+   * Host facts, sent once when the node joined or was first polled.
+   *
+   * @generated from field: drce.v1.HostFacts facts = 9;
+   */
+  facts?: HostFacts | undefined;
+
+  /**
+   * When the node last answered or sent a heartbeat, Unix milliseconds.
+   *
+   * @generated from field: int64 last_seen_ms = 10;
+   */
+  lastSeenMs: bigint;
+
+  /**
+   * True when the node joined by itself (--join); false when listed with --node.
+   *
+   * @generated from field: bool joined = 11;
+   */
+  joined: boolean;
+
+  /**
+   * Tasks the manager placed on the node since it started.
+   *
+   * @generated from field: uint64 tasks_placed = 12;
+   */
+  tasksPlaced: bigint;
+};
+
+/**
+ * Describes the message drce.v1.ClusterNode.
+ * Use `create(ClusterNodeSchema)` to create a new message.
+ */
+export const ClusterNodeSchema: GenMessage<ClusterNode> = /*@__PURE__*/
+  messageDesc(file_drce_v1_node_service, 25);
+
+/**
+ * ClusterNodeState is what a manager knows of a data node's health.
+ *
+ * @generated from enum drce.v1.ClusterNodeState
+ */
+export enum ClusterNodeState {
+  /**
+   * CLUSTER_NODE_STATE_UNSPECIFIED is never sent.
+   *
+   * @generated from enum value: CLUSTER_NODE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * CLUSTER_NODE_STATE_UP: answered (or sent its heartbeat) within the last heartbeat interval.
+   *
+   * @generated from enum value: CLUSTER_NODE_STATE_UP = 1;
+   */
+  UP = 1,
+
+  /**
+   * CLUSTER_NODE_STATE_SUSPECT: missed a heartbeat or a poll, not yet --node-timeout-ms.
+   *
+   * @generated from enum value: CLUSTER_NODE_STATE_SUSPECT = 2;
+   */
+  SUSPECT = 2,
+
+  /**
+   * CLUSTER_NODE_STATE_DOWN: silent for --node-timeout-ms; skipped by placement.
+   *
+   * @generated from enum value: CLUSTER_NODE_STATE_DOWN = 3;
+   */
+  DOWN = 3,
+}
+
+/**
+ * Describes the enum drce.v1.ClusterNodeState.
+ */
+export const ClusterNodeStateSchema: GenEnum<ClusterNodeState> = /*@__PURE__*/
+  enumDesc(file_drce_v1_node_service, 0);
+
+/**
  * NodeService tells an operator (or a manager) about one node: what it is and
  * which limits it enforces, how its tasks have gone since it started, how loaded
  * its host is, the info of every task it holds, and its periodic resource reports.
@@ -1111,6 +1292,17 @@ export const NodeService: GenService<{
     methodKind: "unary";
     input: typeof GetHostFactsRequestSchema;
     output: typeof GetHostFactsResponseSchema;
+  },
+  /**
+   * ListNodes lists the data nodes this node answers for: on a manager, every node of the
+   * cluster with its state, labels, load, free slots and host facts; on a data node, itself.
+   *
+   * @generated from rpc drce.v1.NodeService.ListNodes
+   */
+  listNodes: {
+    methodKind: "unary";
+    input: typeof ListNodesRequestSchema;
+    output: typeof ListNodesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_drce_v1_node_service, 0);

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drce/v1/task.proto.
  */
 export const file_drce_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChJkcmNlL3YxL3Rhc2sucHJvdG8SB2RyY2UudjEi/AEKB1Nlc3Npb24SIgoEdHlwZRgBIAEoDjIULmRyY2UudjEuU2Vzc2lvblR5cGUSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNEgwKBHVzZXIYBCABKAkSEAoIcGFzc3dvcmQYBSABKAkSEwoLcHJpdmF0ZV9rZXkYBiABKAkSEgoKcGFzc3BocmFzZRgHIAEoCRIYChBob3N0X2ZpbmdlcnByaW50GAggASgJEhcKCnJ1bl9hc191aWQYCSABKA1IAIgBARIXCgpydW5fYXNfZ2lkGAogASgNSAGIAQFCDQoLX3J1bl9hc191aWRCDQoLX3J1bl9hc19naWQiNgoIRmlsZVNwZWMSDAoEbmFtZRgBIAEoCRIMCgRkYXRhGAIgASgMEg4KBmFjdGlvbhgDIAEoDSI4CgpGaWxlUmVzdWx0EgwKBG5hbWUYASABKAkSDAoEZGF0YRgCIAEoDBIOCgZhY3Rpb24YAyABKA0i0gIKBkxpbWl0cxIQCghwcm9jX21heBgBIAEoBBITCgt0aHJlYWRzX21heBgCIAEoBBIPCgdjcHVfbWF4GAMgASgBEhIKCmlvd2FpdF9tYXgYBCABKAESEQoJdnJhbV9mcmVlGAUgASgBEhUKDXZyYW1fZnJlZV9taW4YBiABKAQSEQoJcnJhbV9mcmVlGAcgASgBEhUKDXJyYW1fZnJlZV9taW4YCCABKAQSEQoJZGlza19mcmVlGAkgASgBEhUKDWRpc2tfZnJlZV9taW4YCiABKAQSGAoQaW93YWl0X3VzYWdlX21heBgLIAEoARIWCg52cmFtX3VzYWdlX21heBgMIAEoARIWCg5ycmFtX3VzYWdlX21heBgNIAEoARIWCg5kaXNrX3VzYWdlX21heBgOIAEoARIcChRkaXNrX3VzYWdlX21heF9ieXRlcxgPIAEoBCLYAwoIVGFza1NwZWMSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSDwoHY29tbWFuZBgDIAEoCRIMCgRhcmd2GAQgAygJEg0KBWlucHV0GAUgASgMEicKA2VudhgGIAMoCzIaLmRyY2UudjEuVGFza1NwZWMuRW52RW50cnkSEAoId29ya19kaXIYByABKAkSDQoFc2hlbGwYCCABKAkSIQoHc2Vzc2lvbhgJIAEoCzIQLmRyY2UudjEuU2Vzc2lvbhIfCgRtb2RlGAogASgOMhEuZHJjZS52MS5UYXNrTW9kZRIXCg90aW1lb3V0X3NlY29uZHMYCyABKA0SEwoLdGltZV9tYXhfbXMYDCABKAQSDwoHY2xlYW51cBgNIAEoCBIgCgVmaWxlcxgOIAMoCzIRLmRyY2UudjEuRmlsZVNwZWMSHwoGbGltaXRzGA8gASgLMg8uZHJjZS52MS5MaW1pdHMSIwoIc3VidGFza3MYECADKAsyES5kcmNlLnYxLlRhc2tTcGVjEg4KBnR0bF9tcxgRIAEoBBISCgpvcGVuX3N0ZGluGBIgASgIGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiqAYKClRhc2tSZXN1bHQSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSIQoFc3RhdGUYAyABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBCABKAUSEgoKZXJyb3JfY29kZRgFIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAYgASgJEgwKBGhvc3QYByABKAkSDAoEcG9ydBgIIAEoDRIMCgRub2RlGAkgASgJEgsKA3BpZBgKIAEoBRITCgtleGl0X3N0YXR1cxgLIAEoBRIOCgZzaWduYWwYDCABKAkSDgoGc3Rkb3V0GA0gASgMEg4KBnN0ZGVychgOIAEoDBIiCgVmaWxlcxgPIAMoCzITLmRyY2UudjEuRmlsZVJlc3VsdBIPCgd0aW1lX21zGBAgASgEEi8KBmZpZWxkcxgRIAMoCzIfLmRyY2UudjEuVGFza1Jlc3VsdC5GaWVsZHNFbnRyeRIlCghzdWJ0YXNrcxgSIAMoCzITLmRyY2UudjEuVGFza1Jlc3VsdBIfCgRtb2RlGBMgASgOMhEuZHJjZS52MS5UYXNrTW9kZRIVCg1zdGFydGVkX2F0X21zGBQgASgDEhYKDmZpbmlzaGVkX2F0X21zGBUgASgDEhMKC3N0ZG91dF9zaXplGBYgASgEEhMKC3N0ZGVycl9zaXplGBcgASgEEhgKEHN0ZG91dF90cnVuY2F0ZWQYGCABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgZIAEoCBIUCgxlc2NhcGVkX3BpZHMYGiADKAUSEQoJcGFyZW50X2lkGBsgASgJEh0KFXN0ZG91dF9tb3JlX2F2YWlsYWJsZRgcIAEoCBIdChVzdGRlcnJfbW9yZV9hdmFpbGFibGUYHSABKAgSJgoKc3Rkb3V0X2dhcBgeIAEoCzISLmRyY2UudjEuT3V0cHV0R2FwEiYKCnN0ZGVycl9nYXAYHyABKAsyEi5kcmNlLnYxLk91dHB1dEdhcBotCgtGaWVsZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIkwKC091dHB1dENodW5rEh8KBnN0cmVhbRgBIAEoDjIPLmRyY2UudjEuU3RyZWFtEg4KBm9mZnNldBgCIAEoBBIMCgRkYXRhGAMgASgMIksKCU91dHB1dEdhcBIfCgZzdHJlYW0YASABKA4yDy5kcmNlLnYxLlN0cmVhbRIOCgZvZmZzZXQYAiABKAQSDQoFYnl0ZXMYAyABKAQi4AEKCVRhc2tFdmVudBILCgNzZXEYASABKAQSCgoCaWQYAiABKAkSDQoFYWxpYXMYAyABKAkSIQoFc3RhdGUYBCABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBSABKAUSEgoKZXJyb3JfY29kZRgGIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEhMKC2V4aXRfc3RhdHVzGAggASgFEhQKDHRpbWVfdW5peF9tcxgJIAEoAxILCgNwaWQYCiABKAUSDwoHdGltZV9tcxgLIAEoBCLqAQoLVGFza1N1bW1hcnkSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSIQoFc3RhdGUYAyABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBCABKAUSHwoEbW9kZRgFIAEoDjIRLmRyY2UudjEuVGFza01vZGUSFQoNc3RhcnRlZF9hdF9tcxgGIAEoAxIPCgdjb21tYW5kGAcgASgJEhMKC2V4aXRfc3RhdHVzGAggASgFEhEKCXBhcmVudF9pZBgJIAEoCRIWCg5maW5pc2hlZF9hdF9tcxgKIAEoAyrLAgoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNUQVNLX1NUQVRFX0ZJTklTSEVEEAESGgoWVEFTS19TVEFURV9JTl9QUk9HUkVTUxACEhIKDlRBU0tfU1RBVEVfTkVXEAMSGAoUVEFTS19TVEFURV9OT1RfRk9VTkQQBBIZChVUQVNLX1NUQVRFX1RFUk1JTkFURUQQBRIWChJUQVNLX1NUQVRFX0NSQVNIRUQQBhIWChJUQVNLX1NUQVRFX05PVF9TRVQQBxIYChRUQVNLX1NUQVRFX1VOREVGSU5FRBAIEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAkSFgoSVEFTS19TVEFURV9ERUxFVEVEEAoSEwoPVEFTS19TVEFURV9CVVNZEAsSFgoSVEFTS19TVEFURV9FWFBJUkVEEAwqTgoIVGFza01vZGUSGQoVVEFTS19NT0RFX1VOU1BFQ0lGSUVEEAASEgoOVEFTS19NT0RFX1NZTkMQARITCg9UQVNLX01PREVfQVNZTkMQAipZCgtTZXNzaW9uVHlwZRIcChhTRVNTSU9OX1RZUEVfVU5TUEVDSUZJRUQQABIWChJTRVNTSU9OX1RZUEVfTE9DQUwQARIUChBTRVNTSU9OX1RZUEVfU1NIEAIqRgoGU3RyZWFtEhYKElNUUkVBTV9VTlNQRUNJRklFRBAAEhEKDVNUUkVBTV9TVERPVVQQARIRCg1TVFJFQU1fU1RERVJSEAJiBnByb3RvMw");
+  fileDesc("ChJkcmNlL3YxL3Rhc2sucHJvdG8SB2RyY2UudjEi/AEKB1Nlc3Npb24SIgoEdHlwZRgBIAEoDjIULmRyY2UudjEuU2Vzc2lvblR5cGUSDAoEaG9zdBgCIAEoCRIMCgRwb3J0GAMgASgNEgwKBHVzZXIYBCABKAkSEAoIcGFzc3dvcmQYBSABKAkSEwoLcHJpdmF0ZV9rZXkYBiABKAkSEgoKcGFzc3BocmFzZRgHIAEoCRIYChBob3N0X2ZpbmdlcnByaW50GAggASgJEhcKCnJ1bl9hc191aWQYCSABKA1IAIgBARIXCgpydW5fYXNfZ2lkGAogASgNSAGIAQFCDQoLX3J1bl9hc191aWRCDQoLX3J1bl9hc19naWQiNgoIRmlsZVNwZWMSDAoEbmFtZRgBIAEoCRIMCgRkYXRhGAIgASgMEg4KBmFjdGlvbhgDIAEoDSI4CgpGaWxlUmVzdWx0EgwKBG5hbWUYASABKAkSDAoEZGF0YRgCIAEoDBIOCgZhY3Rpb24YAyABKA0i0gIKBkxpbWl0cxIQCghwcm9jX21heBgBIAEoBBITCgt0aHJlYWRzX21heBgCIAEoBBIPCgdjcHVfbWF4GAMgASgBEhIKCmlvd2FpdF9tYXgYBCABKAESEQoJdnJhbV9mcmVlGAUgASgBEhUKDXZyYW1fZnJlZV9taW4YBiABKAQSEQoJcnJhbV9mcmVlGAcgASgBEhUKDXJyYW1fZnJlZV9taW4YCCABKAQSEQoJZGlza19mcmVlGAkgASgBEhUKDWRpc2tfZnJlZV9taW4YCiABKAQSGAoQaW93YWl0X3VzYWdlX21heBgLIAEoARIWCg52cmFtX3VzYWdlX21heBgMIAEoARIWCg5ycmFtX3VzYWdlX21heBgNIAEoARIWCg5kaXNrX3VzYWdlX21heBgOIAEoARIcChRkaXNrX3VzYWdlX21heF9ieXRlcxgPIAEoBCL/AwoIVGFza1NwZWMSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSDwoHY29tbWFuZBgDIAEoCRIMCgRhcmd2GAQgAygJEg0KBWlucHV0GAUgASgMEicKA2VudhgGIAMoCzIaLmRyY2UudjEuVGFza1NwZWMuRW52RW50cnkSEAoId29ya19kaXIYByABKAkSDQoFc2hlbGwYCCABKAkSIQoHc2Vzc2lvbhgJIAEoCzIQLmRyY2UudjEuU2Vzc2lvbhIfCgRtb2RlGAogASgOMhEuZHJjZS52MS5UYXNrTW9kZRIXCg90aW1lb3V0X3NlY29uZHMYCyABKA0SEwoLdGltZV9tYXhfbXMYDCABKAQSDwoHY2xlYW51cBgNIAEoCBIgCgVmaWxlcxgOIAMoCzIRLmRyY2UudjEuRmlsZVNwZWMSHwoGbGltaXRzGA8gASgLMg8uZHJjZS52MS5MaW1pdHMSIwoIc3VidGFza3MYECADKAsyES5kcmNlLnYxLlRhc2tTcGVjEg4KBnR0bF9tcxgRIAEoBBISCgpvcGVuX3N0ZGluGBIgASgIEiUKCXBsYWNlbWVudBgTIAEoCzISLmRyY2UudjEuUGxhY2VtZW50GioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOAoJTm9kZUNvdW50Eg8KBWNvdW50GAEgASgNSAASEQoHcGVyY2VudBgCIAEoDUgAQgcKBXZhbHVlItADCglQbGFjZW1lbnQSJAoEbW9kZRgBIAEoDjIWLmRyY2UudjEuUGxhY2VtZW50TW9kZRINCgVub2RlcxgCIAMoCRIuCgZsYWJlbHMYAyADKAsyHi5kcmNlLnYxLlBsYWNlbWVudC5MYWJlbHNFbnRyeRIwCgd3ZWlnaHRzGAQgAygLMh8uZHJjZS52MS5QbGFjZW1lbnQuV2VpZ2h0c0VudHJ5Ei4KBmxpbWl0cxgFIAMoCzIeLmRyY2UudjEuUGxhY2VtZW50LkxpbWl0c0VudHJ5EisKD21heF9jb25jdXJyZW5jeRgGIAEoCzISLmRyY2UudjEuTm9kZUNvdW50EiYKCm1heF9lcnJvcnMYByABKAsyEi5kcmNlLnYxLk5vZGVDb3VudBIZChFnYXRoZXJfdGltZW91dF9tcxgIIAEoBBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi4KDFdlaWdodHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBGi0KC0xpbWl0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEikgEKCk5vZGVSZXN1bHQSDAoEbm9kZRgBIAEoCRImCgZzdGF0dXMYAiABKA4yFi5kcmNlLnYxLk5vZGVSdW5TdGF0dXMSIwoGcmVzdWx0GAMgASgLMhMuZHJjZS52MS5UYXNrUmVzdWx0EhIKCmVycm9yX2NvZGUYBCABKAUSFQoNZXJyb3JfbWVzc2FnZRgFIAEoCSLfBgoKVGFza1Jlc3VsdBIKCgJpZBgBIAEoCRINCgVhbGlhcxgCIAEoCRIhCgVzdGF0ZRgDIAEoDjISLmRyY2UudjEuVGFza1N0YXRlEhQKDGxlZ2FjeV9zdGF0ZRgEIAEoBRISCgplcnJvcl9jb2RlGAUgASgFEhUKDWVycm9yX21lc3NhZ2UYBiABKAkSDAoEaG9zdBgHIAEoCRIMCgRwb3J0GAggASgNEgwKBG5vZGUYCSABKAkSCwoDcGlkGAogASgFEhMKC2V4aXRfc3RhdHVzGAsgASgFEg4KBnNpZ25hbBgMIAEoCRIOCgZzdGRvdXQYDSABKAwSDgoGc3RkZXJyGA4gASgMEiIKBWZpbGVzGA8gAygLMhMuZHJjZS52MS5GaWxlUmVzdWx0Eg8KB3RpbWVfbXMYECABKAQSLwoGZmllbGRzGBEgAygLMh8uZHJjZS52MS5UYXNrUmVzdWx0LkZpZWxkc0VudHJ5EiUKCHN1YnRhc2tzGBIgAygLMhMuZHJjZS52MS5UYXNrUmVzdWx0Eh8KBG1vZGUYEyABKA4yES5kcmNlLnYxLlRhc2tNb2RlEhUKDXN0YXJ0ZWRfYXRfbXMYFCABKAMSFgoOZmluaXNoZWRfYXRfbXMYFSABKAMSEwoLc3Rkb3V0X3NpemUYFiABKAQSEwoLc3RkZXJyX3NpemUYFyABKAQSGAoQc3Rkb3V0X3RydW5jYXRlZBgYIAEoCBIYChBzdGRlcnJfdHJ1bmNhdGVkGBkgASgIEhQKDGVzY2FwZWRfcGlkcxgaIAMoBRIRCglwYXJlbnRfaWQYGyABKAkSHQoVc3Rkb3V0X21vcmVfYXZhaWxhYmxlGBwgASgIEh0KFXN0ZGVycl9tb3JlX2F2YWlsYWJsZRgdIAEoCBImCgpzdGRvdXRfZ2FwGB4gASgLMhIuZHJjZS52MS5PdXRwdXRHYXASJgoKc3RkZXJyX2dhcBgfIAEoCzISLmRyY2UudjEuT3V0cHV0R2FwEiIKBW5vZGVzGCAgAygLMhMuZHJjZS52MS5Ob2RlUmVzdWx0EhEKCXBsYWNlZF9vbhghIAEoCRotCgtGaWVsZHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIkwKC091dHB1dENodW5rEh8KBnN0cmVhbRgBIAEoDjIPLmRyY2UudjEuU3RyZWFtEg4KBm9mZnNldBgCIAEoBBIMCgRkYXRhGAMgASgMIksKCU91dHB1dEdhcBIfCgZzdHJlYW0YASABKA4yDy5kcmNlLnYxLlN0cmVhbRIOCgZvZmZzZXQYAiABKAQSDQoFYnl0ZXMYAyABKAQi4AEKCVRhc2tFdmVudBILCgNzZXEYASABKAQSCgoCaWQYAiABKAkSDQoFYWxpYXMYAyABKAkSIQoFc3RhdGUYBCABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBSABKAUSEgoKZXJyb3JfY29kZRgGIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAcgASgJEhMKC2V4aXRfc3RhdHVzGAggASgFEhQKDHRpbWVfdW5peF9tcxgJIAEoAxILCgNwaWQYCiABKAUSDwoHdGltZV9tcxgLIAEoBCLqAQoLVGFza1N1bW1hcnkSCgoCaWQYASABKAkSDQoFYWxpYXMYAiABKAkSIQoFc3RhdGUYAyABKA4yEi5kcmNlLnYxLlRhc2tTdGF0ZRIUCgxsZWdhY3lfc3RhdGUYBCABKAUSHwoEbW9kZRgFIAEoDjIRLmRyY2UudjEuVGFza01vZGUSFQoNc3RhcnRlZF9hdF9tcxgGIAEoAxIPCgdjb21tYW5kGAcgASgJEhMKC2V4aXRfc3RhdHVzGAggASgFEhEKCXBhcmVudF9pZBgJIAEoCRIWCg5maW5pc2hlZF9hdF9tcxgKIAEoAyrLAgoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNUQVNLX1NUQVRFX0ZJTklTSEVEEAESGgoWVEFTS19TVEFURV9JTl9QUk9HUkVTUxACEhIKDlRBU0tfU1RBVEVfTkVXEAMSGAoUVEFTS19TVEFURV9OT1RfRk9VTkQQBBIZChVUQVNLX1NUQVRFX1RFUk1JTkFURUQQBRIWChJUQVNLX1NUQVRFX0NSQVNIRUQQBhIWChJUQVNLX1NUQVRFX05PVF9TRVQQBxIYChRUQVNLX1NUQVRFX1VOREVGSU5FRBAIEhUKEVRBU0tfU1RBVEVfUVVFVUVEEAkSFgoSVEFTS19TVEFURV9ERUxFVEVEEAoSEwoPVEFTS19TVEFURV9CVVNZEAsSFgoSVEFTS19TVEFURV9FWFBJUkVEEAwqTgoIVGFza01vZGUSGQoVVEFTS19NT0RFX1VOU1BFQ0lGSUVEEAASEgoOVEFTS19NT0RFX1NZTkMQARITCg9UQVNLX01PREVfQVNZTkMQAipZCgtTZXNzaW9uVHlwZRIcChhTRVNTSU9OX1RZUEVfVU5TUEVDSUZJRUQQABIWChJTRVNTSU9OX1RZUEVfTE9DQUwQARIUChBTRVNTSU9OX1RZUEVfU1NIEAIqnwEKDVBsYWNlbWVudE1vZGUSHgoaUExBQ0VNRU5UX01PREVfVU5TUEVDSUZJRUQQABIbChdQTEFDRU1FTlRfTU9ERV9CQUxBTkNFRBABEh4KGlBMQUNFTUVOVF9NT0RFX1JPVU5EX1JPQklOEAISGQoVUExBQ0VNRU5UX01PREVfUkFORE9NEAMSFgoSUExBQ0VNRU5UX01PREVfQUxMEAQq6AEKDU5vZGVSdW5TdGF0dXMSHwobTk9ERV9SVU5fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXTk9ERV9SVU5fU1RBVFVTX1JVTk5JTkcQARIcChhOT0RFX1JVTl9TVEFUVVNfRklOSVNIRUQQAhIaChZOT0RFX1JVTl9TVEFUVVNfRkFJTEVEEAMSHQoZTk9ERV9SVU5fU1RBVFVTX1RJTUVEX09VVBAEEh8KG05PREVfUlVOX1NUQVRVU19VTlJFQUNIQUJMRRAFEh8KG05PREVfUlVOX1NUQVRVU19OT1RfU1RBUlRFRBAGKkYKBlN0cmVhbRIWChJTVFJFQU1fVU5TUEVDSUZJRUQQABIRCg1TVFJFQU1fU1RET1VUEAESEQoNU1RSRUFNX1NUREVSUhACYgZwcm90bzM");
 
 /**
  * Session selects the execution target and its credentials.
@@ -423,6 +423,15 @@ export type TaskSpec = Message<"drce.v1.TaskSpec"> & {
    * @generated from field: bool open_stdin = 18;
    */
   openStdin: boolean;
+
+  /**
+   * Which data nodes a manager gives the task to; unset takes the manager's defaults
+   * (--mode, --weights). A data node ignores it. Only the root task's placement counts:
+   * subtasks run on the node of their parent.
+   *
+   * @generated from field: drce.v1.Placement placement = 19;
+   */
+  placement?: Placement | undefined;
 };
 
 /**
@@ -431,6 +440,167 @@ export type TaskSpec = Message<"drce.v1.TaskSpec"> & {
  */
 export const TaskSpecSchema: GenMessage<TaskSpec> = /*@__PURE__*/
   messageDesc(file_drce_v1_task, 4);
+
+/**
+ * NodeCount is a number of nodes, or a percentage of the selected ones (rounded up, at least one).
+ *
+ * @generated from message drce.v1.NodeCount
+ */
+export type NodeCount = Message<"drce.v1.NodeCount"> & {
+  /**
+   * The number or the percentage.
+   *
+   * @generated from oneof drce.v1.NodeCount.value
+   */
+  value: {
+    /**
+     * A number of nodes.
+     *
+     * @generated from field: uint32 count = 1;
+     */
+    value: number;
+    case: "count";
+  } | {
+    /**
+     * A percentage of the selected nodes, 1 to 100.
+     *
+     * @generated from field: uint32 percent = 2;
+     */
+    value: number;
+    case: "percent";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message drce.v1.NodeCount.
+ * Use `create(NodeCountSchema)` to create a new message.
+ */
+export const NodeCountSchema: GenMessage<NodeCount> = /*@__PURE__*/
+  messageDesc(file_drce_v1_task, 5);
+
+/**
+ * Placement selects the data nodes of a task on a manager.
+ *
+ * @generated from message drce.v1.Placement
+ */
+export type Placement = Message<"drce.v1.Placement"> & {
+  /**
+   * How to choose among the selected nodes.
+   *
+   * @generated from field: drce.v1.PlacementMode mode = 1;
+   */
+  mode: PlacementMode;
+
+  /**
+   * Only these node names (legacy route `nodes`); empty means every node.
+   *
+   * @generated from field: repeated string nodes = 2;
+   */
+  nodes: string[];
+
+  /**
+   * Only nodes carrying every one of these labels (a selector such as env=prod,os=linux).
+   *
+   * @generated from field: map<string, string> labels = 3;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * Balanced mode: weight per usage figure (cpu, iowait, vram, rram, disk, processes,
+   * threads, loadavg; legacy route `alg_weight`); empty takes the manager's --weights.
+   *
+   * @generated from field: map<string, double> weights = 4;
+   */
+  weights: { [key: string]: number };
+
+  /**
+   * Upper bound per usage figure, percent (legacy route `limits`): a node over any bound
+   * is not chosen; every candidate over its bounds is error 5002.
+   *
+   * @generated from field: map<string, double> limits = 5;
+   */
+  limits: { [key: string]: number };
+
+  /**
+   * All mode: at most this many nodes run the task at once; unset means all at once.
+   *
+   * @generated from field: drce.v1.NodeCount max_concurrency = 6;
+   */
+  maxConcurrency?: NodeCount | undefined;
+
+  /**
+   * All mode: once this many nodes failed, no further node starts the task (those are
+   * reported NODE_RUN_STATUS_NOT_STARTED); unset means never stop.
+   *
+   * @generated from field: drce.v1.NodeCount max_errors = 7;
+   */
+  maxErrors?: NodeCount | undefined;
+
+  /**
+   * All mode: how long the manager gathers the nodes' replies, ms (the legacy cover's
+   * ttl); a node that has not answered by then has an item NODE_RUN_STATUS_TIMED_OUT.
+   * Zero means until every node answered or was found unreachable.
+   *
+   * @generated from field: uint64 gather_timeout_ms = 8;
+   */
+  gatherTimeoutMs: bigint;
+};
+
+/**
+ * Describes the message drce.v1.Placement.
+ * Use `create(PlacementSchema)` to create a new message.
+ */
+export const PlacementSchema: GenMessage<Placement> = /*@__PURE__*/
+  messageDesc(file_drce_v1_task, 6);
+
+/**
+ * NodeResult is one node's part of a task placed on several nodes.
+ *
+ * @generated from message drce.v1.NodeResult
+ */
+export type NodeResult = Message<"drce.v1.NodeResult"> & {
+  /**
+   * Node name.
+   *
+   * @generated from field: string node = 1;
+   */
+  node: string;
+
+  /**
+   * How the task fared there.
+   *
+   * @generated from field: drce.v1.NodeRunStatus status = 2;
+   */
+  status: NodeRunStatus;
+
+  /**
+   * The node's result for the task, when the node accepted it.
+   *
+   * @generated from field: drce.v1.TaskResult result = 3;
+   */
+  result?: TaskResult | undefined;
+
+  /**
+   * Legacy error code when the node has no result (5000-range or transport), zero otherwise.
+   *
+   * @generated from field: int32 error_code = 4;
+   */
+  errorCode: number;
+
+  /**
+   * Error text naming the node and the cause, empty when error_code is zero.
+   *
+   * @generated from field: string error_message = 5;
+   */
+  errorMessage: string;
+};
+
+/**
+ * Describes the message drce.v1.NodeResult.
+ * Use `create(NodeResultSchema)` to create a new message.
+ */
+export const NodeResultSchema: GenMessage<NodeResult> = /*@__PURE__*/
+  messageDesc(file_drce_v1_task, 7);
 
 /**
  * TaskResult is the protocol's result item for one task.
@@ -661,6 +831,22 @@ export type TaskResult = Message<"drce.v1.TaskResult"> & {
    * @generated from field: drce.v1.OutputGap stderr_gap = 31;
    */
   stderrGap?: OutputGap | undefined;
+
+  /**
+   * On a manager, for a task placed on several nodes (PLACEMENT_MODE_ALL): one item per
+   * selected node, in node name order. The fields above then describe the task as a whole:
+   * state final once every node is, error_code the first node's error.
+   *
+   * @generated from field: repeated drce.v1.NodeResult nodes = 32;
+   */
+  nodes: NodeResult[];
+
+  /**
+   * On a manager, for a task placed on one node: the name of that node (also in `node`).
+   *
+   * @generated from field: string placed_on = 33;
+   */
+  placedOn: string;
 };
 
 /**
@@ -668,7 +854,7 @@ export type TaskResult = Message<"drce.v1.TaskResult"> & {
  * Use `create(TaskResultSchema)` to create a new message.
  */
 export const TaskResultSchema: GenMessage<TaskResult> = /*@__PURE__*/
-  messageDesc(file_drce_v1_task, 5);
+  messageDesc(file_drce_v1_task, 8);
 
 /**
  * OutputChunk is a piece of a task's output.
@@ -704,7 +890,7 @@ export type OutputChunk = Message<"drce.v1.OutputChunk"> & {
  * Use `create(OutputChunkSchema)` to create a new message.
  */
 export const OutputChunkSchema: GenMessage<OutputChunk> = /*@__PURE__*/
-  messageDesc(file_drce_v1_task, 6);
+  messageDesc(file_drce_v1_task, 9);
 
 /**
  * OutputGap marks bytes of a stream that the node did not keep: the command wrote more than
@@ -740,7 +926,7 @@ export type OutputGap = Message<"drce.v1.OutputGap"> & {
  * Use `create(OutputGapSchema)` to create a new message.
  */
 export const OutputGapSchema: GenMessage<OutputGap> = /*@__PURE__*/
-  messageDesc(file_drce_v1_task, 7);
+  messageDesc(file_drce_v1_task, 10);
 
 /**
  * TaskEvent is a task state change (legacy notification type 100).
@@ -831,7 +1017,7 @@ export type TaskEvent = Message<"drce.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_drce_v1_task, 8);
+  messageDesc(file_drce_v1_task, 11);
 
 /**
  * TaskSummary is one line of a task list.
@@ -915,7 +1101,7 @@ export type TaskSummary = Message<"drce.v1.TaskSummary"> & {
  * Use `create(TaskSummarySchema)` to create a new message.
  */
 export const TaskSummarySchema: GenMessage<TaskSummary> = /*@__PURE__*/
-  messageDesc(file_drce_v1_task, 9);
+  messageDesc(file_drce_v1_task, 12);
 
 /**
  * TaskState is the lifecycle state of a task. Each value is the legacy DRCE
@@ -1093,6 +1279,120 @@ export const SessionTypeSchema: GenEnum<SessionType> = /*@__PURE__*/
   enumDesc(file_drce_v1_task, 2);
 
 /**
+ * PlacementMode says how a manager chooses the data nodes of a task (the legacy route role).
+ *
+ * @generated from enum drce.v1.PlacementMode
+ */
+export enum PlacementMode {
+  /**
+   * PLACEMENT_MODE_UNSPECIFIED takes the manager's --mode.
+   *
+   * @generated from enum value: PLACEMENT_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * PLACEMENT_MODE_BALANCED (legacy role 5): the node with the lowest weighted score of the
+   * eight resource usage figures, among nodes with a free slot and within `limits`.
+   *
+   * @generated from enum value: PLACEMENT_MODE_BALANCED = 1;
+   */
+  BALANCED = 1,
+
+  /**
+   * PLACEMENT_MODE_ROUND_ROBIN (legacy role 1): the next node in name order.
+   *
+   * @generated from enum value: PLACEMENT_MODE_ROUND_ROBIN = 2;
+   */
+  ROUND_ROBIN = 2,
+
+  /**
+   * PLACEMENT_MODE_RANDOM (legacy role 4): a node chosen at random.
+   *
+   * @generated from enum value: PLACEMENT_MODE_RANDOM = 3;
+   */
+  RANDOM = 3,
+
+  /**
+   * PLACEMENT_MODE_ALL (legacy role 0, shard): every selected node runs the task; the
+   * result holds one NodeResult per node.
+   *
+   * @generated from enum value: PLACEMENT_MODE_ALL = 4;
+   */
+  ALL = 4,
+}
+
+/**
+ * Describes the enum drce.v1.PlacementMode.
+ */
+export const PlacementModeSchema: GenEnum<PlacementMode> = /*@__PURE__*/
+  enumDesc(file_drce_v1_task, 3);
+
+/**
+ * NodeRunStatus is how a task placed on several nodes fared on one of them.
+ *
+ * @generated from enum drce.v1.NodeRunStatus
+ */
+export enum NodeRunStatus {
+  /**
+   * NODE_RUN_STATUS_UNSPECIFIED is never sent.
+   *
+   * @generated from enum value: NODE_RUN_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * NODE_RUN_STATUS_RUNNING: accepted by the node, not final yet.
+   *
+   * @generated from enum value: NODE_RUN_STATUS_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * NODE_RUN_STATUS_FINISHED: the command ran to its end; `result` has its exit status.
+   *
+   * @generated from enum value: NODE_RUN_STATUS_FINISHED = 2;
+   */
+  FINISHED = 2,
+
+  /**
+   * NODE_RUN_STATUS_FAILED: the node refused the task or it did not finish (error,
+   * terminated, crashed); `result` or `error_code` says why.
+   *
+   * @generated from enum value: NODE_RUN_STATUS_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * NODE_RUN_STATUS_TIMED_OUT: the node did not answer within the gather time.
+   *
+   * @generated from enum value: NODE_RUN_STATUS_TIMED_OUT = 4;
+   */
+  TIMED_OUT = 4,
+
+  /**
+   * NODE_RUN_STATUS_UNREACHABLE: the node is down or could not be reached; `result`
+   * holds the last state known, if the node had accepted the task.
+   *
+   * @generated from enum value: NODE_RUN_STATUS_UNREACHABLE = 5;
+   */
+  UNREACHABLE = 5,
+
+  /**
+   * NODE_RUN_STATUS_NOT_STARTED: the rollout stopped (max_errors) before this node.
+   *
+   * @generated from enum value: NODE_RUN_STATUS_NOT_STARTED = 6;
+   */
+  NOT_STARTED = 6,
+}
+
+/**
+ * Describes the enum drce.v1.NodeRunStatus.
+ */
+export const NodeRunStatusSchema: GenEnum<NodeRunStatus> = /*@__PURE__*/
+  enumDesc(file_drce_v1_task, 4);
+
+/**
  * Stream names an output stream.
  *
  * @generated from enum drce.v1.Stream
@@ -1124,5 +1424,5 @@ export enum Stream {
  * Describes the enum drce.v1.Stream.
  */
 export const StreamSchema: GenEnum<Stream> = /*@__PURE__*/
-  enumDesc(file_drce_v1_task, 3);
+  enumDesc(file_drce_v1_task, 5);
 
