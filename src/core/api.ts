@@ -1,4 +1,5 @@
 import type { StreamName, TaskSpec, TaskStatus, TerminateOptions } from "../domain/task.js";
+import type { NodeResult } from "../domain/placement.js";
 import type { OutputMode, TaskView } from "../domain/view.js";
 
 /** A task state change, as published to watchers (legacy notification 100). */
@@ -47,17 +48,26 @@ export interface OutputGap {
   readonly bytes: number;
 }
 
-/** One message of an attached run: accepted, output..., then the final result. */
+/**
+ * One message of an attached run: accepted, output..., then the final result. Through a
+ * manager, output and gaps of a task placed on several nodes name their `node`, and each
+ * node's end is a "node-result" before the merged result; on a data node `node` is absent.
+ */
 export type RunEvent =
   | { readonly kind: "accepted"; readonly view: TaskView }
-  | { readonly kind: "output"; readonly chunk: OutputChunk }
-  | { readonly kind: "gap"; readonly gap: OutputGap }
+  | { readonly kind: "output"; readonly chunk: OutputChunk; readonly node?: string }
+  | { readonly kind: "gap"; readonly gap: OutputGap; readonly node?: string }
+  | { readonly kind: "node-result"; readonly result: NodeResult }
   | { readonly kind: "result"; readonly view: TaskView };
 
-/** One message of an output stream: output and gaps..., then the result once the task has ended. */
+/**
+ * One message of an output stream: output and gaps..., then the result once the task has
+ * ended; through a manager named by node as in {@link RunEvent}.
+ */
 export type OutputEvent =
-  | { readonly kind: "output"; readonly chunk: OutputChunk }
-  | { readonly kind: "gap"; readonly gap: OutputGap }
+  | { readonly kind: "output"; readonly chunk: OutputChunk; readonly node?: string }
+  | { readonly kind: "gap"; readonly gap: OutputGap; readonly node?: string }
+  | { readonly kind: "node-result"; readonly result: NodeResult }
   | { readonly kind: "result"; readonly view: TaskView };
 
 /** Result of a submission. */
