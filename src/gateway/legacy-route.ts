@@ -101,8 +101,13 @@ function roleMode(role: unknown): PlacementMode | undefined {
   return mode ?? unsupportedMode(`legacy route role ${JSON.stringify(role)}`);
 }
 
+/** PHP encodes an empty array as `[]`, and an emptied associative one as `{}`: both mean none. */
+function isEmptyObject(value: unknown): boolean {
+  return isObject(value) && Object.keys(value).length === 0;
+}
+
 function nodeNames(nodes: unknown): string[] {
-  if (nodes === undefined || nodes === null) return [];
+  if (nodes === undefined || nodes === null || isEmptyObject(nodes)) return [];
   const names = typeof nodes === "string" ? nodes.split(",") : Array.isArray(nodes) ? nodes : undefined;
   if (names === undefined) throw badInput("route.nodes must be an array of node names");
   return names
@@ -120,7 +125,7 @@ function readAlg(alg: unknown): void {
 }
 
 function figureList(value: unknown, field: string): Partial<Record<UsageFigure, number>> {
-  if (value === undefined || value === null || value === "") return {};
+  if (value === undefined || value === null || value === "" || isEmptyObject(value)) return {};
   const items: unknown[] | undefined = typeof value === "string" ? value.split(",") : Array.isArray(value) ? value : undefined;
   if (items === undefined) throw badInput(`route.${field} must be a comma-separated list of numbers (${usageFigures.join(",")})`);
   if (items.length > usageFigures.length) throw badInput(`route.${field} has ${items.length} values; at most ${usageFigures.length} (${usageFigures.join(",")})`);

@@ -95,6 +95,11 @@ describe("the legacy route", () => {
     expect(error.message).toBe(message);
   });
 
+  it("takes PHP's empty array or object as no nodes, weights or limits", () => {
+    expect(decodeLegacyRoute({ frame: '{"role":0,"nodes":[],"alg":1,"alg_weight":[],"limits":[],"task_type":0}' })).toEqual({ mode: "all" });
+    expect(decodeLegacyRoute({ frame: '{"role":5,"nodes":{},"alg_weight":{},"limits":{}}' })).toEqual({ mode: "balanced" });
+  });
+
   it("reads weights and limits given as arrays of numbers too", () => {
     expect(decodeLegacyRoute({ field: { role: 5, alg_weight: [0, 0, 0, 0, 0, 0, 0, 1], limits: [50] } })).toEqual({
       mode: "balanced",
