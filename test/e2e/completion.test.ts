@@ -44,7 +44,7 @@ async function complete(...words: string[]): Promise<string[]> {
     "_drce",
     `printf '%s\\n' "\${COMPREPLY[@]}"`,
   ].join("\n");
-  const env = { ...process.env, PATH: `${dir}:${process.env["PATH"] ?? ""}`, DRCE_SERVER: node.url };
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dir}:${process.env["PATH"] ?? ""}`, DRCE_SERVER: node.url };
   delete env["DRCE_TOKEN"];
   const { stdout } = await promisify(execFile)("bash", ["--norc", "--noprofile", "-c", program], { cwd: dir, env, encoding: "utf8" });
   return stdout.split("\n").filter((line) => line !== "");
