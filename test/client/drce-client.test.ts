@@ -141,6 +141,8 @@ describe("the client library's follow and fetchOutput", () => {
     expect(fetched.result.state).toBe(TaskState.FINISHED);
     expect(fetched.stdoutBytes).toBe(bytes);
     expect(stdout.bytes().length).toBe(bytes);
+    // Each wait for a drain took its listeners away with it.
+    expect([stdout.listenerCount("drain"), stdout.listenerCount("close")]).toEqual([0, 0]);
     expect(Number(fetched.result.stdoutSize)).toBe(bytes);
     expect(fetched.stderrBytes).toBe(5);
     expect(Buffer.concat(errText).toString()).toBe("tail\n");
