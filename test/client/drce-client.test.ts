@@ -164,9 +164,23 @@ describe("the client library's follow and fetchOutput", () => {
 
   it("fails when the destination closes before it took the output", async () => {
     await drce.submitAndWait({ id: "lib-fetch-3", command: "head -c 4000000 /dev/zero" });
-    const sink = new Writable({ highWaterMark: 16, write: (_chunk, _encoding, done) => setTimeout(done, 5) });
-    setTimeout(() => sink.destroy(), 20);
-    await expect(drce.fetchOutput("lib-fetch-3", { stdout: sink })).rejects.toThrow();
+    let writes = 0;
+    // Closes itself at its second write, while the output still comes.
+    const sink: Writable = new Writable({
+      highWaterMark: 16,
+      write: (_chunk, _encoding, done) => {
+        writes += 1;
+        if (writes === 2) sink.destroy();
+        setImmediate(done);
+      },
+    });
+    await expect(drce.fetchOutput("lib-fetch-3", { stdout: sink })).rejects.toThrow("the output stream closed before it took all the bytes");
+  });
+
+  it("fails at once on a destination that is closed already", async () => {
+    const sink = new PassThrough();
+    sink.destroy();
+    await expect(drce.fetchOutput("lib-fetch-3", { stdout: sink })).rejects.toThrow("the output stream closed before it took all the bytes");
   });
 });
 
