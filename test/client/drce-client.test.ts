@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { PassThrough, Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
@@ -252,6 +252,7 @@ describe("the client library's token and TLS options", () => {
 
   afterAll(async () => {
     await secured?.stop();
+    if (pki !== undefined) rmSync(pki.dir, { recursive: true, force: true });
   });
 
   it("reaches an mTLS node with a token, CA and client certificate given as PEM text", async () => {
