@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs a command on a drce node over gRPC, from stubs generated from proto/ (generate.sh).
+"""Runs a command on a drce node over gRPC, from client code generated from proto/ (generate.sh).
 
   python3 drce_client.py -- sh -c 'echo out; echo err >&2; exit 3'   # RunTask, live output
   python3 drce_client.py --submit nightly -- sleep 1                 # SubmitTask async, then
@@ -27,11 +27,11 @@ def exit_status(result):
     return result.exit_status if result.state == task_pb2.TASK_STATE_FINISHED else 125
 
 
-def run(stub, metadata, argv):
+def run(client, metadata, argv):
     """RunTask: output as it is produced, then the result."""
     status = 125
     request = task_service_pb2.RunTaskRequest(task=task_pb2.TaskSpec(argv=argv))
-    for message in stub.RunTask(request, metadata=metadata):
+    for message in client.RunTask(request, metadata=metadata):
         kind = message.WhichOneof("event")
         if kind == "output":
             write(message.output.stream, message.output.data)
@@ -40,14 +40,14 @@ def run(stub, metadata, argv):
     return status
 
 
-def submit(stub, metadata, task_id, argv):
+def submit(client, metadata, task_id, argv):
     """SubmitTask (async), then StreamTaskOutput with follow until the task ends."""
     spec = task_pb2.TaskSpec(id=task_id, argv=argv, mode=task_pb2.TASK_MODE_ASYNC)
-    reply = stub.SubmitTask(task_service_pb2.SubmitTaskRequest(task=spec), metadata=metadata)
+    reply = client.SubmitTask(task_service_pb2.SubmitTaskRequest(task=spec), metadata=metadata)
     print(f"{reply.result.id}\t{task_pb2.TaskState.Name(reply.result.state)}", file=sys.stderr)
     status = 125
     request = task_service_pb2.StreamTaskOutputRequest(task=task_id, follow=True)
-    for message in stub.StreamTaskOutput(request, metadata=metadata):
+    for message in client.StreamTaskOutput(request, metadata=metadata):
         kind = message.WhichOneof("event")
         if kind == "output":
             write(message.output.stream, message.output.data)
@@ -67,9 +67,9 @@ def main(args):
         return 2
     metadata = [("authorization", f"Bearer {os.environ['DRCE_TOKEN']}")] if os.environ.get("DRCE_TOKEN") else []
     with grpc.insecure_channel(os.environ.get("DRCE_SERVER", "127.0.0.1:8470")) as channel:
-        stub = task_service_pb2_grpc.TaskServiceStub(channel)
+        client = task_service_pb2_grpc.TaskServiceStub(channel)
         try:
-            return submit(stub, metadata, task_id, args) if task_id else run(stub, metadata, args)
+            return submit(client, metadata, task_id, args) if task_id else run(client, metadata, args)
         except grpc.RpcError as error:
             legacy = dict(error.trailing_metadata() or ()).get("drce-error-code", "0")
             print(f"drce: {error.code().name}: {error.details()} (legacy error {legacy})", file=sys.stderr)

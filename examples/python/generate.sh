@@ -1,5 +1,5 @@
 #!/bin/sh
-# Generates the Python messages and gRPC stubs of drce.v1 from proto/ into gen/, with the
+# Generates the Python messages and gRPC client code of drce.v1 from proto/ into gen/, with the
 # protoc and the gRPC plugin Debian ships (apt-get install protobuf-compiler
 # protobuf-compiler-grpc python3-grpcio python3-protobuf).
 set -eu

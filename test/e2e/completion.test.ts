@@ -50,7 +50,7 @@ async function complete(...words: string[]): Promise<string[]> {
   return stdout.split("\n").filter((line) => line !== "");
 }
 
-describe("drce completion bash, sourced in a real bash", () => {
+describe("drce completion bash, sourced in a real bash", { timeout: 90_000 }, () => {
   it("registers _drce for drce with complete -F", () => {
     const out = execFileSync("bash", ["--norc", "--noprofile", "-c", `source ${JSON.stringify(script)}; complete -p drce`], { encoding: "utf8" });
     expect(out.trim()).toBe("complete -o default -F _drce drce");
@@ -98,7 +98,7 @@ describe("drce completion bash, sourced in a real bash", () => {
   });
 });
 
-describe("drce completion", () => {
+describe("drce completion", { timeout: 90_000 }, () => {
   it("refuses a shell it has no script for, exit 2", async () => {
     const result = await runDrce(node.url, ["completion", "fish"]);
     expect(result.code).toBe(2);

@@ -17,7 +17,7 @@ afterAll(async () => {
 
 const ts = (file: string, args: readonly string[]) => runExample(process.execPath, [...tsExampleArgs, `examples/typescript/${file}`, ...args], { DRCE_SERVER: node.url });
 
-describe("the TypeScript examples, against a real node", () => {
+describe("the TypeScript examples, against a real node", { timeout: 90_000 }, () => {
   it("run-live.ts writes both streams as the command does and exits with its status", async () => {
     const result = await ts("run-live.ts", ["--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
     expect(result.stdout).toBe("out\n");
@@ -54,7 +54,7 @@ describe("the TypeScript examples, against a real node", () => {
   });
 });
 
-describe("the legacy examples, against a real node", () => {
+describe("the legacy examples, against a real node", { timeout: 90_000 }, () => {
   it("curl.sh sorts through POST /drce and decodes the reply's stdout", async (context) => {
     if (spawnSync("curl", ["--version"]).error !== undefined) {
       console.log("skipping curl.sh: curl is not installed");
