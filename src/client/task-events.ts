@@ -66,12 +66,12 @@ export type FollowEvent = OutputEvent | GapEvent | NodeResultEvent | ResultEvent
 /** The event a RunTask message stands for, or undefined for a message with no event (sent by a newer node). */
 export function runEventFrom(message: RunTaskResponse): RunEvent | undefined {
   if (message.event.case === "accepted") return { kind: "accepted", result: message.event.value };
-  return sharedEvent(message.event, message.node);
+  return sharedEvent(message.event, message.node ?? "");
 }
 
 /** The event a StreamTaskOutput message stands for, or undefined for a message with no event. */
 export function followEventFrom(message: StreamTaskOutputResponse): FollowEvent | undefined {
-  return sharedEvent(message.event, message.node);
+  return sharedEvent(message.event, message.node ?? "");
 }
 
 // The cases RunTask and StreamTaskOutput share, under the same names.
