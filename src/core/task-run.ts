@@ -50,7 +50,9 @@ export interface TaskRunOptions {
 export class TaskRun {
   #phase: RunPhase = { kind: "pending" };
   #reason: StopReason | undefined;
-  readonly #scope = new AbortController();
+  // Made on first use: the node holds a run for each of up to 100,000 kept tasks, most of them
+  // loaded final, which never need a signal.
+  #scope: AbortController | undefined;
   readonly #clears: (() => void)[] = [];
   readonly #onError: (error: unknown) => void;
   #resolveStarted!: () => void;
@@ -103,6 +105,10 @@ export class TaskRun {
 
   /** Aborted once the run is stopped: ends its wait for a slot. */
   get signal(): AbortSignal {
+    if (this.#scope === undefined) {
+      this.#scope = new AbortController();
+      if (this.#reason !== undefined) this.#scope.abort(this.#reason);
+    }
     return this.#scope.signal;
   }
 
@@ -180,7 +186,7 @@ export class TaskRun {
   stop(reason: StopReason, policy: TerminateOptions): Promise<void> {
     if (!this.live) return Promise.resolve();
     this.#reason ??= reason;
-    this.#scope.abort(reason);
+    this.#scope?.abort(reason);
     return this.handle?.terminate(policy) ?? Promise.resolve();
   }
 
