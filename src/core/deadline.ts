@@ -1,3 +1,6 @@
+/** The longest wait one timer can take. */
+const longestTimerMs = 2 ** 31 - 1;
+
 /** A deadline as a signal, with the timer behind it cleared when it is no longer needed. */
 export interface Deadline {
   /** Aborted (with a TimeoutError reason) once the time is up, or with the parent. */
@@ -28,12 +31,20 @@ export function createDeadline(ms: number, parent?: AbortSignal): Deadline {
   else {
     parent?.addEventListener("abort", onParent, { once: true });
     if (Number.isFinite(ms)) {
-      timer = setTimeout(() => {
-        clear();
-        controller.abort(new DOMException("the deadline passed", "TimeoutError"));
-      }, Math.max(0, ms));
-      // A deadline alone never keeps the node running.
-      timer.unref();
+      const at = Date.now() + Math.max(0, ms);
+      // setTimeout fires at once past 2^31-1 ms: a deadline of weeks is reached in steps.
+      const arm = (): void => {
+        const left = at - Date.now();
+        timer = setTimeout(
+          () => {
+            if (Date.now() < at) return arm();
+            clear();
+            controller.abort(new DOMException("the deadline passed", "TimeoutError"));
+          },
+          Math.max(0, Math.min(left, longestTimerMs)),
+        );
+      };
+      arm();
     }
   }
   return { signal: controller.signal, clear };
