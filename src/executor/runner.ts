@@ -116,7 +116,11 @@ export interface FileOps {
 export interface Runner {
   /** Starts the command; rejects only for errors of the runner itself (e.g. SSH connection refused). */
   start(request: ExecRequest): Promise<ExecHandle>;
-  /** File operations where the command runs. */
+  /**
+   * File operations where the command runs, for a runner whose files need no session (the
+   * local runner). A runner whose files are per session (SSH) offers them through its
+   * session runner and refuses these (see SshRunner).
+   */
   readonly files: FileOps;
   /**
    * Releases what the runner holds: an SSH runner's pooled connections, a local runner's
