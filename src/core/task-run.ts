@@ -38,7 +38,10 @@ const order: Readonly<Record<RunPhase["kind"], number>> = { pending: 0, waiting:
 export interface TaskRunOptions {
   /** True when an attached caller (RunTask) reads every byte from the spools' live queues. */
   readonly attached?: boolean;
-  /** Called with a failure of a terminate the run sent on its own (a deadline, a late stop). */
+  /**
+   * Called with a failure of a terminate the run sent on its own (a deadline, a late stop);
+   * the core reports it as an internal error. Every run that may run a command is given one.
+   */
   readonly onError?: (error: unknown) => void;
 }
 
@@ -71,7 +74,7 @@ export class TaskRun {
 
   constructor(options: TaskRunOptions = {}) {
     this.attached = options.attached === true;
-    this.#onError = options.onError ?? (() => undefined);
+    this.#onError = options.onError ?? (() => undefined); // a run with no reporter (loaded final) sends no terminate of its own
     this.started = new Promise((resolve) => (this.#resolveStarted = resolve));
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
   }
