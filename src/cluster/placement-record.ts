@@ -67,7 +67,8 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
     if (before !== undefined) unindex(before);
     byId.set(entry.id, entry);
     for (const id of entry.ids) byRef.set(id, entry);
-    if (entry.alias !== "" && !byRef.has(entry.alias)) byRef.set(entry.alias, entry);
+    // An alias names the newest task that took it, as on a node once the older one ended; an id always wins.
+    if (entry.alias !== "" && byId.get(entry.alias) === undefined) byRef.set(entry.alias, entry);
   };
   const unindex = (entry: PlacementEntry): void => {
     byId.delete(entry.id);
