@@ -1,5 +1,4 @@
 import type { Client } from "@connectrpc/connect";
-
 import { TaskService, TerminateAlgorithm } from "../../gen/drce/v1/task_service_pb.js";
 import { errorFromConnect } from "../client/error-from-connect.js";
 import { chunkFromProto, gapFromProto, viewFromProto } from "../client/from-proto.js";
@@ -19,7 +18,7 @@ import { createForwardedStates, type ForwardedStates } from "./forwarded-states.
 import { createInputPipes } from "./input-pipes.js";
 import type { Membership } from "./membership.js";
 import { failedResult, mergeFanOut, nodeResultOf, notStartedResult, unreachableResult } from "./node-results.js";
-import type { Candidate, Placer } from "./placement.js";
+import { resolveNodeCount, type Candidate, type Placer } from "./placement.js";
 import type { PlacementEntry, PlacementRecord } from "./placement-record.js";
 import { rollout } from "./rollout.js";
 
@@ -272,7 +271,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     const items = new Map<string, NodeResult>();
     const placement: Placement | undefined = spec.placement;
     let wave = 0;
-    const waveSize = placement?.maxConcurrency === undefined ? entry.nodes.length : Math.min(entry.nodes.length, placement.maxConcurrency.kind === "count" ? placement.maxConcurrency.value : Math.max(1, Math.ceil((entry.nodes.length * placement.maxConcurrency.value) / 100)));
+    const waveSize = placement?.maxConcurrency === undefined ? entry.nodes.length : Math.min(entry.nodes.length, resolveNodeCount(placement.maxConcurrency, entry.nodes.length));
     let waveDone!: () => void;
     const firstWave = new Promise<void>((resolve) => (waveDone = resolve));
     if (waveSize === 0) waveDone();

@@ -77,17 +77,18 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
   };
   return {
     async load(onBadEntry) {
-      let count = 0;
+      const loaded: PlacementEntry[] = [];
       for (const name of await readdir(dir)) {
         if (!name.endsWith(".json")) continue;
         try {
-          index(JSON.parse(await readFile(join(dir, name), "utf8")) as PlacementEntry);
-          count++;
+          loaded.push(JSON.parse(await readFile(join(dir, name), "utf8")) as PlacementEntry);
         } catch (error) {
           onBadEntry?.(name, error);
         }
       }
-      return count;
+      // Oldest first, so that an alias names the newest task that took it.
+      for (const entry of loaded.sort((a, b) => a.placedAt - b.placedAt)) index(entry);
+      return loaded.length;
     },
     find: (ref) => byRef.get(ref),
     async put(entry) {
