@@ -100,7 +100,7 @@ interface KeptMember extends Omit<Member, "facts" | "state"> {
 }
 
 /**
- * Creates the node list. A node is up when heard from within one and a half heartbeats,
+ * Creates the node list. A node is up when heard from within two heartbeats (it missed none),
  * suspect after that, down after --node-timeout-ms of silence, and up again the moment it is
  * heard from. Listed nodes are polled every heartbeat (GetNodeInfo for their name the first
  * time, GetResourceUsage and ListNodes for their load, GetHostFacts once); joined nodes send
@@ -125,7 +125,8 @@ export function createMembership(options: MembershipOptions): Membership {
 
   const stateOf = (lastSeen: number): MemberState => {
     const silent = now() - lastSeen;
-    if (lastSeen > 0 && silent <= heartbeatMs * 1.5) return "up";
+    // Up until a whole heartbeat was missed: the next beat is due one interval after the last, plus its own round trip.
+    if (lastSeen > 0 && silent <= heartbeatMs * 2) return "up";
     return silent >= nodeTimeoutMs || lastSeen === 0 ? "down" : "suspect";
   };
 
