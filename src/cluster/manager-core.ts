@@ -1,7 +1,7 @@
 import type { Client } from "@connectrpc/connect";
 import { TaskService, TerminateAlgorithm } from "../../gen/drce/v1/task_service_pb.js";
 import { errorFromConnect } from "../client/error-from-connect.js";
-import { chunkFromProto, gapFromProto, viewFromProto } from "../client/from-proto.js";
+import { chunkFromProto, gapFromProto, nodeViewFromProto } from "../client/from-proto.js";
 import { specToProto } from "../client/spec-to-proto.js";
 import type { OutputEvent, RunEvent, SubmitOutcome, TaskCore, TaskEvent } from "../core/api.js";
 import type { SequenceLog } from "../core/sequence-log.js";
@@ -147,9 +147,9 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     }
   };
 
-  const viewAndNote = (node: string, result: Parameters<typeof viewFromProto>[0] | undefined): TaskView => {
+  const viewAndNote = (node: string, result: Parameters<typeof nodeViewFromProto>[0] | undefined): TaskView => {
     if (result === undefined) throw new DrceError("internal", `node ${node} answered without a result`);
-    const view = viewFromProto(result);
+    const view = nodeViewFromProto(result);
     states.noteView(node, view);
     return view;
   };
@@ -187,7 +187,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
   };
 
   /** Every node's item of a fanned-out task for a call, merged. */
-  const fanOutCall = async (entry: PlacementEntry, id: string, call: (client: Client<typeof TaskService>) => Promise<Parameters<typeof viewFromProto>[0] | undefined>, node?: (name: string) => void): Promise<TaskView> => {
+  const fanOutCall = async (entry: PlacementEntry, id: string, call: (client: Client<typeof TaskService>) => Promise<Parameters<typeof nodeViewFromProto>[0] | undefined>, node?: (name: string) => void): Promise<TaskView> => {
     const names = [...entry.nodes, ...Object.keys(entry.skipped).filter((name) => !entry.nodes.includes(name))];
     const items = await Promise.all(
       names.map((name) =>
