@@ -302,14 +302,14 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
   };
 
   /** A node's result from a call that failed while starting its share of a fan-out. */
-  const startFailure = (node: string, error: unknown, signal: AbortSignal): NodeResult => {
+  const startFailure = (node: string, id: string, error: unknown, signal: AbortSignal): NodeResult => {
     if (signal.aborted && !shutdown.signal.aborted) return { node, status: "timed-out", errorCode: ErrorCode.NoTargetNode, errorMessage: `node ${node} did not answer within the gather time` };
     const delivery = error instanceof DrceError ? "answered" : transport.delivery(error);
     if (delivery === "answered") {
       const mapped = error instanceof DrceError ? error : errorFromConnect(error);
       return failedResult(node, mapped.legacyCode, mapped.message);
     }
-    return unreachableResult(node, reason(error), states.view(node, ""));
+    return unreachableResult(node, reason(error), states.view(node, id));
   };
 
   const skippedItems = (entry: PlacementEntry): NodeResult[] =>
@@ -334,7 +334,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
         }
         return nodeResultOf(node, view);
       } catch (error) {
-        return startFailure(node, error, nodeSignal);
+        return startFailure(node, spec.id, error, nodeSignal);
       }
     });
     if (sync) {
@@ -447,7 +447,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
           if (last === undefined) throw new DrceError("internal", `node ${node} ended the run without a result`);
           return nodeResultOf(node, last);
         } catch (error) {
-          const result = startFailure(node, error, call);
+          const result = startFailure(node, spec.id, error, call);
           return last === undefined ? result : { ...result, view: last };
         }
       },

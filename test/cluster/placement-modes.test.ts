@@ -59,7 +59,7 @@ async function legacySet(id: string, route: unknown): Promise<LegacyResultItem[]
   return (await res.json()) as LegacyResultItem[];
 }
 
-describe("a manager in front of five data nodes", () => {
+describe("a manager in front of five data nodes", { timeout: 60_000 }, () => {
   it("lists every node up, with its labels, free slots and host facts", async () => {
     const listed = (await cluster.nodes.listNodes({})).nodes;
     expect(listed.map((node) => [node.name, node.state, node.labels["env"], node.joined])).toEqual([
