@@ -11,7 +11,7 @@ import { ErrorCode } from "../../src/domain/errors.js";
 import { taskSpec } from "../../src/domain/task.js";
 import type { LegacyResultItem } from "../../src/gateway/legacy-codec.js";
 import { encodeSetRequest } from "../gateway/legacy-request-encoder.js";
-import { startCluster, type TestCluster } from "../helpers/cluster.js";
+import { startCluster, until, type TestCluster } from "../helpers/cluster.js";
 
 /*
  * A manager and five data nodes, each its own `drce serve` process on loopback, the nodes
@@ -237,6 +237,56 @@ describe("a manager in front of five data nodes", { timeout: 60_000 }, () => {
     // Later calls report the same items: the skipped nodes are kept in the placement record.
     const checked = await cluster.tasks.getTask({ task: "errors-1" });
     expect(checked.result?.nodes.map((item) => item.status)).toEqual([NodeRunStatus.FINISHED, NodeRunStatus.FINISHED, NodeRunStatus.NOT_STARTED, NodeRunStatus.NOT_STARTED, NodeRunStatus.NOT_STARTED]);
+  });
+
+  it("terminates the task on its node when the caller of a run through the manager goes away", async () => {
+    const leave = new AbortController();
+    let holder = "";
+    const stream = cluster.tasks.runTask({ task: { id: "leave-1", command: "sleep 30" } }, { signal: leave.signal });
+    for await (const message of stream) {
+      if (message.event.case === "accepted") {
+        holder = message.event.value.placedOn;
+        break;
+      }
+    }
+    leave.abort();
+    expect(names).toContain(holder);
+    await until("the task to be terminated on its node", async () => (await cluster.members.get(holder)!.tasks.getTask({ task: "leave-1" })).result?.state === TaskState.TERMINATED, 20_000);
+  });
+
+  it("feeds a task's stdin and follows its output through the manager", async () => {
+    const { result } = await cluster.tasks.submitTask({ task: { id: "stdin-1", command: "cat", openStdin: true, mode: TaskMode.ASYNC } });
+    const holder = result!.placedOn;
+    async function* input() {
+      yield { task: "stdin-1", data: new TextEncoder().encode("hello ") };
+      yield { task: "stdin-1", data: new TextEncoder().encode("cluster\n") };
+    }
+    const sent = await cluster.tasks.sendTaskInput(input());
+    expect(sent.written).toBe(14n);
+    let text = "";
+    let final: TaskState | undefined;
+    for await (const message of cluster.tasks.streamTaskOutput({ task: "stdin-1", follow: true })) {
+      if (message.event.case === "output") text += Buffer.from(message.event.value.data).toString();
+      if (message.event.case === "result") final = message.event.value.state;
+    }
+    expect(text).toBe("hello cluster\n");
+    expect(final).toBe(TaskState.FINISHED);
+    expect(await holders("stdin-1")).toEqual([holder]);
+  });
+
+  it("follows a fanned-out task's output from every node, each chunk named by its node", async () => {
+    await cluster.tasks.submitTask({ task: { id: "follow-all", command: "sleep 0.3; echo line", mode: TaskMode.ASYNC, placement: { mode: PlacementMode.ALL, nodes: ["n2", "n4"] } } });
+    const lines: string[] = [];
+    const ends: string[] = [];
+    let merged: TaskState | undefined;
+    for await (const message of cluster.tasks.streamTaskOutput({ task: "follow-all", follow: true })) {
+      if (message.event.case === "output") lines.push(`${message.node}: ${Buffer.from(message.event.value.data).toString().trim()}`);
+      else if (message.event.case === "nodeResult") ends.push(message.node);
+      else if (message.event.case === "result") merged = message.event.value.state;
+    }
+    expect(lines.sort()).toEqual(["n2: line", "n4: line"]);
+    expect(ends.sort()).toEqual(["n2", "n4"]);
+    expect(merged).toBe(TaskState.FINISHED);
   });
 
   it("answers an unknown id with NotFound, as a node does", async () => {
