@@ -145,7 +145,8 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
     logger,
   });
   // Services the node serves, for health and reflection; a service added to the routes goes here too.
-  const served = [TaskService, NodeService, ClusterService];
+  // ClusterService is the manager's: a data node answers it (FailedPrecondition) but does not list it.
+  const served = manager === undefined ? [TaskService, NodeService] : [TaskService, NodeService, ClusterService];
   const health = createHealthHandler({ services: served.map((service) => service.typeName) });
   const reflection = createReflectionHandlers([...served, Health]);
   const checkToken = createTokenCheck(config.token);
