@@ -239,6 +239,24 @@ describe("a manager in front of five data nodes", { timeout: 60_000 }, () => {
     expect(checked.result?.nodes.map((item) => item.status)).toEqual([NodeRunStatus.FINISHED, NodeRunStatus.FINISHED, NodeRunStatus.NOT_STARTED, NodeRunStatus.NOT_STARTED, NodeRunStatus.NOT_STARTED]);
   });
 
+  it("answers an async fan-out once its first nodes accepted it, and runs the rest as they free up", async () => {
+    const { result } = await cluster.tasks.submitTask({
+      task: { id: "async-all", command: "sleep 0.5", mode: TaskMode.ASYNC, placement: { mode: PlacementMode.ALL, nodes: ["n1", "n2"], maxConcurrency: { value: { case: "count", value: 1 } } } },
+    });
+    expect(result?.state).toBe(TaskState.IN_PROGRESS);
+    expect(result?.nodes.map((item) => [item.node, item.status])).toEqual([
+      ["n1", NodeRunStatus.RUNNING],
+      ["n2", NodeRunStatus.NOT_STARTED],
+    ]);
+    await until("the fan-out to end on both nodes", async () => (await cluster.tasks.getTask({ task: "async-all" })).result?.state === TaskState.FINISHED, 20_000);
+    const done = (await cluster.tasks.getTask({ task: "async-all" })).result!;
+    expect(done.nodes.map((item) => [item.node, item.status])).toEqual([
+      ["n1", NodeRunStatus.FINISHED],
+      ["n2", NodeRunStatus.FINISHED],
+    ]);
+    expect(done.nodes[1]!.result!.startedAtMs).toBeGreaterThanOrEqual(done.nodes[0]!.result!.finishedAtMs);
+  });
+
   it("terminates the task on its node when the caller of a run through the manager goes away", async () => {
     const leave = new AbortController();
     let holder = "";
