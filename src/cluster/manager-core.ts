@@ -654,7 +654,15 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
         return view;
       }
       const node = entry.nodes[0]!;
-      const view = viewAndNote(node, (await onNode(node, id, (client) => client.deleteTask({ task: id }))).result);
+      let reply;
+      try {
+        reply = await onNode(node, id, (client) => client.deleteTask({ task: id }));
+      } catch (error) {
+        // The node no longer holds it (its retention deleted it): the manager lets the id go too.
+        if (error instanceof DrceError && error.kind === "not-found" && id === entry.id) await record.remove(entry.id);
+        throw error;
+      }
+      const view = viewAndNote(node, reply.result);
       if (id === entry.id) {
         states.forget(node, entry.ids);
         await record.remove(entry.id);

@@ -307,6 +307,17 @@ describe("a manager in front of five data nodes", { timeout: 60_000 }, () => {
     expect(merged).toBe(TaskState.FINISHED);
   });
 
+  it("deletes a task on its node by id, after which the id is unknown to the manager and free again", async () => {
+    const { result } = await cluster.tasks.submitTask({ task: { id: "delete-1", command: "true" } });
+    const deleted = await cluster.tasks.deleteTask({ task: "delete-1" });
+    expect(deleted.result?.state).toBe(TaskState.DELETED);
+    expect(await holders("delete-1")).toEqual([]);
+    expect(await failure(cluster.tasks.getTask({ task: "delete-1" }))).toMatchObject({ code: Code.NotFound });
+    const again = await cluster.tasks.submitTask({ task: { id: "delete-1", command: "echo new" } });
+    expect(again.existing).toBe(false);
+    expect(names).toContain(result!.placedOn);
+  });
+
   it("answers an unknown id with NotFound, as a node does", async () => {
     expect(await failure(cluster.tasks.getTask({ task: "no-such-task" }))).toMatchObject({ code: Code.NotFound });
     const res = await fetch(`${cluster.url}/drce`, { method: "POST", body: JSON.stringify({ type: 1, id: 424242, data: Buffer.from(JSON.stringify({ type: 1 })).toString("base64") }) });
