@@ -83,6 +83,28 @@ describe("a data node joining a manager", () => {
   });
 });
 
+describe("a joined node whose manager forgot it", () => {
+  it("registers again when a new manager on the same address answers its heartbeat with NotFound", { timeout: 60_000 }, async () => {
+    const port = await freePort();
+    const first = await startNode({ role: "manager", name: "first", token, heartbeatMs: 200, listen: `127.0.0.1:${port}` });
+    const node = await startNode({ name: "rejoiner", token, join: first.url, heartbeatMs: 200 });
+    try {
+      const up = async (url: string) => (await clientOf(NodeService, url).listNodes({})).nodes.some((item) => item.name === "rejoiner" && item.state === ClusterNodeState.UP);
+      await until(() => up(first.url), Boolean, 20_000, "the node to join the first manager");
+      await first.stop();
+      // A fresh data directory: this manager has never heard of the node.
+      const second = await startNode({ role: "manager", name: "second", token, heartbeatMs: 200, listen: `127.0.0.1:${port}` });
+      try {
+        await until(() => up(second.url), Boolean, 20_000, "the node to register with the second manager");
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
 describe("a data node listed with --node", () => {
   it("is polled: named by its GetNodeInfo, with its labels and facts, not joined", async () => {
     const nodes = clientOf(NodeService, poller.url);
