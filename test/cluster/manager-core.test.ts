@@ -71,6 +71,17 @@ describe("the manager's core", () => {
     expect(outcome.view.nodes?.[0]?.errorMessage).toMatch(/^node ghost is unreachable: connection refused/);
   });
 
+  it("gives a node that has not answered by the gather time a timed-out item, never a gap", async () => {
+    const outcome = await core.submit(taskSpec({ id: "gather-1", command: "sleep 30", placement: { mode: "all", gatherTimeoutMs: 300 } }));
+    expect(outcome.view.nodes?.map((item) => [item.node, item.status])).toEqual([
+      ["ghost", "unreachable"],
+      ["real", "timed-out"],
+    ]);
+    // The task itself runs on; terminating it through the manager reaches it.
+    const ended = await core.terminate("gather-1", { alg: 2, delayMs: 100, repeat: 1, signal: 9, cleanup: false });
+    expect(ended.nodes?.find((item) => item.node === "real")?.view?.status.state).toBe(TaskState.Terminated);
+  });
+
   it("lists what it placed, with the states the nodes reported", async () => {
     const listed = core.list();
     expect(listed.find((status) => status.id === "moved-1")?.state).toBe(TaskState.Finished);
