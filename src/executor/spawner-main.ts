@@ -151,7 +151,7 @@ function startWhenComplete(token: string, entry: Pending): void {
 }
 
 const server = createServer((socket) => {
-  socket.on("error", () => undefined);
+  socket.on("error", () => undefined); // a node that drops its stream connection ends that stream only; the close below cleans up
   const silent = setTimeout(() => socket.destroy(), headerTimeoutMs);
   silent.unref();
   socket.once("close", () => clearTimeout(silent));

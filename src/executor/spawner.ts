@@ -241,7 +241,7 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
       },
     });
     socket.write(streamHeader(token, fd));
-    socket.on("error", () => undefined);
+    socket.on("error", () => undefined); // a dropped output connection ends the reading; the command's end comes on the channel
     // The sink's owner learns of its failure from the sink (the spool keeps the errno); here
     // it only ends the reading, and is not an uncaught exception, even for a write that
     // fails after the reading ended (the listener stays: a sink serves one command).
