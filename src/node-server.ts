@@ -163,7 +163,7 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
     config.notifyUrl === ""
       ? undefined
       : createNotifier({ url: config.notifyUrl, token: config.notifyToken, events: core.events, reports: config.notifyReports ? node.reports : undefined, identity: legacyIdentity, timeoutMs: config.notifyTimeoutMs, retryMaxMs: config.notifyRetryMaxMs, logger });
-  const metrics = createNodeMetrics({ core, host: node.host, notifications: notifier?.counts });
+  const metrics = createNodeMetrics({ core, host: node.host, notifications: notifier?.counts, internalErrors: node.internalErrors.counts });
   starts.started("metrics", () => metrics.close());
   // The final states the shutdown wrote still reach a receiver that is up, within a bound.
   if (notifier !== undefined) starts.started("notifier", () => notifier.close(Math.min(2000, config.shutdownGraceMs)));

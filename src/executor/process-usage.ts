@@ -96,6 +96,7 @@ function readSmallSync(path: string, buffer: Buffer): string | undefined {
   try {
     fd = openSync(path, "r");
   } catch {
+    // ENOENT: the process is gone.
     return undefined;
   }
   try {
@@ -103,6 +104,7 @@ function readSmallSync(path: string, buffer: Buffer): string | undefined {
     if (bytesRead < buffer.length) return buffer.toString("latin1", 0, bytesRead);
     return readFileSync(fd, "latin1"); // longer than the buffer: never for stat, but be safe
   } catch {
+    // ESRCH: the process exited between open and read.
     return undefined;
   } finally {
     closeSync(fd);
@@ -165,6 +167,7 @@ export async function readProcStartTicks(pid: number, options: ProcOptions = {})
     // procfs answers from memory: a synchronous read is cheaper than a thread pool round trip.
     text = readFileSync(`${options.procRoot ?? "/proc"}/${pid}/stat`, "latin1");
   } catch {
+    // The process is gone: its start time is 0, as documented.
     text = undefined;
   }
   const stat = text === undefined ? undefined : parseProcStat(text);
@@ -193,6 +196,7 @@ export async function sampleProcess(pid: number, options: ProcOptions = {}): Pro
       // procfs answers from memory: a synchronous read is cheaper than a thread pool round trip.
       return parseProcStat(readFileSync(`${root}/${pid}/stat`, "latin1"));
     } catch {
+      // The process is gone: no sample, as documented.
       return undefined;
     }
   };
@@ -336,6 +340,7 @@ async function readUptime(root: string): Promise<number> {
   try {
     return Number((await readFile(`${root}/uptime`, "latin1")).split(" ")[0]);
   } catch {
+    // No uptime (a /proc without it): 0 makes every process look unborn, so the first CPU figure counts nothing rather than a wrong share.
     return 0;
   }
 }
@@ -364,7 +369,7 @@ export async function directoryBytes(dir: string, options: DirectoryBytesOptions
   let visited = 0;
   let total = 0;
   const queue: { readonly path: string; readonly depth: number }[] = [{ path: dir, depth: 0 }];
-  const rootStat = await lstat(dir).catch(() => undefined);
+  const rootStat = await lstat(dir).catch(() => undefined); // a missing dir holds 0 bytes (as documented above)
   if (rootStat === undefined) return 0;
   if (!rootStat.isDirectory()) return rootStat.isFile() ? rootStat.size : 0;
 
@@ -373,6 +378,7 @@ export async function directoryBytes(dir: string, options: DirectoryBytesOptions
     try {
       entries = await readdir(path, { withFileTypes: true });
     } catch {
+      // Removed during the walk, or not readable: it counts nothing (a lower bound, as documented).
       return;
     }
     const files: string[] = [];
@@ -387,7 +393,7 @@ export async function directoryBytes(dir: string, options: DirectoryBytesOptions
       }
     }
     for (let i = 0; i < files.length; i += 32) {
-      const stats = await Promise.all(files.slice(i, i + 32).map((file) => lstat(file).catch(() => undefined)));
+      const stats = await Promise.all(files.slice(i, i + 32).map((file) => lstat(file).catch(() => undefined))); // a file deleted during the walk counts nothing
       for (const stat of stats) if (stat?.isFile() === true) total += stat.size;
     }
   };

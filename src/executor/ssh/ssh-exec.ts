@@ -247,7 +247,7 @@ class SshExecution implements ExecHandle {
     } catch (error) {
       // The core could not record the process: it must not run unrecorded.
       this.settled = true;
-      await this.pool.run(this.target, reapGroupCommand(pgid)).catch(() => undefined);
+      await this.pool.run(this.target, reapGroupCommand(pgid)).catch(() => undefined); // no channel means no connection: the command loses its stdin and stdout with it, and the record failure below is what the core reports
       this.channel.close();
       this.doneDeferred.resolve({ kind: "failed", errorCode: ErrorCode.CommandExecution, message: "the task could not be recorded" });
       this.startDeferred.reject(error);
