@@ -11,7 +11,7 @@ import { createContainment, groupPrefixFor } from "./executor/containment.js";
 import { createHostSampler, hostFields, type HostSnapshot } from "./executor/host-sampler.js";
 import { checkRunLimits, checkStartLimits } from "./executor/limits.js";
 import { createLocalRunner } from "./executor/local-runner.js";
-import { directoryBytes } from "./executor/process-usage.js";
+import { directoryBytes } from "./executor/directory-bytes.js";
 import { createSshRunner } from "./executor/ssh/ssh-runner.js";
 import { lookupUser } from "./executor/users.js";
 import { createInternalErrors, type InternalErrors } from "./internal-errors.js";
