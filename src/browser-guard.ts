@@ -135,6 +135,7 @@ function ownOrigin(scheme: string, authority: string): string | undefined {
   try {
     return new URL(`${scheme}://${authority}`).origin;
   } catch {
+    // A Host that makes no URL has no origin to match: the caller refuses the request.
     return undefined;
   }
 }
@@ -153,6 +154,7 @@ export function parseCorsOrigin(value: string): string {
   try {
     url = new URL(value);
   } catch {
+    // Not a URL: refused below with the sentence every bad origin gets.
     url = undefined;
   }
   const originOnly = /^https?:\/\/[^/?#@*\s]+\/?$/i.test(value);

@@ -11,9 +11,10 @@ import { createContainment, groupPrefixFor } from "./executor/containment.js";
 import { createHostSampler, hostFields, type HostSnapshot } from "./executor/host-sampler.js";
 import { checkRunLimits, checkStartLimits } from "./executor/limits.js";
 import { createLocalRunner } from "./executor/local-runner.js";
-import { directoryBytes } from "./executor/process-usage.js";
+import { directoryBytes } from "./executor/directory-bytes.js";
 import { createSshRunner } from "./executor/ssh/ssh-runner.js";
 import { lookupUser } from "./executor/users.js";
+import { createInternalErrors, type InternalErrors } from "./internal-errors.js";
 import type { Logger } from "./logger.js";
 import type { StartList } from "./start-list.js";
 import { createSpaceReserve } from "./store/space-reserve.js";
@@ -51,6 +52,8 @@ export interface DataNode {
   readonly startedAt: number;
   /** The latest host sample (cached; no I/O). */
   host(): HostSnapshot;
+  /** The node's internal-error path: the core's and the containment's failures, logged and counted. */
+  readonly internalErrors: InternalErrors;
   /**
    * Loads the store and marks the tasks a previous run left unfinished as crashed, then empties
    * the control groups it left. Called once the node's event followers (metrics, notifier) are
@@ -65,6 +68,7 @@ export interface DataNode {
  */
 export async function createDataNode(options: DataNodeOptions): Promise<DataNode> {
   const { config, logger, starts } = options;
+  const internalErrors = createInternalErrors(logger);
   // Room kept on the data directory's disk for final statuses: a task whose output fills the
   // disk still ends durably, and a node starts on a full disk and refuses new work.
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
@@ -80,7 +84,7 @@ export async function createDataNode(options: DataNodeOptions): Promise<DataNode
 
   const cgroups = config.cgroups ? await detectCgroups() : undefined;
   logger.info({ cgroups: cgroups === undefined ? "none" : `v${cgroups.version}` }, cgroups === undefined ? "tasks are contained by process group only" : "tasks are contained by cgroup");
-  const containment = createContainment({ cgroups, groupPrefix: groupPrefixFor(config.dataDir), onWarning: (message, details) => logger.warn(details, message) });
+  const containment = createContainment({ cgroups, groupPrefix: groupPrefixFor(config.dataDir), onWarning: (message, details) => logger.warn(details, message), onInternalError: (message, error, details) => internalErrors.report("containment", message, error, details) });
   const sshRunner = createSshRunner({ knownHostsFile: config.sshKnownHosts, trustOnFirstUse: config.sshTrustOnFirstUse });
   const localRunner = createLocalRunner({ containment });
   starts.started("runners", async () => {
@@ -127,7 +131,7 @@ export async function createDataNode(options: DataNodeOptions): Promise<DataNode
       directoryBytes: (dir) => directoryBytes(dir),
       hostFields: () => hostFields(host.current()),
     },
-    onInternalError: (task, error) => logger.error({ task, err: error instanceof Error ? error.stack : String(error) }, "internal error while running a task"),
+    onInternalError: (task, error) => internalErrors.report("task", "internal error while running a task", error, { task }),
     onEvent: (event) => {
       stats.record(event);
       const s = event.status;
@@ -142,6 +146,7 @@ export async function createDataNode(options: DataNodeOptions): Promise<DataNode
     stats,
     startedAt,
     host: () => host.current(),
+    internalErrors,
     async recover() {
       const { recovered, loaded } = await core.init();
       // Groups of tasks that ran when the node died: kill what the process group missed.

@@ -6,6 +6,7 @@ import type { NodeParts } from "./core/node-parts.js";
 import { isFinalState, stateNames, TaskState } from "./domain/states.js";
 import type { HostSnapshot } from "./executor/host-sampler.js";
 import type { NotificationCounts } from "./gateway/notifier.js";
+import type { InternalErrorPart, InternalErrors } from "./internal-errors.js";
 
 /** The path of the Prometheus endpoint on the node's port. */
 export const metricsHttpPath = "/metrics";
@@ -21,8 +22,8 @@ export interface NodeMetricsOptions {
   readonly host: () => HostSnapshot;
   /** The notifier's counts, when notifications are configured. */
   readonly notifications?: (() => NotificationCounts) | undefined;
-  /** Faults of the node (not of its tasks) reported so far, each also logged; absent on a node without a task core. */
-  readonly internalErrors?: (() => number) | undefined;
+  /** The counts of the node's internal-error path (see {@link InternalErrors}), when it has one. */
+  readonly internalErrors?: InternalErrors["counts"] | undefined;
 }
 
 /** A node's metrics in a registry of its own; see {@link createNodeMetrics}. */
@@ -110,19 +111,6 @@ export function createNodeMetrics(options: NodeMetricsOptions): NodeMetrics {
     },
   });
 
-  let internalSoFar = 0;
-  new Counter({
-    name: "drce_internal_errors_total",
-    help: "Faults of the node itself (a storage failure under a task, a bug), each also logged as an internal error; a task they hit ends with error 107.",
-    registers: [registry],
-    collect() {
-      const now = options.internalErrors?.() ?? 0;
-      // prom-client counters cannot be set: each scrape adds what the core counted since the last.
-      if (now > internalSoFar) this.inc(now - internalSoFar);
-      internalSoFar = now;
-    },
-  });
-
   const notifications = options.notifications;
   const reported = { delivered: 0, retries: 0, undeliverable: 0 };
   // prom-client counters cannot be set: each scrape adds what the notifier counted since the last.
@@ -141,6 +129,22 @@ export function createNodeMetrics(options: NodeMetricsOptions): NodeMetrics {
   notificationCounter("drce_notifications_delivered_total", "Notifications (legacy 100 and 101) the receiver accepted.", "delivered");
   notificationCounter("drce_notification_retries_total", "Notification attempts that failed and were retried.", "retries");
   notificationCounter("drce_notifications_undeliverable_total", "Notifications that left the bounded history before the receiver took them.", "undeliverable");
+
+  const internalSoFar: Record<InternalErrorPart, number> = { task: 0, containment: 0 };
+  new Counter({
+    name: "drce_internal_errors_total",
+    help: "Failures of the node itself, logged at error level, by part: task (the task core), containment (the search for a task's escaped processes).",
+    labelNames: ["part"],
+    registers: [registry],
+    collect() {
+      const now = options.internalErrors?.() ?? internalSoFar;
+      // Every series exists from the first scrape, zero included.
+      for (const part of Object.keys(internalSoFar) as InternalErrorPart[]) {
+        this.inc({ part }, Math.max(0, now[part] - internalSoFar[part]));
+        internalSoFar[part] = now[part];
+      }
+    },
+  });
 
   const hostGauge = (name: string, help: string, read: (s: HostSnapshot) => number): void => {
     new Gauge({

@@ -28,7 +28,10 @@ import { createTaskHandler } from "./connect/task-handler.js";
 import type { NodeIdentity } from "./core/api.js";
 import { createNodeAdmin } from "./core/node-admin.js";
 import type { DataNode } from "./data-node.js";
-import { adminHttpPrefix, createAdminHandler, handleAdminHttp, logLevelNames, type ReportedAddress } from "./gateway/admin.js";
+import { createAdminHandler } from "./gateway/admin.js";
+import type { ReportedAddress } from "./gateway/admin-answers.js";
+import { logLevelNames } from "./gateway/admin-command-table.js";
+import { adminHttpPrefix, handleAdminHttp } from "./gateway/admin-http.js";
 import { handleLegacyHttp, legacyHttpPath } from "./gateway/http.js";
 import { createLegacyHandler } from "./gateway/legacy-handler.js";
 import { createNotifier } from "./gateway/notifier.js";
@@ -179,7 +182,7 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
     config.notifyUrl === ""
       ? undefined
       : createNotifier({ url: config.notifyUrl, token: config.notifyToken, events: core.events, reports: config.notifyReports ? node.reports : undefined, identity: legacyIdentity, timeoutMs: config.notifyTimeoutMs, retryMaxMs: config.notifyRetryMaxMs, logger });
-  const metrics = createNodeMetrics({ core, host: node.host, notifications: notifier?.counts, ...("internalErrors" in core ? { internalErrors: () => core.internalErrors() } : {}) });
+  const metrics = createNodeMetrics({ core, host: node.host, notifications: notifier?.counts, ...("internalErrors" in node ? { internalErrors: node.internalErrors.counts } : {}) });
   starts.started("metrics", () => metrics.close());
   if (manager !== undefined) {
     const clusterMetrics = registerClusterMetrics(metrics.registry, manager.membership);

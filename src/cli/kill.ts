@@ -2,7 +2,8 @@ import { TerminateAlgorithm, TerminateTaskResponseSchema } from "../../gen/drce/
 import { oneRef, showUsage, stateLine, withClient } from "./common.js";
 import { ExitCode } from "./exit-codes.js";
 import type { CliIo } from "./io.js";
-import { commonOptions, parseOptions, parseSignal, parseUint } from "./options.js";
+import { parseSignal, parseUint } from "./option-values.js";
+import { commonOptions, parseOptions } from "./options.js";
 import { writeJson, writeLines } from "./output.js";
 
 /** Usage of `drce kill`. */

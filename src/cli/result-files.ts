@@ -3,7 +3,7 @@ import { dirname, resolve } from "node:path";
 import type { FileResult } from "../../gen/drce/v1/task_pb.js";
 import { LocalError } from "./errors.js";
 import type { CliIo } from "./io.js";
-import { confinedPath, type GetRequest } from "./options.js";
+import { confinedPath, type GetRequest } from "./option-values.js";
 import { writeLines } from "./output.js";
 
 async function writeLocal(path: string, data: Uint8Array): Promise<void> {

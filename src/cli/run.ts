@@ -197,6 +197,6 @@ async function forwardInput(client: TaskServiceClient, task: string, io: CliIo, 
     if (signal.aborted) return;
     const connectError = ConnectError.from(error);
     if (connectError.code === Code.FailedPrecondition || connectError.code === Code.NotFound) return;
-    await writeLines(io.stderr, [`drce: stdin not forwarded: ${connectError.rawMessage}`]).catch(() => undefined);
+    await writeLines(io.stderr, [`drce: stdin not forwarded: ${connectError.rawMessage}`]).catch(() => undefined); // stderr itself is closed: there is nowhere left to say it, and the exit code is the task's
   }
 }

@@ -4,7 +4,8 @@ import { readAll, readLocalFile, reportProblem, showUsage, stateLine, summaryLin
 import { UsageError } from "./errors.js";
 import { ExitCode, exitCodeForResult } from "./exit-codes.js";
 import type { CliIo } from "./io.js";
-import { commonOptions, parseOptions, splitAtCommand, taskOptions, taskSpecFromOptions } from "./options.js";
+import { commonOptions, parseOptions, splitAtCommand, taskOptions } from "./options.js";
+import { taskSpecFromOptions } from "./task-plan.js";
 import { writeJson, writeLines } from "./output.js";
 import { writeRequestedFiles } from "./result-files.js";
 

@@ -55,6 +55,7 @@ async function probe(parent: string, file: string): Promise<{ hasFile: boolean }
       await rmdir(dir);
     }
   } catch {
+    // A hierarchy the node cannot make groups in is no support: tasks get process groups only.
     return undefined;
   }
 }
@@ -140,6 +141,7 @@ function readPids(dir: string): number[] {
   try {
     text = readFileSync(join(dir, "cgroup.procs"), "latin1");
   } catch {
+    // The group is gone: it holds no process.
     return [];
   }
   const pids: number[] = [];
@@ -162,6 +164,7 @@ function readTrimmed(path: string): string {
   try {
     return readFileSync(path, "latin1").trim();
   } catch {
+    // The group is gone: no state to read, which no poll takes for the state it waits for.
     return "";
   }
 }
@@ -181,7 +184,7 @@ async function writeGroupFile(path: string, text: string): Promise<void> {
 
 /** Writes a group file, ignoring a failure (the group may be gone). */
 async function writeQuietly(path: string, text: string): Promise<void> {
-  await writeGroupFile(path, text).catch(() => undefined);
+  await writeGroupFile(path, text).catch(() => undefined); // a group that is gone needs no freeze or kill; on a live one the caller's poll times out and the pids left are reported
 }
 
 /** Group names: a task id's characters (letters, digits, '.', '_', '-'), never "." or "..". */
@@ -192,7 +195,7 @@ function isValidGroupName(name: string): boolean {
 /** Lists the groups under drce's parent group (in the freezer hierarchy on v1). */
 export async function listTaskCgroups(support: CgroupSupport): Promise<string[]> {
   const parent = support.version === 2 ? support.parent : support.freezer;
-  const entries = await readdir(parent, { withFileTypes: true }).catch(() => []);
+  const entries = await readdir(parent, { withFileTypes: true }).catch(() => []); // no parent group yet: no task group was ever made under it
   return entries.filter((entry) => entry.isDirectory() && isValidGroupName(entry.name)).map((entry) => entry.name);
 }
 

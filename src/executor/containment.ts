@@ -60,6 +60,11 @@ export interface ContainmentOptions {
   readonly groupPrefix?: string;
   /** Reports a problem that does not fail the task (a group that could not be made or removed). */
   readonly onWarning?: ((message: string, details: Readonly<Record<string, unknown>>) => void) | undefined;
+  /**
+   * Reports a failure of the containment itself that leaves the task's processes unknown
+   * (/proc could not be read while looking for escaped processes); the task still ends.
+   */
+  readonly onInternalError?: ((message: string, error: unknown, details: Readonly<Record<string, unknown>>) => void) | undefined;
 }
 
 /** How one task's processes are contained; see {@link Containment.prepare}. */
@@ -123,7 +128,7 @@ export async function findEscapedPids(taskId: string, pgid: number, leaderStartT
   for (const stat of stats) {
     // Members of the process group were killed with it (they may not have died yet).
     if (stat.startTicks < leaderStartTicks || stat.pgrp === pgid || stat.pid === selfPid || stat.state === "Z" || stat.state === "X") continue;
-    const environ = await readFile(`/proc/${stat.pid}/environ`).catch(() => undefined);
+    const environ = await readFile(`/proc/${stat.pid}/environ`).catch(() => undefined); // exited since the listing, or another user's: not findable this way (see above)
     if (environ === undefined) continue;
     // environ is NUL separated; a leading NUL lets the first variable match too.
     if (Buffer.concat([Buffer.from([0]), environ, Buffer.from([0])]).includes(marker)) found.push(stat.pid);
@@ -181,7 +186,10 @@ export function createContainment(options: ContainmentOptions): Containment {
             return cgroup.pids();
           }
           // A /proc that cannot be read leaves the escapees unknown, never the task unfinished.
-          return findEscapedPids(taskId, pgid, leaderStartTicks).catch(() => []);
+          return findEscapedPids(taskId, pgid, leaderStartTicks).catch((error: unknown) => {
+            options.onInternalError?.("the escaped processes of a task could not be looked for", error, { task: taskId, pgid });
+            return [];
+          });
         },
         async release() {
           if (cgroup === undefined) return;

@@ -45,13 +45,13 @@ async function makeParentsInside(root: string, relParent: string, name: string, 
   for (const part of relParent.split(sep)) {
     if (part === "" || part === ".") continue;
     const next = join(current, part);
-    let real = await realpath(next).catch(() => undefined);
+    let real = await realpath(next).catch(() => undefined); // missing: made below, then checked again
     if (real === undefined) {
       // Missing (or a dangling symlink, which mkdir refuses with EEXIST and realpath again fails on).
       await mkdir(next, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== "EEXIST") throw error;
       });
-      real = await realpath(next).catch(() => undefined);
+      real = await realpath(next).catch(() => undefined); // still unresolvable (a dangling symlink): refused below as an escape
     }
     if (real === undefined || !isInside(root, real)) {
       throw new DrceError("invalid", `file ${JSON.stringify(name)}: path escapes the working directory`, { legacyCode: code });
@@ -94,7 +94,7 @@ export const localFiles: FileOps = {
         throw error;
       });
       if (path === undefined) return;
-      const info = await lstat(path).catch(() => undefined);
+      const info = await lstat(path).catch(() => undefined); // gone already: rm with force below does nothing, as a delete of a missing file should
       if (info?.isDirectory() === true) throw Object.assign(new Error("directory"), { code: "EISDIR" });
       await rm(path, { force: true });
     } catch (error) {

@@ -1,7 +1,6 @@
 import { execFile } from "node:child_process";
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
-import { lstat, readFile, readdir } from "node:fs/promises";
-import { join } from "node:path";
+import { readFile, readdir } from "node:fs/promises";
 import type { TaskUsage } from "./runner.js";
 
 /** The fields of one `/proc/<pid>/stat` line that drce uses. Field numbers follow proc(5). */
@@ -96,6 +95,7 @@ function readSmallSync(path: string, buffer: Buffer): string | undefined {
   try {
     fd = openSync(path, "r");
   } catch {
+    // ENOENT: the process is gone.
     return undefined;
   }
   try {
@@ -103,6 +103,7 @@ function readSmallSync(path: string, buffer: Buffer): string | undefined {
     if (bytesRead < buffer.length) return buffer.toString("latin1", 0, bytesRead);
     return readFileSync(fd, "latin1"); // longer than the buffer: never for stat, but be safe
   } catch {
+    // ESRCH: the process exited between open and read.
     return undefined;
   } finally {
     closeSync(fd);
@@ -165,6 +166,7 @@ export async function readProcStartTicks(pid: number, options: ProcOptions = {})
     // procfs answers from memory: a synchronous read is cheaper than a thread pool round trip.
     text = readFileSync(`${options.procRoot ?? "/proc"}/${pid}/stat`, "latin1");
   } catch {
+    // The process is gone: its start time is 0, as documented.
     text = undefined;
   }
   const stat = text === undefined ? undefined : parseProcStat(text);
@@ -193,6 +195,7 @@ export async function sampleProcess(pid: number, options: ProcOptions = {}): Pro
       // procfs answers from memory: a synchronous read is cheaper than a thread pool round trip.
       return parseProcStat(readFileSync(`${root}/${pid}/stat`, "latin1"));
     } catch {
+      // The process is gone: no sample, as documented.
       return undefined;
     }
   };
@@ -336,75 +339,7 @@ async function readUptime(root: string): Promise<number> {
   try {
     return Number((await readFile(`${root}/uptime`, "latin1")).split(" ")[0]);
   } catch {
+    // No uptime (a /proc without it): 0 makes every process look unborn, so the first CPU figure counts nothing rather than a wrong share.
     return 0;
   }
-}
-
-/** Options of {@link directoryBytes}. */
-export interface DirectoryBytesOptions {
-  /** Entries visited at most; past it the walk stops and the sum so far is returned. */
-  readonly maxEntries?: number;
-  /** Directory levels below `dir` entered at most. */
-  readonly maxDepth?: number;
-  /** How many directories are read at once. */
-  readonly concurrency?: number;
-}
-
-/**
- * Sums the sizes of the regular files under `dir`, recursively, without following
- * symlinks (a link counts as nothing, so a task cannot point the count at /). The walk is
- * bounded by `maxEntries` (default 100000) and `maxDepth` (default 64): a task that made
- * more files than that gets a lower bound, which is enough to tell that a limit is broken.
- * Entries that vanish during the walk are skipped; a missing `dir` gives 0.
- */
-export async function directoryBytes(dir: string, options: DirectoryBytesOptions = {}): Promise<number> {
-  const maxEntries = options.maxEntries ?? 100_000;
-  const maxDepth = options.maxDepth ?? 64;
-  const concurrency = Math.max(1, options.concurrency ?? 4);
-  let visited = 0;
-  let total = 0;
-  const queue: { readonly path: string; readonly depth: number }[] = [{ path: dir, depth: 0 }];
-  const rootStat = await lstat(dir).catch(() => undefined);
-  if (rootStat === undefined) return 0;
-  if (!rootStat.isDirectory()) return rootStat.isFile() ? rootStat.size : 0;
-
-  const walkOne = async (path: string, depth: number): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(path, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    const files: string[] = [];
-    for (const entry of entries) {
-      if (visited >= maxEntries) break;
-      visited++;
-      const child = join(path, entry.name);
-      if (entry.isDirectory()) {
-        if (depth < maxDepth) queue.push({ path: child, depth: depth + 1 });
-      } else if (entry.isFile()) {
-        files.push(child);
-      }
-    }
-    for (let i = 0; i < files.length; i += 32) {
-      const stats = await Promise.all(files.slice(i, i + 32).map((file) => lstat(file).catch(() => undefined)));
-      for (const stat of stats) if (stat?.isFile() === true) total += stat.size;
-    }
-  };
-  let active = 0;
-  await new Promise<void>((resolve) => {
-    const pump = (): void => {
-      while (active < concurrency && queue.length > 0 && visited < maxEntries) {
-        const item = queue.shift()!;
-        active++;
-        void walkOne(item.path, item.depth).finally(() => {
-          active--;
-          pump();
-        });
-      }
-      if (active === 0) resolve();
-    };
-    pump();
-  });
-  return total;
 }

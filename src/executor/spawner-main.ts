@@ -54,6 +54,7 @@ const groupAlive = (pgid: number): boolean => {
     process.kill(-pgid, 0);
     return true;
   } catch {
+    // ESRCH: no member of the group is left.
     return false;
   }
 };
@@ -151,7 +152,7 @@ function startWhenComplete(token: string, entry: Pending): void {
 }
 
 const server = createServer((socket) => {
-  socket.on("error", () => undefined);
+  socket.on("error", () => undefined); // a dropped stream connection ends that one stream (its command sees EOF or EPIPE); the spawner lives on
   const silent = setTimeout(() => socket.destroy(), headerTimeoutMs);
   silent.unref();
   socket.once("close", () => clearTimeout(silent));

@@ -158,7 +158,7 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
       markReady = resolve;
       markFailed = reject;
     });
-    ready.catch(() => undefined);
+    ready.catch(() => undefined); // every spawn awaits ready and gets its failure; this only keeps a spawner that dies before any spawn from an unhandled rejection
     // The channel keeps this process alive only while an answer is awaited: an idle
     // spawner never holds a node up, and a node waiting for a command's exit is not left.
     let waiting = 0;
@@ -241,7 +241,7 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
       },
     });
     socket.write(streamHeader(token, fd));
-    socket.on("error", () => undefined);
+    socket.on("error", () => undefined); // a dropped output connection ends the reading; the command's end comes on the channel
     // The sink's owner learns of its failure from the sink (the spool keeps the errno); here
     // it only ends the reading, and is not an uncaught exception, even for a write that
     // fails after the reading ended (the listener stays: a sink serves one command).
@@ -321,7 +321,7 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
     };
     // The exit waiter is in place before the spawn is sent, so no message is missed.
     const exit = new Promise<ProcessExit>((resolve, reject) => current.running.set(id, { resolve, reject }));
-    exit.catch(() => undefined);
+    exit.catch(() => undefined); // awaited once the spawn is answered; a spawn refused first never awaits it, and its refusal is what the caller gets
     try {
       current.child.send(message);
     } catch {

@@ -16,6 +16,7 @@ function readPasswd(path: string): PasswdEntry[] {
   try {
     text = readFileSync(path, "utf8");
   } catch {
+    // No passwd file (a minimal container): users are named by number only.
     return [];
   }
   const entries: PasswdEntry[] = [];
@@ -56,7 +57,7 @@ export async function handWorkDirTo(runAs: RunAs, workDir: string, searchable: r
   }
   const chownTree = async (path: string): Promise<void> => {
     await lchown(path, runAs.uid, runAs.gid);
-    const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+    const entries = await readdir(path, { withFileTypes: true }).catch(() => []); // removed meanwhile (the task is being deleted): nothing below it to hand over
     for (const entry of entries) {
       const child = join(path, entry.name);
       if (entry.isDirectory()) await chownTree(child);

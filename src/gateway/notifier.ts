@@ -153,7 +153,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
     try {
       const response = await fetch(url, { method: "POST", headers, body, signal: AbortSignal.any([stop.signal, AbortSignal.timeout(timeoutMs)]) });
       // Read the answer out so the connection can be reused.
-      await response.arrayBuffer().catch(() => undefined);
+      await response.arrayBuffer().catch(() => undefined); // the status below decides; a body that breaks costs only the connection's reuse
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       if (receiverDown) logger?.info({ url: url.origin }, "notification receiver is taking notifications again");
       receiverDown = false;

@@ -164,7 +164,7 @@ export function createDirSyncGroup(sync: (dir: string) => Promise<void> = fsyncD
     }
     if (group.next === undefined) {
       const next = group.running
-        .catch(() => undefined)
+        .catch(() => undefined) // the running sync's failure is its own awaiters'; the next sync runs after it either way
         .then(() => {
           groups.set(dir, { running: next, next: undefined });
           return sync(dir);

@@ -5,22 +5,9 @@ import { serverUrl } from "../../src/cli/client.js";
 import { UsageError } from "../../src/cli/errors.js";
 import { exitCodeForResult, exitCodeForSignal } from "../../src/cli/exit-codes.js";
 import { listRows, parseStateFilter } from "../../src/cli/ls.js";
-import {
-  confinedPath,
-  FileAction,
-  parseEnvAssignment,
-  parseFileOption,
-  parseGetOption,
-  parseSignal,
-  parseSshTarget,
-  parseUint,
-  resolveCommand,
-  splitAtCommand,
-  taskOptions,
-  commonOptions,
-  taskSpecFromOptions,
-  parseOptions,
-} from "../../src/cli/options.js";
+import { confinedPath, parseEnvAssignment, parseFileOption, parseGetOption, parseSignal, parseSshTarget, parseUint, resolveCommand } from "../../src/cli/option-values.js";
+import { commonOptions, parseOptions, splitAtCommand, taskOptions } from "../../src/cli/options.js";
+import { FileAction, taskSpecFromOptions } from "../../src/cli/task-plan.js";
 import { formatDuration, formatTable, formatTime } from "../../src/cli/output.js";
 import { isFinalState, parseStateName, stateName } from "../../src/cli/states.js";
 

@@ -5,11 +5,11 @@ import http2 from "node:http2";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { connectTimeoutMs, tokenFromOptions } from "../../src/cli/common.js";
 import { UsageError } from "../../src/cli/errors.js";
 import { makeTestPki, type TestPki } from "../security/certs.js";
+import { startDrce, type CliResult } from "../helpers/cli.js";
 import { startNode, type TestNode } from "../helpers/node.js";
 
 /*
@@ -22,26 +22,15 @@ import { startNode, type TestNode } from "../helpers/node.js";
 // Each test starts a few `drce` processes; on a loaded 2-core host one start takes seconds.
 vi.setConfig({ testTimeout: 120_000 });
 
-const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
+type Outcome = CliResult;
 
-interface Outcome {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
+/**
+ * Runs `drce ARGS` to its end with none of the caller's server, token or certificate
+ * variables (unless `env` sets them), killed if it outlives its test.
+ */
 function drce(args: readonly string[], env: Record<string, string> = {}): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-    for (const name of ["DRCE_TOKEN", "DRCE_SERVER", "DRCE_CACERT", "DRCE_CERT", "DRCE_CERT_KEY"]) if (env[name] === undefined) delete childEnv[name];
-    const child = spawn(process.execPath, [bin, ...args], { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  const unset = { DRCE_SERVER: undefined, DRCE_CACERT: undefined, DRCE_CERT: undefined, DRCE_CERT_KEY: undefined };
+  return startDrce(args, { env: { ...unset, ...env }, timeoutMs: 110_000 }).done;
 }
 
 /** One line on stderr, starting "drce: ", without a stack trace or an OpenSSL code. */

@@ -1,10 +1,9 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NodeService } from "../../gen/drce/v1/node_service_pb.js";
+import { startDrce, type CliResult, type RunningDrce } from "../helpers/cli.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
 
 /*
@@ -12,30 +11,15 @@ import { startNode, until, type TestNode } from "../helpers/node.js";
  * node on 127.0.0.1:0 that samples the host every 100 ms.
  */
 
-const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
 const uid = (prefix: string): string => `${prefix}-${randomBytes(4).toString("hex")}`;
 
-interface Outcome {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+type Outcome = CliResult;
 
 let node: TestNode;
 
-function start(args: readonly string[], env: Record<string, string> = {}): { child: ChildProcess; done: Promise<Outcome>; stdout: () => string } {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, DRCE_SERVER: node.url, ...env };
-  if (env["DRCE_TOKEN"] === undefined) delete childEnv["DRCE_TOKEN"];
-  const child = spawn(process.execPath, [bin, ...args], { env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const done = new Promise<Outcome>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-  return { child, done, stdout: () => stdout };
+/** Starts `drce ARGS` against the test node, without the caller's token unless `env` gives one. */
+function start(args: readonly string[], env: Record<string, string> = {}): RunningDrce {
+  return startDrce(args, { server: node.url, env });
 }
 
 const drce = (args: readonly string[], env: Record<string, string> = {}): Promise<Outcome> => start(args, env).done;

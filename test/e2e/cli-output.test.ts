@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runDrce } from "../helpers/cli.js";
 import { spawnNodeProcess, type NodeProcess } from "../helpers/node-process.js";
 import { startNode, type TestNode } from "../helpers/node.js";
 
@@ -11,7 +11,6 @@ import { startNode, type TestNode } from "../helpers/node.js";
  * print its head, a warning naming the bytes not kept, and its tail.
  */
 
-const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
@@ -51,27 +50,38 @@ interface Outcome {
   readonly stderr: string;
 }
 
-/** Runs a program, hashing its stdout as it comes (a GiB is never held), keeping its stderr and at most 1 MiB of stdout as text. */
-function runHashed(command: string, args: readonly string[], server: string, headBytes: number, tailFrom: number): Promise<Outcome> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DRCE_SERVER: server };
-  delete env["DRCE_TOKEN"];
-  const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+/** A stdout sink that hashes what flows (a GiB is never held) and keeps at most 1 MiB of it as text. */
+function hashedStdout(headBytes: number, tailFrom: number): { onStdout: (chunk: Buffer) => void; outcome: (code: number | null, stderr: string) => Outcome } {
   const hash = digester(headBytes, tailFrom);
   let text = "";
+  return {
+    onStdout: (chunk) => {
+      hash.update(chunk);
+      if (text.length < MiB) text += chunk.toString("utf8");
+    },
+    outcome: (code, stderr) => ({ code, stdout: hash.digest(), stdoutText: text, stderr }),
+  };
+}
+
+/** Runs a program (the reference output), hashing its stdout as it comes and keeping its stderr. */
+function runHashed(command: string, args: readonly string[], headBytes: number, tailFrom: number): Promise<Outcome> {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const sink = hashedStdout(headBytes, tailFrom);
   let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    hash.update(chunk);
-    if (text.length < MiB) text += chunk.toString("utf8");
-  });
+  child.stdout.on("data", sink.onStdout);
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
   return new Promise((resolve, reject) => {
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout: hash.digest(), stdoutText: text, stderr }));
+    child.on("close", (code) => resolve(sink.outcome(code, stderr)));
   });
 }
 
-const drce = (server: string, args: readonly string[], headBytes = 0, tailFrom = Number.POSITIVE_INFINITY): Promise<Outcome> =>
-  runHashed(process.execPath, [bin, ...args], server, headBytes, tailFrom);
+/** Runs `drce ARGS` against `server`, hashing its stdout as it comes. */
+async function drce(server: string, args: readonly string[], headBytes = 0, tailFrom = Number.POSITIVE_INFINITY): Promise<Outcome> {
+  const sink = hashedStdout(headBytes, tailFrom);
+  const result = await runDrce(server, args, { onStdout: sink.onStdout });
+  return sink.outcome(result.code, result.stderr);
+}
 
 describe("a GiB through a default node (256 MiB kept per stream)", { timeout: 600_000 }, () => {
   let node: NodeProcess;
@@ -85,7 +95,7 @@ describe("a GiB through a default node (256 MiB kept per stream)", { timeout: 60
   it("drce run delivers all of it; drce logs afterwards warns of the 768 MiB not kept and shows head and tail", async () => {
     const kept = 256 * MiB;
     // What the command writes, hashed here from the same pipeline run locally.
-    const expected = await runHashed("sh", ["-c", pattern(GiB)], node.url, kept / 2, GiB - kept / 2);
+    const expected = await runHashed("sh", ["-c", pattern(GiB)], kept / 2, GiB - kept / 2);
     expect(expected.stdout.bytes).toBe(GiB);
 
     const run = await drce(node.url, ["run", "--id", "gib", "--", "sh", "-c", pattern(GiB)]);

@@ -1,12 +1,11 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskState } from "../../gen/drce/v1/task_pb.js";
+import { startDrce, type CliResult, type RunningDrce } from "../helpers/cli.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
 import { liveGroupMembers } from "../helpers/proc.js";
 
@@ -16,15 +15,9 @@ import { liveGroupMembers } from "../helpers/proc.js";
  * a poll with a deadline.
  */
 
-const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
 const uid = (prefix: string): string => `${prefix}-${randomBytes(4).toString("hex")}`;
 
-interface Outcome {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+type Outcome = CliResult;
 
 interface DrceOptions {
   /** Bytes for drce's stdin; without it stdin is /dev/null. */
@@ -37,30 +30,9 @@ interface DrceOptions {
 let node: TestNode;
 let workDir: string;
 
-/** The environment of a drce child: the test node's URL, no token from the caller's shell. */
-function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, DRCE_SERVER: node.url, ...extra };
-  if (extra["DRCE_TOKEN"] === undefined) delete env["DRCE_TOKEN"];
-  return env;
-}
-
-/** Starts `node bin/drce.js ARGS` with piped output. */
-function start(args: readonly string[], options: DrceOptions = {}): { child: ChildProcess; done: Promise<Outcome>; stdout: () => string } {
-  const child = spawn(process.execPath, [bin, ...args], {
-    cwd: options.cwd ?? workDir,
-    env: childEnv(options.env),
-    stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  if (options.input !== undefined) child.stdin?.end(options.input);
-  const done = new Promise<Outcome>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return { child, done, stdout: () => stdout };
+/** Starts `node bin/drce.js ARGS` against the test node, in the work dir, with piped output and no token from the caller's shell. */
+function start(args: readonly string[], options: DrceOptions = {}): RunningDrce {
+  return startDrce(args, { server: node.url, cwd: options.cwd ?? workDir, input: options.input, env: options.env });
 }
 
 /** Runs `drce ARGS` to its end. */

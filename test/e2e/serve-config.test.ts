@@ -1,12 +1,11 @@
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { NodeService } from "../../gen/drce/v1/node_service_pb.js";
+import { startDrce } from "../helpers/cli.js";
 import { spawnNodeProcess, type NodeProcess } from "../helpers/node-process.js";
 
 /*
@@ -18,7 +17,6 @@ import { spawnNodeProcess, type NodeProcess } from "../helpers/node-process.js";
 // A node process starts in seconds on a loaded 2-core host.
 vi.setConfig({ testTimeout: 120_000 });
 
-const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
 let dir = "";
 
 beforeAll(async () => {
@@ -28,18 +26,10 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function drceServe(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    for (const name of Object.keys(env)) if (name.startsWith("DRCE_")) delete env[name];
-    const child = spawn(process.execPath, [bin, "serve", ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+/** Runs `drce serve ARGS` to its end with no DRCE_* variable of the caller's. */
+async function drceServe(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const { code, stdout, stderr } = await startDrce(["serve", ...args], { cleanDrceEnv: true }).done;
+  return { code, stdout, stderr };
 }
 
 describe("drce serve --config FILE", () => {

@@ -5,7 +5,6 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   createGroupUsageSampler,
-  directoryBytes,
   isSameProcess,
   listGroupPids,
   parseProcStat,
@@ -13,6 +12,7 @@ import {
   readProcStartTicks,
   sampleProcess,
 } from "../../src/executor/process-usage.js";
+import { directoryBytes } from "../../src/executor/directory-bytes.js";
 import { isDead, killSpawned, procStat, spawnGroup, waitForOutput } from "./proc-helpers.js";
 
 afterEach(() => killSpawned());

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseAdminMessage } from "../../src/gateway/admin.js";
+import { parseAdminMessage } from "../../src/gateway/admin-message.js";
 import { adminErrorText, adminField, adminOkText, adminProperty } from "../../src/gateway/admin-text.js";
 
 describe("legacy admin message parsing", () => {

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Dealer, Request } from "zeromq";
 import { TaskMode, TaskSpecSchema } from "../../gen/drce/v1/task_pb.js";
-import { adminCommands } from "../../src/gateway/admin.js";
+import { adminCommands } from "../../src/gateway/admin-command-table.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
 
 /*

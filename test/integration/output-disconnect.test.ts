@@ -1,10 +1,9 @@
 import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { spawn } from "node:child_process";
 import http2 from "node:http2";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TaskMode, TaskSpecSchema, TaskState, type TaskResult } from "../../gen/drce/v1/task_pb.js";
 import { RunTaskRequestSchema, StreamTaskOutputRequestSchema, TaskService } from "../../gen/drce/v1/task_service_pb.js";
+import { startDrce } from "../helpers/cli.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
 import { liveGroupMembers } from "../helpers/proc.js";
 
@@ -15,7 +14,6 @@ import { liveGroupMembers } from "../helpers/proc.js";
  * (test/integration/task-service.test.ts covers the same with calls cancelled by the client.)
  */
 
-const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const finalStates = [TaskState.FINISHED, TaskState.TERMINATED, TaskState.CRASHED, TaskState.NOT_SET, TaskState.EXPIRED];
 
 let node: TestNode;
@@ -82,26 +80,20 @@ describe.concurrent("a streaming caller that disconnects", () => {
     const runId = `disc-cli-run-${Date.now()}`;
     const followId = `disc-cli-logs-${Date.now()}`;
     await node.client.submitTask({ task: create(TaskSpecSchema, { id: followId, command: "echo a; sleep 5; echo b", mode: TaskMode.ASYNC }) });
-    const cli = (args: string[]) =>
-      spawn(process.execPath, ["--import", "tsx", "src/main.ts", ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DRCE_SERVER: node.url } });
-    const run = cli(["run", "--server", node.url, "--id", runId, "--", "sh", "-c", "echo started; sleep 300"]);
-    const logs = cli(["logs", "--server", node.url, "-f", followId]);
+    const run = startDrce(["run", "--server", node.url, "--id", runId, "--", "sh", "-c", "echo started; sleep 300"], { server: node.url });
+    const logs = startDrce(["logs", "--server", node.url, "-f", followId], { server: node.url });
     try {
-      let runOut = "";
-      let logsOut = "";
-      run.stdout!.on("data", (chunk: Buffer) => (runOut += chunk.toString()));
-      logs.stdout!.on("data", (chunk: Buffer) => (logsOut += chunk.toString()));
-      await until(() => runOut + "|" + logsOut, (out) => out.startsWith("started\n") && out.includes("|a\n"), 30_000, "both CLIs to print");
-      run.kill("SIGKILL");
-      logs.kill("SIGKILL");
+      await until(() => run.stdout() + "|" + logs.stdout(), (out) => out.startsWith("started\n") && out.includes("|a\n"), 30_000, "both CLIs to print");
+      run.child.kill("SIGKILL");
+      logs.child.kill("SIGKILL");
       const terminated = await waitState(runId, finalStates);
       expect(terminated.state).toBe(TaskState.TERMINATED);
       const finished = await waitState(followId, finalStates);
       expect(finished.state).toBe(TaskState.FINISHED);
       expect(Buffer.from((await node.client.fetchTask({ task: followId })).result!.stdout).toString()).toBe("a\nb\n");
     } finally {
-      run.kill("SIGKILL");
-      logs.kill("SIGKILL");
+      run.child.kill("SIGKILL");
+      logs.child.kill("SIGKILL");
     }
   });
 });

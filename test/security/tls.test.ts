@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process";
 import { rm } from "node:fs/promises";
 import https from "node:https";
 import tls from "node:tls";
-import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,11 +8,11 @@ import { TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
 import { TaskService } from "../../gen/drce/v1/task_service_pb.js";
 import { createApp } from "../../src/app.js";
 import { ConfigError, defaultConfig } from "../../src/config.js";
+import { startDrce, type CliResult } from "../helpers/cli.js";
 import { startNode, type TestNode } from "../helpers/node.js";
 import { makeTestPki, type TestPki } from "./certs.js";
 import { clientFor } from "./clients.js";
 
-const bin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
 let pki: TestPki;
 let httpsNode: TestNode;
 let mtlsNode: TestNode;
@@ -180,16 +178,9 @@ describe("a node requiring client certificates (mTLS)", () => {
 });
 
 describe("drce over TLS", () => {
-  const drce = (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, DRCE_TOKEN: "", DRCE_CACERT: "", DRCE_CERT: "", DRCE_CERT_KEY: "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-      child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code, stdout, stderr }));
-    });
+  /** Runs `drce ARGS` with the caller's token and certificate variables emptied (unless `env` sets them). */
+  const drce = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
+    startDrce(args, { env: { DRCE_TOKEN: "", DRCE_CACERT: "", DRCE_CERT: "", DRCE_CERT_KEY: "", ...env } }).done;
 
   it("runs a command on an mTLS node with --cacert, --cert and --cert-key", async () => {
     const outcome = await drce(["run", "--server", mtlsNode.url, "--cacert", pki.ca, "--cert", pki.clientCert, "--cert-key", pki.clientKey, "-c", "echo cli-tls; exit 3"]);

@@ -3,7 +3,8 @@ import type { SFTPWrapper, Stats } from "ssh2";
 import { DrceError, ErrorCode } from "../../domain/errors.js";
 import { fileNameProblem } from "../../domain/validate.js";
 import type { FileOps } from "../runner.js";
-import { describeTarget, type SshPool, type SshTarget } from "./ssh-pool.js";
+import type { SshPool } from "./ssh-pool.js";
+import { describeTarget, type SshTarget } from "./ssh-target.js";
 
 /** SFTP status code for a missing file (SSH_FX_NO_SUCH_FILE). */
 const noSuchFile = 2;

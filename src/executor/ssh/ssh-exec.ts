@@ -13,7 +13,8 @@ import {
   signalNumber,
   spawnMarker,
 } from "./remote-command.js";
-import { describeTarget, type SshPool, type SshTarget } from "./ssh-pool.js";
+import type { SshPool } from "./ssh-pool.js";
+import { describeTarget, type SshTarget } from "./ssh-target.js";
 
 /** Timings of one remote command. */
 export interface SshExecTimings {
@@ -133,8 +134,8 @@ class SshExecution implements ExecHandle {
     this.stdoutEnded = new Promise((resolve) => channel.once("end", resolve));
     this.stderrEnded = new Promise((resolve) => channel.stderr.once("end", resolve));
     this.closed = new Promise((resolve) => channel.once("close", resolve));
-    channel.on("error", () => undefined);
-    channel.stderr.on("error", () => undefined);
+    channel.on("error", () => undefined); // a channel error is followed by its close, which settles the command (lost connection included)
+    channel.stderr.on("error", () => undefined); // likewise: stderr ends with its channel
     channel.on("exit", (code: number | null, signal?: string) => {
       this.exit = { code: typeof code === "number" ? code : null, signal: typeof signal === "string" ? signal : "" };
       this.exited.resolve();
@@ -246,7 +247,7 @@ class SshExecution implements ExecHandle {
     } catch (error) {
       // The core could not record the process: it must not run unrecorded.
       this.settled = true;
-      await this.pool.run(this.target, reapGroupCommand(pgid)).catch(() => undefined);
+      await this.pool.run(this.target, reapGroupCommand(pgid)).catch(() => undefined); // no channel means no connection: the command loses its stdin and stdout with it, and the record failure below is what the core reports
       this.channel.close();
       this.doneDeferred.resolve({ kind: "failed", errorCode: ErrorCode.CommandExecution, message: "the task could not be recorded" });
       this.startDeferred.reject(error);
