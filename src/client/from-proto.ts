@@ -4,9 +4,12 @@ import {
   type OutputChunk as ProtoOutputChunk,
   type OutputGap as ProtoOutputGap,
   type TaskEvent as ProtoTaskEvent,
+  type NodeResult as ProtoNodeResult,
   type TaskResult,
   type TaskSummary,
 } from "../../gen/drce/v1/task_pb.js";
+import type { NodeResult } from "../domain/placement.js";
+import { nodeRunStatusFromProto } from "../connect/placement-convert.js";
 import { TaskMode, TaskState } from "../domain/states.js";
 import { taskStatus, type StreamName, type TaskStatus } from "../domain/task.js";
 import type { KeptGap, TaskView } from "../domain/view.js";
@@ -72,6 +75,28 @@ export function viewFromProto(result: TaskResult): TaskView {
     files: result.files.map((f) => ({ name: f.name, data: f.data, action: f.action })),
     fields,
     subtasks,
+    ...(result.nodes.length === 0 ? {} : { nodes: result.nodes.map(nodeResultFromProto) }),
+    ...(result.placedOn === "" ? {} : { placedOn: result.placedOn }),
+  };
+}
+
+/**
+ * The domain view of a TaskResult a node answered, keeping the node's identity (its host, port
+ * and name) as the view's origin: what a manager reads a node's reply with, so that the results
+ * it answers name the node that ran the task, not the manager.
+ */
+export function nodeViewFromProto(result: TaskResult): TaskView {
+  return { ...viewFromProto(result), origin: identityFromProto(result) };
+}
+
+/** One node's part of a fanned-out task, its view keeping that node's identity. */
+export function nodeResultFromProto(item: ProtoNodeResult): NodeResult {
+  return {
+    node: item.node,
+    status: nodeRunStatusFromProto(item.status),
+    ...(item.result === undefined ? {} : { view: nodeViewFromProto(item.result) }),
+    errorCode: item.errorCode,
+    errorMessage: item.errorMessage,
   };
 }
 

@@ -3,13 +3,22 @@ import { SessionSchema, SessionType, TaskMode as ProtoTaskMode, TaskSpecSchema, 
 import { TaskMode } from "../domain/states.js";
 import type { Session, TaskSpec } from "../domain/task.js";
 import { limitsToProto } from "../connect/convert.js";
+import { placementToProto } from "../connect/placement-convert.js";
 
 /**
  * The proto TaskSpec of a domain spec, subtasks included: what a manager sends to the node it
  * places a task on. The node reads it back into the same spec (`specFromProto`), secrets of an
- * SSH session included, so it travels only over the connection to that node.
+ * SSH session included, so it travels only over the connection to that node. The root's
+ * placement is written too (a caller sends it to a manager; a data node ignores it).
  */
 export function specToProto(spec: TaskSpec): ProtoTaskSpec {
+  const proto = subtaskSpecToProto(spec);
+  if (spec.placement !== undefined) proto.placement = placementToProto(spec.placement);
+  return proto;
+}
+
+// Only the root carries a placement: subtasks run on the node of their parent.
+function subtaskSpecToProto(spec: TaskSpec): ProtoTaskSpec {
   return create(TaskSpecSchema, {
     id: spec.id,
     alias: spec.alias,
@@ -26,7 +35,7 @@ export function specToProto(spec: TaskSpec): ProtoTaskSpec {
     cleanup: spec.cleanup,
     files: spec.files.map((f) => ({ name: f.name, data: f.data, action: f.action >>> 0 })),
     limits: limitsToProto(spec.limits),
-    subtasks: spec.subtasks.map(specToProto),
+    subtasks: spec.subtasks.map(subtaskSpecToProto),
     ttlMs: BigInt(spec.ttlMs),
     openStdin: spec.openStdin,
   });

@@ -24,6 +24,7 @@ import type { TaskView } from "../domain/view.js";
 import { DrceError } from "../domain/errors.js";
 import { localSession } from "../domain/spec-json.js";
 import type { NodeIdentity, OutputChunk, OutputGap, TaskEvent } from "../core/api.js";
+import { nodeResultToProto, placementFromProto } from "./placement-convert.js";
 
 /** Proto TaskState from a legacy state number (the proto enum is the legacy number plus one). */
 export function toProtoState(legacy: number): ProtoTaskState {
@@ -77,8 +78,17 @@ export function limitsToProto(limits: Limits): ProtoLimits {
   });
 }
 
-/** Converts a proto TaskSpec (with subtasks) to the domain form. */
+/**
+ * Converts a proto TaskSpec (with subtasks) to the domain form. Only the root's `placement` is
+ * read: subtasks run on the node of their parent.
+ */
 export function specFromProto(spec: ProtoTaskSpec): TaskSpec {
+  const placement = placementFromProto(spec.placement);
+  const root = subtaskSpecFromProto(spec);
+  return placement === undefined ? root : { ...root, placement };
+}
+
+function subtaskSpecFromProto(spec: ProtoTaskSpec): TaskSpec {
   const session: Session =
     spec.session?.type === SessionType.SSH
       ? {
@@ -111,7 +121,7 @@ export function specFromProto(spec: ProtoTaskSpec): TaskSpec {
     cleanup: spec.cleanup,
     files: spec.files.map((f) => ({ name: f.name, data: f.data, action: f.action >>> 0 })),
     limits: limitsFromProto(spec.limits),
-    subtasks: spec.subtasks.map(specFromProto),
+    subtasks: spec.subtasks.map(subtaskSpecFromProto),
     ttlMs: safeNumber(spec.ttlMs),
     openStdin: spec.openStdin,
   });
@@ -121,9 +131,14 @@ function safeNumber(value: bigint): number {
   return value > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(value);
 }
 
-/** Converts a core TaskView to a proto TaskResult. */
+/**
+ * Converts a core TaskView to a proto TaskResult. `identity` names the node answering; a view
+ * read from another node's reply (on a manager) names that node instead, and each item of a
+ * fanned-out task names its own node.
+ */
 export function viewToProto(view: TaskView, identity: NodeIdentity): TaskResult {
   const s = view.status;
+  const own = view.origin ?? identity;
   return create(TaskResultSchema, {
     id: s.id,
     alias: s.alias,
@@ -131,9 +146,9 @@ export function viewToProto(view: TaskView, identity: NodeIdentity): TaskResult 
     legacyState: s.state,
     errorCode: s.errorCode,
     errorMessage: s.errorMessage,
-    host: identity.host,
-    port: identity.port,
-    node: identity.node,
+    host: own.host,
+    port: own.port,
+    node: own.node,
     pid: s.pid,
     exitStatus: s.exitStatus,
     signal: s.signal,
@@ -142,7 +157,7 @@ export function viewToProto(view: TaskView, identity: NodeIdentity): TaskResult 
     files: (view.files ?? []).map((f) => ({ name: f.name, data: f.data, action: f.action })),
     timeMs: BigInt(view.timeMs),
     fields: { ...view.fields },
-    subtasks: view.subtasks.map((sub) => viewToProto(sub, identity)),
+    subtasks: view.subtasks.map((sub) => viewToProto(sub, own)),
     mode: s.mode === 2 ? ProtoTaskMode.ASYNC : ProtoTaskMode.SYNC,
     startedAtMs: BigInt(s.startedAt),
     finishedAtMs: BigInt(s.finishedAt),
@@ -156,7 +171,15 @@ export function viewToProto(view: TaskView, identity: NodeIdentity): TaskResult 
     stderrMoreAvailable: view.stderrMore === true,
     ...(view.stdoutGap === undefined ? {} : { stdoutGap: gapToProto({ stream: "stdout", ...view.stdoutGap }) }),
     ...(view.stderrGap === undefined ? {} : { stderrGap: gapToProto({ stream: "stderr", ...view.stderrGap }) }),
+    nodes: (view.nodes ?? []).map((item) => nodeResultToProto(item, (nodeView) => viewToProto(nodeView, nodeIdentity(item.node)))),
+    placedOn: view.placedOn ?? "",
   });
+}
+
+// A node's item without an origin (built by the manager, not read from the node's reply) names
+// the node only: the manager's own host and port would point at the wrong machine.
+function nodeIdentity(node: string): NodeIdentity {
+  return { host: "", port: 0, node };
 }
 
 /** Converts a status to a list line. */

@@ -1,6 +1,9 @@
 import { isMessage, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { ErrorCode } from "../domain/errors.js";
+import { PlacementModeSchema } from "../../gen/drce/v1/task_pb.js";
+
+const placementModeTypeName = PlacementModeSchema.typeName;
 
 /**
  * Refuses a request in which any enum field, at any depth (task, session, subtasks, list
@@ -71,6 +74,9 @@ function checkValue(field: DescField, value: unknown, name: string): void {
 
 function checkEnumNumber(values: readonly { readonly number: number }[], typeName: string, value: unknown, name: string): void {
   if (values.some((v) => v.number === value)) return;
+  // An unknown placement mode is the placer's to refuse, with the protocol's own code
+  // (5001, node mode not supported); a data node ignores placement altogether.
+  if (typeName === placementModeTypeName) return;
   const shortName = typeName.slice(typeName.lastIndexOf(".") + 1);
   throw new ConnectError(`${name}: ${String(value)} is not a ${shortName} value`, Code.InvalidArgument, { "drce-error-code": String(ErrorCode.BadInput) });
 }

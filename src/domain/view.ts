@@ -39,6 +39,21 @@ export interface TaskView {
   readonly nodes?: readonly NodeResult[];
   /** On a manager, for a task placed on one node: that node's name. */
   readonly placedOn?: string;
+  /**
+   * On a manager, for a view read from a node's reply: the node that answered it. Results built
+   * from the view name that node (its host, port and name), not the manager.
+   */
+  readonly origin?: ViewOrigin;
+}
+
+/** The node a view came from, as its reply named itself. */
+export interface ViewOrigin {
+  /** Host name or address the node shows in results. */
+  readonly host: string;
+  /** Port the node shows in results. */
+  readonly port: number;
+  /** Node name. */
+  readonly node: string;
 }
 
 /**

@@ -91,7 +91,13 @@ export interface LegacyDecodeFailure {
 
 /** Outcome of {@link decodeLegacyMessage}. */
 export type LegacyDecoded =
-  | { readonly ok: true; readonly request: LegacyRequest; readonly cover: LegacyCover | undefined }
+  | {
+      readonly ok: true;
+      readonly request: LegacyRequest;
+      readonly cover: LegacyCover | undefined;
+      /** The `route` field of the cover, or else of the request, as decoded JSON; see legacy-route.ts. */
+      readonly route?: unknown;
+    }
   | { readonly ok: false; readonly failure: LegacyDecodeFailure; readonly cover: LegacyCover | undefined };
 
 /** One item of a legacy response array, with every field of the protocol. */
@@ -230,7 +236,9 @@ export function decodeLegacyMessage(body: string | Uint8Array): LegacyDecoded {
     // Only a numeric string differs from its canonical wire form (the number).
     const sent = message["id"];
     const request: LegacyRequest = typeof sent === "string" && decodedRequest.id !== sent ? { ...decodedRequest, sentId: sent } : decodedRequest;
-    return { ok: true, request, cover };
+    // The route rides in the cover, or in the request itself when it comes without one.
+    const route = outer["route"] ?? message["route"];
+    return route === undefined || route === null ? { ok: true, request, cover } : { ok: true, request, cover, route };
   } catch (error) {
     if (error instanceof CoverFailure) cover = error.cover;
     if (error instanceof CodecError) return { ok: false, failure: { id, type, code: error.code, message: error.message }, cover };

@@ -1,7 +1,7 @@
 import type { NodeIdentity, TaskCore } from "../core/api.js";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import { TaskState } from "../domain/states.js";
-import { releaseView, type TaskView } from "../domain/view.js";
+import { releaseView, type KeptOutput, type TaskView } from "../domain/view.js";
 import { collectLegacyBody, legacyBody, OutputPlaceholders, type LegacyBody } from "./legacy-body.js";
 import {
   decodeLegacyMessage,
@@ -10,10 +10,13 @@ import {
   encodeLegacyResponse,
   encodeTaskView,
   LegacyRequestType,
+  toWireId,
   type LegacyCover,
+  type LegacyWireId,
   type LegacyRequest,
   type LegacyResultItem,
 } from "./legacy-codec.js";
+import { decodeLegacyRoute } from "./legacy-route.js";
 
 /** The part of a pino logger the gateway uses. */
 export interface LegacyLogger {
@@ -58,12 +61,14 @@ export interface LegacyHandler {
    * every failure becomes a result item. The signal aborts waiting for a sync task. The
    * reply is one string: for small replies (tests, tools); transports use {@link handleStreamed}.
    */
-  handle(body: string | Uint8Array, signal?: AbortSignal): Promise<LegacyReply>;
+  handle(body: string | Uint8Array, signal?: AbortSignal, route?: string | Uint8Array): Promise<LegacyReply>;
   /**
    * As {@link handle}, with the reply as a body of parts: every kept output byte is in it
    * (the protocol carries whole outputs), read from the task's files as the body is sent.
+   * `route` is the ZeroMQ frame after the body, when the client sent one (see legacy-route.ts):
+   * a set request carries the placement it names to the core (a data node ignores it).
    */
-  handleStreamed(body: string | Uint8Array, signal?: AbortSignal): Promise<LegacyStreamedReply>;
+  handleStreamed(body: string | Uint8Array, signal?: AbortSignal, route?: string | Uint8Array): Promise<LegacyStreamedReply>;
   /** A reply carrying one error item (state 6), for transport-level refusals (body too large, bad frames). */
   errorReply(errorCode: number, message: string): LegacyReply;
 }
@@ -143,7 +148,7 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
         if (request.kind !== "set") {
           try {
             const view = await core.check(request.ref, false);
-            const item = encodeTaskView(view, identity, base.type, base.id);
+            const item = encodeTaskView(view, view.origin ?? identity, base.type, base.id);
             return { item: { ...item, error_code: error.legacyCode, error_message: error.message } };
           } catch {
             // Fall through to a plain error item.
@@ -169,17 +174,45 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
     return retryAfterMs === undefined ? { body, status: 200 } : { body, status: 200, retryAfterMs };
   };
 
-  const handleStreamed = async (body: string | Uint8Array, signal?: AbortSignal): Promise<LegacyStreamedReply> => {
+  /**
+   * The items answering a view: one, naming the node that ran the task; for a task fanned out
+   * by a manager, one per node in the view's order, each naming its node, and an error item for
+   * a node without a result (its error code and message), never a gap.
+   */
+  const itemsOf = (view: TaskView, type: number, id: LegacyWireId | undefined, placeholder: (kept: KeptOutput) => string): LegacyResultItem[] => {
+    if (view.nodes === undefined) return [encodeTaskView(view, view.origin ?? identity, type, id, placeholder)];
+    return view.nodes.map((item) => {
+      const nodeIdentity = item.view?.origin ?? { host: "", port: 0, node: item.node };
+      if (item.view === undefined) {
+        return encodeErrorItem(nodeIdentity, { id: id ?? toWireId(view.status.id), type, errorCode: item.errorCode, message: item.errorMessage, state: TaskState.NotSet });
+      }
+      const encoded = encodeTaskView(item.view, nodeIdentity, type, id, placeholder);
+      // An unreachable node's last known state carries the error that says why it is not current.
+      return item.errorCode === 0 ? encoded : { ...encoded, error_code: item.errorCode, error_message: item.errorMessage };
+    });
+  };
+
+  const handleStreamed = async (body: string | Uint8Array, signal?: AbortSignal, route?: string | Uint8Array): Promise<LegacyStreamedReply> => {
     const placeholders = new OutputPlaceholders();
     const decoded = decodeLegacyMessage(body);
     if (!decoded.ok) return streamed([encodeDecodeFailure(identity, decoded.failure)], decoded.cover, placeholders);
-    const { request, cover } = decoded;
+    const { cover } = decoded;
+    let request = decoded.request;
     let view: TaskView | undefined;
     try {
+      // Only a new task is placed; every later call reaches the task by its id.
+      if (request.kind === "set") {
+        const placement = decodeLegacyRoute({
+          ...(route === undefined ? {} : { frame: route }),
+          ...(decoded.route === undefined ? {} : { field: decoded.route }),
+          ...(cover === undefined ? {} : { coverTtlMs: cover.ttl }),
+        });
+        if (placement !== undefined) request = { ...request, spec: { ...request.spec, placement } };
+      }
       view = await run(request, signal);
       // A set request without an id gets the id the core gave the task.
       const id = request.kind === "set" && request.spec.id === "" ? undefined : (request.sentId ?? request.id);
-      return streamed([encodeTaskView(view, identity, requestType(request), id, placeholders.placeholder)], cover, placeholders);
+      return streamed(itemsOf(view, requestType(request), id, placeholders.placeholder), cover, placeholders);
     } catch (error) {
       // The view's outputs are open only once the reply holds them.
       if (view !== undefined) await releaseView(view);
@@ -196,8 +229,8 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
 
   return {
     handleStreamed,
-    async handle(body, signal) {
-      const answer = await handleStreamed(body, signal);
+    async handle(body, signal, route) {
+      const answer = await handleStreamed(body, signal, route);
       try {
         const text = (await collectLegacyBody(answer.body)).toString("utf8");
         return answer.retryAfterMs === undefined ? { body: text, status: answer.status } : { body: text, status: answer.status, retryAfterMs: answer.retryAfterMs };

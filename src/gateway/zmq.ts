@@ -10,9 +10,10 @@ import { secureSocket, type SecuredSocket } from "./zmq-auth.js";
  * handler. Neither may reject.
  */
 export interface ZmqMessageHandler {
-  handle(body: Uint8Array, signal: AbortSignal): Promise<{ readonly body: string }>;
+  /** Answers one message; `route` is the frame after the body, when the client sent one (the original clients' route). */
+  handle(body: Uint8Array, signal: AbortSignal, route?: Uint8Array): Promise<{ readonly body: string }>;
   /** When present, used instead of `handle`: the reply is built once, into the one buffer its frame needs. */
-  handleStreamed?(body: Uint8Array, signal: AbortSignal): Promise<{ readonly body: LegacyBody }>;
+  handleStreamed?(body: Uint8Array, signal: AbortSignal, route?: Uint8Array): Promise<{ readonly body: LegacyBody }>;
   errorReply(errorCode: number, message: string): { readonly body: string };
 }
 
@@ -64,7 +65,8 @@ export async function createZmqGateway(options: ZmqGatewayOptions): Promise<ZmqG
 /**
  * Binds a gateway that, once given its handler (`serve`), serves the legacy protocol over
  * ZeroMQ as the original HCE nodes did: a ROUTER socket that
- * DEALER clients (with an identity) send `[id, body]` to, optionally followed by a route frame.
+ * DEALER clients (with an identity) send `[id, body]` to, optionally followed by a route frame
+ * (handed to the handler: a set request carries the placement it names, see legacy-route.ts).
  * The ROUTER sees `[identity, id, body, ...]` and answers `[identity, id, responseBody]`; a REQ
  * client's empty delimiter frame takes the id's place, so a REQ gets `[responseBody]` back.
  * Requests are served concurrently; replies go out through one queue because a zeromq v6
@@ -108,7 +110,7 @@ export async function bindZmqGateway(options: ZmqBindOptions): Promise<BoundZmqG
   };
 
   const answer = async (handler: ZmqMessageHandler, frames: Buffer[]): Promise<void> => {
-    const [identity, id, body] = frames;
+    const [identity, id, body, route] = frames;
     if (identity === undefined) return;
     if (id === undefined || body === undefined) {
       // A DEALER that sent [body] without an id frame: answer in the usual shape all the same.
@@ -119,8 +121,8 @@ export async function bindZmqGateway(options: ZmqBindOptions): Promise<BoundZmqG
     const reply = controller.signal.aborted
       ? handler.errorReply(ErrorCode.InternalFo, "the node is shutting down")
       : handler.handleStreamed === undefined
-        ? await handler.handle(body, controller.signal)
-        : { body: await frameOf(handler, await handler.handleStreamed(body, controller.signal)) };
+        ? await handler.handle(body, controller.signal, route)
+        : { body: await frameOf(handler, await handler.handleStreamed(body, controller.signal, route)) };
     await send([identity, id, reply.body]);
   };
 
