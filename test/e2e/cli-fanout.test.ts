@@ -258,7 +258,7 @@ describe("drce run --all refusals", () => {
   });
 
   it.each([
-    [5000, Code.FailedPrecondition, "failed_precondition: no target node available (error 5000)"],
+    [5000, Code.Unavailable, "unavailable: no target node available: no node matches env=none (error 5000)"],
     [5001, Code.InvalidArgument, "invalid_argument: node mode not supported (error 5001)"],
     [5002, Code.ResourceExhausted, "resource_exhausted: resource limits exceeded on every candidate node (error 5002)"],
   ])("reports the manager's error %i with its Connect code and exits 125", async (legacy, code, text) => {
