@@ -14,6 +14,11 @@ const statusNames: Readonly<Record<NodeRunStatus, string>> = {
   [NodeRunStatus.NOT_STARTED]: "not-started",
 };
 
+/** The items in node name order (code units, as the manager orders them), whatever order they came in. */
+export function byNodeName(items: readonly NodeResult[]): NodeResult[] {
+  return [...items].sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+}
+
 /** The name of a node run status ("finished", "unreachable", ...). */
 export function nodeStatusName(status: NodeRunStatus): string {
   return statusNames[status] ?? `status-${status}`;
@@ -37,7 +42,8 @@ export function nodeProblem(item: NodeResult): string {
  * The summary of a fan-out, one row per node: NODE, STATUS, EXIT, TIME, and an ERROR column
  * when some node has an error to tell.
  */
-export function nodeSummaryLines(items: readonly NodeResult[]): string[] {
+export function nodeSummaryLines(unordered: readonly NodeResult[]): string[] {
+  const items = byNodeName(unordered);
   const problems = items.map(nodeProblem);
   const withErrors = problems.some((problem) => problem !== "");
   const header = ["NODE", "STATUS", "EXIT", "TIME", ...(withErrors ? ["ERROR"] : [])];
@@ -65,13 +71,13 @@ export function nodeSucceeded(item: NodeResult): boolean {
 
 /**
  * The exit code of a fan-out: 0 when every node's task exited 0; otherwise that of the first
- * node (in the reply's order, which is name order) that did not: its task's own code when it
+ * node in name order that did not: its task's own code when it
  * has one there (its exit status, 124 expired, 128+N terminated), else 125 (failed without a
  * result, timed out, unreachable, not started). No node at all is 125 too.
  */
 export function fanOutExitCode(items: readonly NodeResult[]): number {
   if (items.length === 0) return ExitCode.NodeError;
-  const failing = items.find((item) => !nodeSucceeded(item));
+  const failing = byNodeName(items).find((item) => !nodeSucceeded(item));
   if (failing === undefined) return ExitCode.Ok;
   if (failing.result === undefined || failing.status === NodeRunStatus.UNREACHABLE || failing.status === NodeRunStatus.TIMED_OUT || failing.status === NodeRunStatus.NOT_STARTED) return ExitCode.NodeError;
   const code = exitCodeForResult(failing.result);

@@ -239,7 +239,7 @@ async function attach(client: TaskServiceClient, plan: TaskPlan, options: Attach
  * result carries none.
  */
 async function fanOutEnd(io: CliIo, result: TaskResult, streamed: ReadonlyMap<string, NodeResult>, output: NodeOutput, json: boolean): Promise<number> {
-  const items = result.nodes.length > 0 ? result.nodes : [...streamed.values()].sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  const items = result.nodes.length > 0 ? result.nodes : [...streamed.values()];
   if (!json) {
     await output.end();
     if (items.length === 0) await reportProblem(io, result);

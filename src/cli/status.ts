@@ -4,7 +4,7 @@ import { oneRef, showUsage, withClient } from "./common.js";
 import type { CliIo } from "./io.js";
 import { commonOptions, parseOptions } from "./options.js";
 import { formatDuration, formatTable, formatTime, writeJson, writeLines } from "./output.js";
-import { nodeProblem, nodeStatusName } from "./node-results.js";
+import { byNodeName, nodeProblem, nodeStatusName } from "./node-results.js";
 import { hasExitStatus, modeName, stateName } from "./states.js";
 
 /** Usage of `drce status`. */
@@ -55,7 +55,7 @@ export function statusRows(result: TaskResult): string[][] {
   if (result.parentId !== "") rows.push(["parent", result.parentId]);
   if (result.escapedPids.length > 0) rows.push(["escaped", result.escapedPids.join(",")]);
   for (const sub of result.subtasks) rows.push(["subtask", `${sub.id} ${stateName(sub.state)}`]);
-  for (const item of result.nodes) {
+  for (const item of byNodeName(result.nodes)) {
     const exit = item.result !== undefined && hasExitStatus(item.result.state) ? String(item.result.exitStatus) : "-";
     const time = item.result === undefined ? "-" : formatDuration(item.result.timeMs);
     const problem = nodeProblem(item);

@@ -4,7 +4,7 @@ import { readAll, readLocalFile, reportProblem, showUsage, stateLine, summaryLin
 import { UsageError } from "./errors.js";
 import { ExitCode, exitCodeForResult } from "./exit-codes.js";
 import type { CliIo } from "./io.js";
-import { fanOutExitCode, nodeStateLine } from "./node-results.js";
+import { byNodeName, fanOutExitCode, nodeStateLine } from "./node-results.js";
 import { commonOptions, parseOptions, splitAtCommand, taskOptions, taskSpecFromOptions } from "./options.js";
 import { isFanOut, placementFromOptions, placementOptions, placementUsage } from "./placement-options.js";
 import { writeJson, writeLines } from "./output.js";
@@ -62,7 +62,7 @@ export async function submitCommand(argv: string[], io: CliIo): Promise<number> 
     const result = response.result;
     if (result === undefined) throw new Error("the node answered without a result");
     if (values.json === true) await writeJson(io.stdout, SubmitTaskResponseSchema, response);
-    else await writeLines(io.stdout, [sync ? summaryLine(result) : stateLine(result), ...result.nodes.map(nodeStateLine)]);
+    else await writeLines(io.stdout, [sync ? summaryLine(result) : stateLine(result), ...byNodeName(result.nodes).map(nodeStateLine)]);
     if (response.existing) await writeLines(io.stderr, [`drce: task ${result.id} already existed with this request; nothing new was submitted`]);
     if (!sync) {
       if (result.state === TaskState.NOT_SET) {
