@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { type Config, ConfigError, validateConfig } from "./config.js";
-import { createDataNode, type DataNodeCore } from "./data-node.js";
+import { createDataNode, type DataNode, type DataNodeCore } from "./data-node.js";
 import type { ResourceLog } from "./core/resource-log.js";
 import { createLogger, type Logger } from "./logger.js";
+import { createManagerNode, type ManagerNode } from "./manager-node.js";
 import { serveNode } from "./node-server.js";
 import { createStartList } from "./start-list.js";
 
@@ -57,13 +58,15 @@ export async function createApp(config: Config, appOptions: AppOptions = {}): Pr
   const tls = config.tlsCert === "" ? undefined : readTlsFiles(config);
   const logger = appOptions.logger ?? createLogger(config.logLevel);
   const starts = createStartList();
-  const node = await createDataNode({ config, logger, starts, crashAt: appOptions.crashAt });
+  // A manager runs no task itself: its core forwards to data nodes, behind the same listeners.
+  const node: DataNode | ManagerNode = config.role === "manager" ? await createManagerNode({ config, logger, starts }) : await createDataNode({ config, logger, starts, crashAt: appOptions.crashAt });
   let onShutdownRequest: () => void = () => undefined;
   const shutdownRequested = new Promise<void>((resolve) => (onShutdownRequest = resolve));
   let served: ReturnType<typeof serveNode> | undefined;
   return {
     config,
-    core: node.core,
+    // Embedders and tests of a data node reach its core; a manager's is its forwarding core.
+    core: node.core as DataNodeCore,
     reports: node.reports,
     shutdownRequested,
     get started() {

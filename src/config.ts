@@ -150,6 +150,8 @@ export function validateConfig(config: Config): void {
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`--headers-timeout-ms (${config.headersTimeoutMs}) cannot exceed --request-timeout-ms (${config.requestTimeoutMs}): the headers are part of the request`);
   }
+  if (config.role === "manager" && config.join !== "") throw new ConfigError("--join is for data nodes: a manager does not join another manager (list data nodes with --node, or let them --join this one)");
+  if (config.role !== "manager" && config.nodes.length > 0) throw new ConfigError("--node lists the data nodes of a manager: add --role manager, or start this node with --join MANAGER_URL");
   const adminZmq = config.adminZmqListen === "" ? undefined : parseHostPort(config.adminZmqListen, "--admin-zmq-listen");
   if (adminZmq !== undefined && !isLoopback(adminZmq.host) && config.token === "") {
     // Like the data gateway, the admin socket's only credential is the token (PLAIN).

@@ -6,6 +6,15 @@ import { ServerReflection as ServerReflectionV1 } from "../gen/grpc/reflection/v
 import { ServerReflection as ServerReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { NodeService } from "../gen/drce/v1/node_service_pb.js";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
+import { ClusterService, NodeReportSchema } from "../gen/drce/v1/cluster_service_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { registerClusterMetrics } from "./cluster/cluster-metrics.js";
+import { nodeTimeoutOf } from "./cluster/cluster-options.js";
+import { createJoiner } from "./cluster/joiner.js";
+import { createClusterHandler } from "./connect/cluster-handler.js";
+import { memberToProto } from "./connect/cluster-convert.js";
+import { hostFactsToProto, usageToProto } from "./connect/node-convert.js";
+import type { ManagerNode } from "./manager-node.js";
 import { createTokenCheck } from "./auth.js";
 import { createBrowserGuard, parseAllowHost, parseCorsOrigin } from "./browser-guard.js";
 import { type Config, parseHostPort } from "./config.js";
@@ -38,8 +47,8 @@ import { packageVersion } from "./version.js";
 export interface ServeNodeOptions {
   /** The node's validated configuration. */
   readonly config: Config;
-  /** The data node the listeners serve. */
-  readonly node: DataNode;
+  /** The node the listeners serve: a data node, or a manager forwarding to data nodes. */
+  readonly node: DataNode | ManagerNode;
   /** Where the listeners and handlers log. */
   readonly logger: Logger;
   /** The node's start list; serving adds its parts after the data node's. */
@@ -71,6 +80,7 @@ export interface ServedNode {
 export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> {
   const { config, node, logger, starts } = options;
   const { core } = node;
+  const manager = "membership" in node ? node : undefined;
   const address = parseHostPort(config.listen, "--listen");
   const shutdown = new AbortController();
   // Every request in flight listens to it; dozens at once are normal, not a leak.
@@ -115,7 +125,7 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
   const legacyIdentity = reportedIdentity(identity, adminZmq?.endpoint);
   const endpoints = { zmq: zmq?.endpoint ?? "", adminZmq: adminZmq?.endpoint ?? "" };
 
-  const admin = createNodeAdmin({ settings: config, identity, version: packageVersion(), startedAt: node.startedAt, core, store: node.store, stats: node.stats, reports: node.reports, host: node.host, endpoints: () => endpoints });
+  const admin = createNodeAdmin({ settings: config, identity, version: packageVersion(), startedAt: node.startedAt, core, role: manager === undefined ? "data" : "manager", store: node.store, stats: node.stats, reports: node.reports, host: node.host, endpoints: () => endpoints });
   const legacy = createLegacyHandler({ core, identity: legacyIdentity, logger });
   const adminHandler = createAdminHandler({
     admin,
@@ -135,14 +145,22 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
     logger,
   });
   // Services the node serves, for health and reflection; a service added to the routes goes here too.
-  const served = [TaskService, NodeService];
+  const served = [TaskService, NodeService, ClusterService];
   const health = createHealthHandler({ services: served.map((service) => service.typeName) });
   const reflection = createReflectionHandlers([...served, Health]);
   const checkToken = createTokenCheck(config.token);
   const connect = createConnectNodeHandler({
     routes: (router: ConnectRouter) => {
       router.service(TaskService, createTaskHandler({ core, identity, firstInputMs: config.requestTimeoutMs }));
-      router.service(NodeService, createNodeHandler({ admin }));
+      router.service(
+        NodeService,
+        createNodeHandler({
+          admin,
+          labels: Object.fromEntries(config.labels),
+          listNodes: manager === undefined ? undefined : (labels) => manager.membership.members().filter((m) => Object.entries(labels).every(([key, value]) => m.labels[key] === value)).map(memberToProto),
+        }),
+      );
+      router.service(ClusterService, createClusterHandler({ membership: manager?.membership, manager: config.name, nodeTimeoutMs: nodeTimeoutOf(config) }));
       router.service(Health, health.impl);
       router.service(ServerReflectionV1, reflection.v1);
       router.service(ServerReflectionV1alpha, reflection.v1alpha);
@@ -162,6 +180,10 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
       : createNotifier({ url: config.notifyUrl, token: config.notifyToken, events: core.events, reports: config.notifyReports ? node.reports : undefined, identity: legacyIdentity, timeoutMs: config.notifyTimeoutMs, retryMaxMs: config.notifyRetryMaxMs, logger });
   const metrics = createNodeMetrics({ core, host: node.host, notifications: notifier?.counts });
   starts.started("metrics", () => metrics.close());
+  if (manager !== undefined) {
+    const clusterMetrics = registerClusterMetrics(metrics.registry, manager.membership);
+    manager.onDispatch((name, ms) => clusterMetrics.dispatched(name, ms));
+  }
   // The final states the shutdown wrote still reach a receiver that is up, within a bound.
   if (notifier !== undefined) starts.started("notifier", () => notifier.close(Math.min(2000, config.shutdownGraceMs)));
 
@@ -204,6 +226,25 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
 
   const shownHost = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
   const url = `${options.tls === undefined ? "http" : "https"}://${shownHost}:${bound.port}`;
+  if (config.join !== "" && manager === undefined) {
+    const joiner = createJoiner({
+      managerUrl: config.join,
+      token: config.joinToken === "" ? config.token : config.joinToken,
+      name: config.name,
+      // A node listening on every address is reached at its host name unless it says otherwise.
+      url: config.advertiseUrl !== "" ? config.advertiseUrl : url.replace("//0.0.0.0:", `//${hostname()}:`),
+      labels: Object.fromEntries(config.labels),
+      heartbeatMs: config.heartbeatMs,
+      report: () => {
+        const reading = admin.usage();
+        const { active } = node.core.slots;
+        return create(NodeReportSchema, { usage: usageToProto(reading.usage), balancing: reading.balancing, freeSlots: Math.max(0, config.maxConcurrent - active), running: active, sampledAtMs: BigInt(reading.snapshot.sampledAt) });
+      },
+      facts: async () => hostFactsToProto(await admin.hostFacts(), packageVersion()),
+      logger,
+    });
+    starts.started("joiner", () => joiner.close());
+  }
   logger.info({ url, zmq: zmq?.endpoint, adminZmq: adminZmq?.endpoint, dataDir: config.dataDir, name: config.name }, "drce node listening");
   return { url, zmqEndpoint: endpoints.zmq, adminZmqEndpoint: endpoints.adminZmq };
 }

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { parseAllowHost, parseCorsOrigin } from "./browser-guard.js";
+import { clusterOptions } from "./cluster/cluster-options.js";
 import { nodeOptions } from "./core/node-options.js";
 import { absolutePath, integer, listOption, namingSource, optionalPath, switchOption, text, valueOption } from "./domain/option-table.js";
 
@@ -18,6 +19,16 @@ export const serveOptions = {
   /** Data directory (tasks live in `<dataDir>/tasks`). */
   dataDir: valueOption({ flag: "data-dir", arg: "DIR", env: "DRCE_DATA_DIR", default: () => resolve(".drce"), defaultHelp: "./.drce", parse: absolutePath, help: "task data" }),
   name: nodeOptions.name,
+  role: clusterOptions.role,
+  nodes: clusterOptions.nodes,
+  join: clusterOptions.join,
+  joinToken: clusterOptions.joinToken,
+  advertiseUrl: clusterOptions.advertiseUrl,
+  labels: clusterOptions.labels,
+  heartbeatMs: clusterOptions.heartbeatMs,
+  nodeTimeoutMs: clusterOptions.nodeTimeoutMs,
+  mode: clusterOptions.mode,
+  weights: clusterOptions.weights,
   maxConcurrent: nodeOptions.maxConcurrent,
   maxQueue: nodeOptions.maxQueue,
   maxOutputBytes: nodeOptions.maxOutputBytes,

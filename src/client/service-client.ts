@@ -141,14 +141,22 @@ export interface TransportState {
   readonly sessionError: Error | undefined;
 }
 
+/** One HTTP/2 connection to a node, on which clients of any drce service may be made. */
+export interface NodeConnection {
+  /** Makes a generated client of a service over this connection. */
+  client<S extends DescService>(service: S): Client<S>;
+  /** Closes the HTTP/2 connection so that the process can exit at once. */
+  close(): void;
+  /** What the connection saw: whether the server answered as HTTP/2 does, and its first error. */
+  transport(): TransportState;
+}
+
 /**
- * Creates a Connect client of a drce service (TaskService, NodeService) over its own
- * HTTP/2 connection, sending the bearer token when one is given. The connection belongs to
- * this client alone, so `close()` can end it: an idle HTTP/2 session would otherwise keep
- * the process alive for its idle timeout. The CLI and a manager forwarding tasks to nodes
- * both reach a node through it.
+ * Opens one pooled HTTP/2 connection to a node (made at the first call, made again after it
+ * broke), sending the bearer token when one is given; clients of every service share it. A
+ * manager holds one per data node.
  */
-export function createServiceClient<S extends DescService>(service: S, options: ServiceClientOptions): ServiceClient<S> {
+export function createNodeConnection(options: ServiceClientOptions): NodeConnection {
   const tls = options.tls ?? {};
   const secure = {
     ...(tls.ca === undefined ? {} : { ca: Buffer.from(tls.ca) }),
@@ -168,8 +176,19 @@ export function createServiceClient<S extends DescService>(service: S, options: 
   // more time than the bytes it saves; a node compresses only for callers that ask.
   const transport = createConnectTransport({ baseUrl: options.server, httpVersion: "2", sessionManager, interceptors, acceptCompression: [] });
   return {
-    client: createClient(service, transport),
+    client: (service) => createClient(service, transport),
     close: () => sessionManager.abort(),
     transport: () => ({ answered: sessionManager.answered, sessionError: sessionManager.sessionError }),
   };
+}
+
+/**
+ * Creates a Connect client of a drce service (TaskService, NodeService) over its own
+ * HTTP/2 connection, sending the bearer token when one is given. The connection belongs to
+ * this client alone, so `close()` can end it: an idle HTTP/2 session would otherwise keep
+ * the process alive for its idle timeout.
+ */
+export function createServiceClient<S extends DescService>(service: S, options: ServiceClientOptions): ServiceClient<S> {
+  const connection = createNodeConnection(options);
+  return { client: connection.client(service), close: () => connection.close(), transport: () => connection.transport() };
 }

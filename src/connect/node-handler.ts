@@ -6,6 +6,7 @@ import {
   GetNodeStatsResponseSchema,
   GetResourceUsageResponseSchema,
   ClusterNodeSchema,
+  type ClusterNode,
   ClusterNodeState,
   ListNodesResponseSchema,
   ListTaskInfosResponseSchema,
@@ -21,10 +22,14 @@ import { hostFactsToProto, hostToProto, nodeInfoToProto, nodeStatsToProto, repor
 /** Options of {@link createNodeHandler}. */
 export interface NodeHandlerOptions {
   readonly admin: NodeAdmin;
+  /** On a manager: the cluster's nodes carrying every given label, in name order; absent on a data node, which lists itself. */
+  readonly listNodes?: ((labels: Readonly<Record<string, string>>) => readonly ClusterNode[]) | undefined;
+  /** A data node's own labels (--label), in its answer to ListNodes. */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 /** The Connect implementation of NodeService: thin translation over the node administration. */
-export function createNodeHandler({ admin }: NodeHandlerOptions): ServiceImpl<typeof NodeService> {
+export function createNodeHandler({ admin, listNodes, labels = {} }: NodeHandlerOptions): ServiceImpl<typeof NodeService> {
   return {
     getNodeInfo: () => create(GetNodeInfoResponseSchema, { info: nodeInfoToProto(admin.info()) }),
     getNodeStats: () => create(GetNodeStatsResponseSchema, { stats: nodeStatsToProto(admin.stats()) }),
@@ -53,7 +58,8 @@ export function createNodeHandler({ admin }: NodeHandlerOptions): ServiceImpl<ty
         throw toConnectError(error);
       }
     },
-    listNodes: async () => {
+    listNodes: async (request) => {
+      if (listNodes !== undefined) return create(ListNodesResponseSchema, { nodes: [...listNodes({ ...request.labels })] });
       // A data node answers for itself only: up, as it is answering.
       try {
         const info = admin.info();
@@ -63,6 +69,7 @@ export function createNodeHandler({ admin }: NodeHandlerOptions): ServiceImpl<ty
           name: info.name,
           url: `http://${info.host.includes(":") ? `[${info.host}]` : info.host}:${info.port}`,
           state: ClusterNodeState.UP,
+          labels: { ...labels },
           usage: usageToProto(reading.usage),
           balancing: reading.balancing,
           freeSlots: Math.max(0, info.limits.maxConcurrent - running),
