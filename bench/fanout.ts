@@ -9,7 +9,8 @@
  *      loopback sshd of the SSH tests (test/helpers/sshd.ts), timed as whole processes too;
  *   4. a balanced single task (RunTask of `true`, as `drce run -- true` sends it) through the
  *      manager against the same task sent to one of the nodes directly, alternating, per task.
- * The three fan-out commands run round by round in turn, so the load other programs put on
+ * Each round also times `drce --version`, the CLI's start-up alone, as the floor of any drce
+ * command. The three fan-out commands run round by round in turn, so the load other programs put on
  * the machine moves them alike. parallel-ssh and ansible (Debian packages pssh and ansible)
  * are installed with apt-get when missing; when that is impossible, or no sshd can run here,
  * the baseline is reported missing, never guessed. Without a manager role (`drce serve
@@ -45,6 +46,8 @@ export interface FanoutFigures {
   readonly rounds: number;
   /** Median wall time of `drce run --all -- uname -a`, ms. */
   readonly drceMs: number | null;
+  /** Median wall time of `drce --version`, ms: the CLI's start-up, the floor of any drce command. */
+  readonly cliStartMs: number | null;
   /** Median wall time of `parallel-ssh -p N -i uname -a`, ms. */
   readonly psshMs: number | null;
   /** Median wall time of `ansible all -f N -m command -a 'uname -a'`, ms. */
@@ -253,6 +256,7 @@ async function main(): Promise<FanoutFigures> {
   let nodes: BenchNode[] = [];
   let manager: BenchNode | undefined;
   const drce: number[] = [];
+  const cliStart: number[] = [];
   const pssh: number[] = [];
   const ansible: number[] = [];
   const direct: number[] = [];
@@ -283,13 +287,14 @@ async function main(): Promise<FanoutFigures> {
         if (result.code !== 0 || lines !== nodes.length) throw new Error(`drce run --all: ${lines} of ${nodes.length} nodes answered (exit ${result.code}): ${result.stderr.slice(-800)}`);
         drce.push(result.ms);
       }
+      cliStart.push((await cli(["--version"])).ms);
       if (fleet !== undefined) {
         const p = await fleet.pssh();
         if (Number.isFinite(p)) pssh.push(p);
         const a = await fleet.ansible();
         if (Number.isFinite(a)) ansible.push(a);
       }
-      log(`round ${round + 1}: drce ${drce.at(-1)?.toFixed(0) ?? "-"} ms, parallel-ssh ${pssh.at(-1)?.toFixed(0) ?? "-"} ms, ansible ${ansible.at(-1)?.toFixed(0) ?? "-"} ms`);
+      log(`round ${round + 1}: drce ${drce.at(-1)?.toFixed(0) ?? "-"} ms (drce --version ${cliStart.at(-1)?.toFixed(0)} ms), parallel-ssh ${pssh.at(-1)?.toFixed(0) ?? "-"} ms, ansible ${ansible.at(-1)?.toFixed(0) ?? "-"} ms`);
     }
 
     // A single task: to a node directly, and through the manager (balanced), alternating.
@@ -316,6 +321,7 @@ async function main(): Promise<FanoutFigures> {
     nodes: sizes.nodes,
     rounds: sizes.rounds,
     drceMs: median(drce),
+    cliStartMs: median(cliStart),
     psshMs: median(pssh),
     ansibleMs: median(ansible),
     directMedianMs: median(direct),
@@ -337,7 +343,7 @@ function describe(f: FanoutFigures): string[] {
   const ratio = (slow: number | null, fast: number | null): string => (slow === null || fast === null ? "-" : `${(slow / fast).toFixed(2)} x`);
   return [
     `fan-out of uname -a to ${f.nodes} nodes, median of ${f.rounds}:`,
-    `  drce run --all   ${ms(f.drceMs)}`,
+    `  drce run --all   ${ms(f.drceMs)} (drce --version alone: ${ms(f.cliStartMs)})`,
     `  parallel-ssh     ${ms(f.psshMs)} (pssh ${f.psshVersion ?? "missing"}; drce is ${ratio(f.psshMs, f.drceMs)} faster)`,
     `  ansible          ${ms(f.ansibleMs)} (ansible ${f.ansibleVersion ?? "missing"}; drce is ${ratio(f.ansibleMs, f.drceMs)} faster)`,
     `single task (RunTask true), ${f.singleTasks} each:`,
