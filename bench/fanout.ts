@@ -268,7 +268,11 @@ async function main(): Promise<FanoutFigures> {
     nodes = await startDataNodes(work, sizes.nodes);
     log(`${nodes.length} data nodes up`);
     if (hasManager) {
-      manager = await startBenchNode({ dataDir: join(work, "manager"), args: ["--name", "manager", "--role", "manager", ...nodes.flatMap((node) => ["--node", node.url])] });
+      // A node is down after --node-timeout-ms without an answer to the manager's polls; on a
+      // machine this loaded, ansible's 20 connections at once delayed the polls past the 15 s
+      // default, and a fan-out measured then would reach fewer nodes.
+      const managerArgs = ["--name", "manager", "--role", "manager", "--node-timeout-ms", "120000", ...nodes.flatMap((node) => ["--node", node.url])];
+      manager = await startBenchNode({ dataDir: join(work, "manager"), args: managerArgs });
       await waitForCluster(manager.url, nodes.length);
       log(`manager up with ${nodes.length} nodes`);
     }
@@ -282,6 +286,8 @@ async function main(): Promise<FanoutFigures> {
     }
     for (let round = 0; round < sizes.rounds; round++) {
       if (manager !== undefined) {
+        // Membership is not what is timed: every node is up before the round starts.
+        await waitForCluster(manager.url, nodes.length);
         const result = await cli(["run", "--all", "--", "uname", "-a"]);
         const lines = result.stdout.split("\n").filter((line) => / \| Linux /.test(line)).length;
         if (result.code !== 0 || lines !== nodes.length) throw new Error(`drce run --all: ${lines} of ${nodes.length} nodes answered (exit ${result.code}): ${result.stderr.slice(-800)}`);
