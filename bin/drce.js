@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-// The drce command. It runs the compiled bundle (dist/drce.mjs, made by `npm run build`)
-// when the bundle is newer than every source it was made from; otherwise it runs the
-// TypeScript sources through tsx's loader, so an edited source is never shadowed by a stale
-// bundle. Either way in this process, so that signals reach drce itself.
-import { readdirSync, statSync } from "node:fs";
+// The drce command. Installed from the package, which ships the compiled bundle
+// (dist/drce.mjs, made by `npm run build` before packing) and no sources, it runs the bundle
+// with the production dependencies alone. In a checkout it runs the bundle when it is newer
+// than every source it was made from; otherwise it runs the TypeScript sources through
+// tsx's loader (a dev dependency), so an edited source is never shadowed by a stale bundle.
+// Either way in this process, so that signals reach drce itself.
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const root = new URL("../", import.meta.url);
 const bundle = new URL("dist/drce.mjs", root);
+const sources = new URL("src/main.ts", root);
 
 /** Newest modification time of the files below a directory, in ms (0 when it is missing). */
 function newest(dir) {
@@ -37,7 +40,13 @@ function bundleIsFresh() {
   return sources.every((mtime) => mtime <= built);
 }
 
-if (bundleIsFresh()) {
+if (!existsSync(sources)) {
+  if (!existsSync(bundle)) {
+    process.stderr.write(`drce: ${fileURLToPath(bundle)} is missing: this copy of drce was packed without its build (npm pack runs it)\n`);
+    process.exit(1);
+  }
+  await import(bundle.href);
+} else if (bundleIsFresh()) {
   await import(bundle.href);
 } else {
   const { register } = await import("tsx/esm/api");

@@ -21,6 +21,8 @@ export interface NodeMetricsOptions {
   readonly host: () => HostSnapshot;
   /** The notifier's counts, when notifications are configured. */
   readonly notifications?: (() => NotificationCounts) | undefined;
+  /** Faults of the node (not of its tasks) reported so far, each also logged; absent on a node without a task core. */
+  readonly internalErrors?: (() => number) | undefined;
 }
 
 /** A node's metrics in a registry of its own; see {@link createNodeMetrics}. */
@@ -105,6 +107,19 @@ export function createNodeMetrics(options: NodeMetricsOptions): NodeMetrics {
         this.inc({ reason: label }, Math.max(0, now[key] - deletedSoFar[key]));
         deletedSoFar[key] = now[key];
       }
+    },
+  });
+
+  let internalSoFar = 0;
+  new Counter({
+    name: "drce_internal_errors_total",
+    help: "Faults of the node itself (a storage failure under a task, a bug), each also logged as an internal error; a task they hit ends with error 107.",
+    registers: [registry],
+    collect() {
+      const now = options.internalErrors?.() ?? 0;
+      // prom-client counters cannot be set: each scrape adds what the core counted since the last.
+      if (now > internalSoFar) this.inc(now - internalSoFar);
+      internalSoFar = now;
     },
   });
 

@@ -145,7 +145,8 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
     logger,
   });
   // Services the node serves, for health and reflection; a service added to the routes goes here too.
-  const served = [TaskService, NodeService, ClusterService];
+  // ClusterService is the manager's: a data node answers it (FailedPrecondition) but does not list it.
+  const served = manager === undefined ? [TaskService, NodeService] : [TaskService, NodeService, ClusterService];
   const health = createHealthHandler({ services: served.map((service) => service.typeName) });
   const reflection = createReflectionHandlers([...served, Health]);
   const checkToken = createTokenCheck(config.token);
@@ -178,7 +179,7 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
     config.notifyUrl === ""
       ? undefined
       : createNotifier({ url: config.notifyUrl, token: config.notifyToken, events: core.events, reports: config.notifyReports ? node.reports : undefined, identity: legacyIdentity, timeoutMs: config.notifyTimeoutMs, retryMaxMs: config.notifyRetryMaxMs, logger });
-  const metrics = createNodeMetrics({ core, host: node.host, notifications: notifier?.counts });
+  const metrics = createNodeMetrics({ core, host: node.host, notifications: notifier?.counts, internalErrors: () => core.internalErrors() });
   starts.started("metrics", () => metrics.close());
   if (manager !== undefined) {
     const clusterMetrics = registerClusterMetrics(metrics.registry, manager.membership);

@@ -55,8 +55,8 @@ export async function fetchCommand(argv: string[], io: CliIo): Promise<number> {
       const writer = createOutputWriter(io);
       for await (const message of client.streamTaskOutput({ task, follow: false })) {
         const event = message.event;
-        if (event.case === "output") await (fanOut ? nodeOutput.chunk(message.node, event.value) : writer.chunk(event.value));
-        else if (event.case === "gap") await (fanOut ? nodeOutput.gap(message.node, event.value) : writer.gap(event.value));
+        if (event.case === "output") await (fanOut ? nodeOutput.chunk(message.node ?? "", event.value) : writer.chunk(event.value));
+        else if (event.case === "gap") await (fanOut ? nodeOutput.gap(message.node ?? "", event.value) : writer.gap(event.value));
         else if (event.case === "nodeResult" && fanOut) await nodeOutput.endNode(event.value.node);
       }
       await nodeOutput.end();

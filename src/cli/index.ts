@@ -13,6 +13,7 @@ import { packageVersion } from "../version.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { LocalError, UsageError } from "./errors.js";
 import { ExitCode, exitCodeForError } from "./exit-codes.js";
+import { completionCommand, completionUsage } from "./completion.js";
 import { fetchCommand, fetchUsage } from "./fetch.js";
 import { processIo, type CliIo } from "./io.js";
 import { killCommand, killUsage } from "./kill.js";
@@ -56,6 +57,7 @@ const commands: Readonly<Record<string, Command>> = {
   watch: { summary: "print task state changes as they happen", usage: watchUsage, main: watchCommand },
   node: { summary: "node administration: info, usage, stats, tasks, reports", usage: nodeUsage, main: nodeCommand },
   nodes: { summary: "list the data nodes: state, load, free slots, labels, host facts", usage: nodesUsage, main: nodesCommand },
+  completion: { summary: "print a shell completion script (bash, zsh)", usage: completionUsage, main: (argv, io) => completionCommand(argv, io, commands) },
 };
 
 /** The top-level help text. */

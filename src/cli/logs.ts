@@ -3,7 +3,7 @@ import { oneRef, showUsage, withClient } from "./common.js";
 import { UsageError } from "./errors.js";
 import type { CliIo } from "./io.js";
 import { commonOptions, parseOptions } from "./options.js";
-import { writeEventJson } from "./output.js";
+import { writeJson } from "./output.js";
 import { createOutputWriter } from "./output-stream.js";
 
 /** Usage of `drce logs`. */
@@ -39,7 +39,7 @@ export async function logsCommand(argv: string[], io: CliIo): Promise<number> {
     const writer = createOutputWriter(io, { stdout: wantStdout, stderr: wantStderr });
     for await (const message of client.streamTaskOutput({ task, follow: values.follow === true })) {
       if (values.json === true) {
-        await writeEventJson(io.stdout, StreamTaskOutputResponseSchema, message);
+        await writeJson(io.stdout, StreamTaskOutputResponseSchema, message);
         continue;
       }
       if (message.event.case === "output") await writer.chunk(message.event.value);

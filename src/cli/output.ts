@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import { toJson, toJsonString } from "@bufbuild/protobuf";
+import { toJsonString } from "@bufbuild/protobuf";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 
 /** Writing to a stream whose reader has gone (`drce logs x | head -1`). */
@@ -35,18 +35,6 @@ export async function writeLines(stream: NodeJS.WritableStream, lines: readonly 
  */
 export async function writeJson<Desc extends DescMessage>(stream: NodeJS.WritableStream, schema: Desc, message: MessageShape<Desc>): Promise<void> {
   await writeBytes(stream, `${toJsonString(schema, message, { alwaysEmitImplicit: true })}\n`);
-}
-
-/**
- * Writes a stream event (RunTask, StreamTaskOutput) as {@link writeJson} does, but without
- * its `node` when that is empty: a data node's events keep the one-key shape scripts read
- * (`{"accepted": ...}`, `{"output": ...}`), while a manager's name the node they come from.
- */
-export async function writeEventJson<Desc extends DescMessage>(stream: NodeJS.WritableStream, schema: Desc, message: MessageShape<Desc> & { readonly node: string }): Promise<void> {
-  if (message.node !== "") return writeJson(stream, schema, message);
-  const json = toJson(schema, message, { alwaysEmitImplicit: true }) as Record<string, unknown>;
-  delete json["node"];
-  await writeBytes(stream, `${JSON.stringify(json)}\n`);
 }
 
 /** Lays out rows as columns separated by two spaces; the last column is not padded. */

@@ -43,7 +43,7 @@ import type { CliIo } from "./io.js";
 import { commonOptions, parseOptions, splitAtCommand, taskOptions, taskSpecFromOptions, type TaskPlan } from "./options.js";
 import { createNodeOutput, type NodeOutput } from "./node-output.js";
 import { fanOutExitCode, nodeSummaryLines } from "./node-results.js";
-import { writeBytes, writeEventJson, writeLines } from "./output.js";
+import { writeBytes, writeJson, writeLines } from "./output.js";
 import { gapWarning } from "./output-stream.js";
 import { writeRequestedFiles } from "./result-files.js";
 import { isFanOut, placementFromOptions, placementOptions, placementUsage } from "./placement-options.js";
@@ -174,7 +174,7 @@ async function attach(client: TaskServiceClient, plan: TaskPlan, options: Attach
   const nodeResults = new Map<string, NodeResult>();
   try {
     for await (const message of client.runTask({ task: plan.spec }, { signal: call.signal })) {
-      if (json) await writeEventJson(io.stdout, RunTaskResponseSchema, message);
+      if (json) await writeJson(io.stdout, RunTaskResponseSchema, message);
       const event = message.event;
       switch (event.case) {
         case "accepted":
@@ -185,14 +185,14 @@ async function attach(client: TaskServiceClient, plan: TaskPlan, options: Attach
           break;
         case "output":
           if (json) break;
-          if (fanOut) await nodeOutput.chunk(message.node, event.value);
+          if (fanOut) await nodeOutput.chunk(message.node ?? "", event.value);
           else await writeBytes(event.value.stream === Stream.STDERR ? io.stderr : io.stdout, event.value.data, call.signal);
           break;
         case "gap":
           // An attached run gets every byte; a gap comes only from a run that joined a task
           // already under way (the same id resubmitted), reading its kept copy.
           if (json) break;
-          if (fanOut) await nodeOutput.gap(message.node, event.value);
+          if (fanOut) await nodeOutput.gap(message.node ?? "", event.value);
           else await writeLines(io.stderr, [gapWarning(event.value)]);
           break;
         case "nodeResult":

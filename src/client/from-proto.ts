@@ -35,7 +35,9 @@ export function streamFromProto(stream: Stream): StreamName {
  * The domain view of a TaskResult a node answered, subtasks included, so that a manager can
  * answer for a task another node ran as if it ran it. The fields a result does not carry
  * (process group, start ticks, submission time, command line) are zero or empty; the usage
- * peaks are its TASK_* fields. The bytes are the message's own, safe to keep.
+ * peaks are its TASK_* fields. The bytes are the message's own, safe to keep. A manager's reply
+ * also gives the per-node items of a fanned-out task (each view keeping its node's identity) and
+ * the node a one-node task was placed on.
  */
 export function viewFromProto(result: TaskResult): TaskView {
   const fields = { ...result.fields };

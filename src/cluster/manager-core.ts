@@ -201,7 +201,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     const running = fanOuts.get(entry.id);
     // Nodes the rollout has not reached yet are not started so far, not failed.
     const shown = items.map((item) => (running !== undefined && item.status === "not-started" && !running.items.has(item.node) ? { ...item, errorMessage: "not started yet (max concurrency)" } : item));
-    return mergeFanOut({ id, alias: id === entry.id ? entry.alias : "", mode: entry.mode, placedAt: entry.placedAt, items: shown });
+    return mergeFanOut({ id, alias: id === entry.id ? entry.alias : "", mode: entry.mode, placedAt: entry.placedAt, items: shown, pending: running !== undefined });
   };
 
   // ---- Submission ----
@@ -264,7 +264,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
   };
 
   /** The fan-out state of a task this process runs, made on first use. */
-  const startFanOut = (entry: PlacementEntry, spec: TaskSpec, start: (node: string, signal: AbortSignal) => Promise<NodeResult>, onResult?: (result: NodeResult) => void): { done: Promise<NodeResult[]>; firstWave: Promise<void> } => {
+  const startFanOut = (entry: PlacementEntry, spec: TaskSpec, start: (node: string, signal: AbortSignal, accepted: () => void) => Promise<NodeResult>, onResult?: (result: NodeResult) => void): { done: Promise<NodeResult[]>; firstWave: Promise<void> } => {
     const stop = new AbortController();
     const onShutdown = () => stop.abort();
     shutdown.signal.addEventListener("abort", onShutdown, { once: true });
@@ -282,10 +282,17 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     } }, async (node, signal) => {
       const nodeSignal = gather > 0 ? AbortSignal.any([signal, AbortSignal.timeout(gather)]) : signal;
       items.set(node, { node, status: "running", errorCode: 0, errorMessage: "" });
-      try {
-        return await start(node, nodeSignal);
-      } finally {
+      // The first wave is over once each of its nodes accepted its share (or ended it).
+      let counted = false;
+      const accepted = (): void => {
+        if (counted) return;
+        counted = true;
         if (++wave === waveSize) waveDone();
+      };
+      try {
+        return await start(node, nodeSignal, accepted);
+      } finally {
+        accepted();
       }
     }).then(async (results) => {
       shutdown.signal.removeEventListener("abort", onShutdown);
@@ -302,14 +309,14 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
   };
 
   /** A node's result from a call that failed while starting its share of a fan-out. */
-  const startFailure = (node: string, error: unknown, signal: AbortSignal): NodeResult => {
+  const startFailure = (node: string, id: string, error: unknown, signal: AbortSignal): NodeResult => {
     if (signal.aborted && !shutdown.signal.aborted) return { node, status: "timed-out", errorCode: ErrorCode.NoTargetNode, errorMessage: `node ${node} did not answer within the gather time` };
     const delivery = error instanceof DrceError ? "answered" : transport.delivery(error);
     if (delivery === "answered") {
       const mapped = error instanceof DrceError ? error : errorFromConnect(error);
       return failedResult(node, mapped.legacyCode, mapped.message);
     }
-    return unreachableResult(node, reason(error), states.view(node, ""));
+    return unreachableResult(node, reason(error), states.view(node, id));
   };
 
   const skippedItems = (entry: PlacementEntry): NodeResult[] =>
@@ -318,7 +325,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
   const submitAll = async (entry: PlacementEntry, spec: TaskSpec, signal: AbortSignal | undefined): Promise<TaskView> => {
     const proto = specToProto(forNode(spec));
     const sync = spec.mode === TaskMode.Sync;
-    const { done, firstWave } = startFanOut(entry, spec, async (node, nodeSignal) => {
+    const { done, firstWave } = startFanOut(entry, spec, async (node, nodeSignal, accepted) => {
       const startedAt = performance.now();
       try {
         const client = tasksOf(node);
@@ -326,6 +333,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
         members.placed(node);
         options.onDispatch?.(node, performance.now() - startedAt);
         let view = viewAndNote(node, reply.result);
+        accepted();
         // An async share holds its place in the rollout until it ends, so max-concurrency counts running tasks.
         for (let step = 0; !isFinalState(view.status.state); step++) {
           await new Promise((resolve) => setTimeout(resolve, pollSteps[Math.min(step, pollSteps.length - 1)]));
@@ -334,7 +342,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
         }
         return nodeResultOf(node, view);
       } catch (error) {
-        return startFailure(node, error, nodeSignal);
+        return startFailure(node, spec.id, error, nodeSignal);
       }
     });
     if (sync) {
@@ -345,7 +353,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     await firstWave;
     const state = fanOuts.get(entry.id);
     const items = entry.nodes.map((name) => state?.items.get(name) ?? notStartedResult(name, "not started yet (max concurrency)"));
-    return mergeFanOut({ id: spec.id, alias: spec.alias, mode: spec.mode, placedAt: entry.placedAt, items: [...items, ...skippedItems(entry)] });
+    return mergeFanOut({ id: spec.id, alias: spec.alias, mode: spec.mode, placedAt: entry.placedAt, items: [...items, ...skippedItems(entry)], pending: fanOuts.has(entry.id) });
   };
 
   /** An existing task's answer to a repeated identical submission. */
@@ -447,7 +455,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
           if (last === undefined) throw new DrceError("internal", `node ${node} ended the run without a result`);
           return nodeResultOf(node, last);
         } catch (error) {
-          const result = startFailure(node, error, call);
+          const result = startFailure(node, spec.id, error, call);
           return last === undefined ? result : { ...result, view: last };
         }
       },
@@ -646,7 +654,15 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
         return view;
       }
       const node = entry.nodes[0]!;
-      const view = viewAndNote(node, (await onNode(node, id, (client) => client.deleteTask({ task: id }))).result);
+      let reply;
+      try {
+        reply = await onNode(node, id, (client) => client.deleteTask({ task: id }));
+      } catch (error) {
+        // The node no longer holds it (its retention deleted it): the manager lets the id go too.
+        if (error instanceof DrceError && error.kind === "not-found" && id === entry.id) await record.remove(entry.id);
+        throw error;
+      }
+      const view = viewAndNote(node, reply.result);
       if (id === entry.id) {
         states.forget(node, entry.ids);
         await record.remove(entry.id);

@@ -249,7 +249,7 @@ export function createMembership(options: MembershipOptions): Membership {
     async register(registration) {
       if (closed) throw new DrceError("unavailable", "the manager is shutting down");
       const held = nodes.get(registration.name);
-      if (held !== undefined && held.url !== registration.url && held.state === "up" && now() - held.lastSeen < heartbeatMs) {
+      if (held !== undefined && held.url !== registration.url && held.state === "up") {
         throw new DrceError("exists", `node name ${registration.name} is held by ${held.url}, which is up`);
       }
       if (held !== undefined && held.url !== registration.url) transport.forget(registration.name);

@@ -45,11 +45,13 @@ export interface FanOutParts {
   readonly placedAt: number;
   /** One item per selected node. */
   readonly items: readonly NodeResult[];
+  /** True while the rollout still has nodes to start: the whole is not final yet, whatever the items say. */
+  readonly pending?: boolean;
 }
 
 /**
  * The merged view of a task placed on several nodes. It is final once every node's item is
- * (none "running"), then "finished" as a whole. Its exit status is the first non-zero exit
+ * (none "running") and the rollout has no node left to start, then "finished" as a whole. Its exit status is the first non-zero exit
  * status in node name order, and its error code the first non-zero error code of an item
  * (5000 for an unreachable node), so a caller that reads only the root sees a failure on any
  * node; `nodes` holds every item in name order. Output stays with each node's item.
@@ -57,7 +59,7 @@ export interface FanOutParts {
 export function mergeFanOut(parts: FanOutParts): TaskView {
   const items = [...parts.items].sort((a, b) => compareNames(a.node, b.node));
   const views = items.flatMap((item) => (item.view === undefined ? [] : [item.view]));
-  const running = items.some((item) => item.status === "running");
+  const running = parts.pending === true || items.some((item) => item.status === "running");
   const exitStatus = views.find((view) => view.status.exitStatus !== 0)?.status.exitStatus ?? 0;
   const failing = items.find((item) => item.errorCode !== 0) ?? items.find((item) => item.view !== undefined && item.view.status.errorCode !== 0);
   const errorCode = failing === undefined ? 0 : failing.errorCode !== 0 ? failing.errorCode : (failing.view?.status.errorCode ?? 0);

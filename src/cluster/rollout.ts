@@ -10,7 +10,7 @@ export interface RolloutOptions {
   readonly maxErrors?: NodeCount;
   /** Aborting stops starting nodes; started ones are left to `start`'s own signal. */
   readonly signal: AbortSignal;
-  /** Called with each node's result as soon as it is known (for streaming node-result events). */
+  /** Called with each node's result as soon as it is known (for streaming node-result events); it must not throw. */
   readonly onResult?: (result: NodeResult) => void;
 }
 

@@ -11,7 +11,7 @@ import {
   type TaskResult,
 } from "../../gen/drce/v1/task_pb.js";
 import { unsupportedMode } from "../cluster/placement.js";
-import { DrceError } from "../domain/errors.js";
+import { DrceError, ErrorCode } from "../domain/errors.js";
 import { usageFigures, type NodeCount, type NodeResult, type NodeRunStatus, type Placement, type PlacementMode, type UsageFigure } from "../domain/placement.js";
 import type { TaskView } from "../domain/view.js";
 
@@ -115,7 +115,7 @@ function placementModeFromProto(mode: ProtoPlacementMode): PlacementMode | undef
 function placementModeNumber(mode: PlacementMode): ProtoPlacementMode {
   const number = placementModeToProto[mode];
   // A mode the placer does not know has no number; a manager never forwards one (it refuses it first).
-  if (number === undefined) throw new DrceError("invalid", `node mode not supported: ${mode}`);
+  if (number === undefined) throw new DrceError("invalid", `node mode not supported: ${mode}`, { legacyCode: ErrorCode.NodeModeNotSupported });
   return number;
 }
 

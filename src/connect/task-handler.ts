@@ -89,8 +89,8 @@ export function createTaskHandler({ core, identity, firstInputMs = 300_000 }: Ta
       mappedStream(async function* () {
         if (request.task === undefined) throw new ConnectError("task is required", Code.InvalidArgument);
         for await (const event of core.run(specFromProto(request.task), context.signal, lent)) {
-          if (event.kind === "output") yield create(RunTaskResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) }, node: event.node ?? "" });
-          else if (event.kind === "gap") yield create(RunTaskResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) }, node: event.node ?? "" });
+          if (event.kind === "output") yield create(RunTaskResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) }, ...(event.node === undefined ? {} : { node: event.node }) });
+          else if (event.kind === "gap") yield create(RunTaskResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) }, ...(event.node === undefined ? {} : { node: event.node }) });
           else if (event.kind === "node-result") yield create(RunTaskResponseSchema, { event: { case: "nodeResult", value: nodeResultToProto(event.result, result) }, node: event.result.node });
           else yield create(RunTaskResponseSchema, { event: { case: event.kind, value: result(event.view) } });
         }
@@ -104,8 +104,8 @@ export function createTaskHandler({ core, identity, firstInputMs = 300_000 }: Ta
       mappedStream(async function* () {
         const offsets = { stdout: Number(request.stdoutOffset), stderr: Number(request.stderrOffset) };
         for await (const event of core.streamOutput(requireTask(request.task), offsets, request.follow, context.signal, lent)) {
-          if (event.kind === "output") yield create(StreamTaskOutputResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) }, node: event.node ?? "" });
-          else if (event.kind === "gap") yield create(StreamTaskOutputResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) }, node: event.node ?? "" });
+          if (event.kind === "output") yield create(StreamTaskOutputResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) }, ...(event.node === undefined ? {} : { node: event.node }) });
+          else if (event.kind === "gap") yield create(StreamTaskOutputResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) }, ...(event.node === undefined ? {} : { node: event.node }) });
           else if (event.kind === "node-result") yield create(StreamTaskOutputResponseSchema, { event: { case: "nodeResult", value: nodeResultToProto(event.result, result) }, node: event.result.node });
           else yield create(StreamTaskOutputResponseSchema, { event: { case: "result", value: result(event.view) } });
         }

@@ -1,5 +1,3 @@
-import { stat } from "node:fs/promises";
-import { join } from "node:path";
 import { cachedHostFacts, type HostFacts } from "../executor/host-facts.js";
 import { balancingString, resourceUsage, type HostSnapshot, type ResourceUsage } from "../executor/host-sampler.js";
 import type { TaskStatus } from "../domain/task.js";
@@ -77,7 +75,7 @@ export interface NodeAdminOptions {
   readonly core: Pick<NodeParts, "list">;
   /** What the node does; "data" unless given (a manager gives "manager"). */
   readonly role?: NodeRole;
-  readonly store: Pick<TaskStore, "taskDir">;
+  readonly store: Pick<TaskStore, "statusWrittenAt">;
   readonly stats: NodeStats;
   readonly reports: ResourceLog;
   /** The latest cached host sample; never samples. */
@@ -136,14 +134,7 @@ export function createNodeAdmin(options: NodeAdminOptions): NodeAdmin {
     tokenRequired: settings.token !== "",
   });
 
-  const modifiedOf = async (id: string): Promise<number> => {
-    try {
-      return Math.floor((await stat(join(store.taskDir(id), "status.json"))).mtimeMs);
-    } catch {
-      // Deleted between the list and the stat: the task is reported with what is known.
-      return 0;
-    }
-  };
+  const modifiedOf = (id: string): Promise<number> => store.statusWrittenAt(id);
 
   return {
     info() {

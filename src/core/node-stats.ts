@@ -1,3 +1,4 @@
+import { ErrorCode } from "../domain/errors.js";
 import { isFinalState, TaskMode, TaskState } from "../domain/states.js";
 import type { TaskStatus } from "../domain/task.js";
 import type { TaskEvent } from "./api.js";
@@ -46,7 +47,7 @@ export interface NodeStatsSnapshot {
  * (limits, bad work dir) and a crash are all failures.
  */
 export function isFailure(status: TaskStatus): boolean {
-  return !(status.state === TaskState.Finished && status.exitStatus === 0 && status.errorCode === 0);
+  return !(status.state === TaskState.Finished && status.exitStatus === 0 && status.errorCode === ErrorCode.None);
 }
 
 /** A running minimum, maximum and sum. */

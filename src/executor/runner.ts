@@ -1,5 +1,5 @@
 import type { Writable } from "node:stream";
-import type { TaskSpec, TerminateOptions } from "../domain/task.js";
+import type { TaskSpec, TaskStatus, TerminateOptions } from "../domain/task.js";
 
 /** Where a started process lives, as persisted before the task is reported running. */
 export interface SpawnInfo {
@@ -116,7 +116,11 @@ export interface FileOps {
 export interface Runner {
   /** Starts the command; rejects only for errors of the runner itself (e.g. SSH connection refused). */
   start(request: ExecRequest): Promise<ExecHandle>;
-  /** File operations where the command runs. */
+  /**
+   * File operations where the command runs, for a runner whose files need no session (the
+   * local runner). A runner whose files are per session (SSH) offers them through its
+   * session runner and refuses these (see SshRunner).
+   */
   readonly files: FileOps;
   /**
    * Releases what the runner holds: an SSH runner's pooled connections, a local runner's
@@ -124,4 +128,50 @@ export interface Runner {
    * kills them); a local command not yet recorded is killed with its group.
    */
   close?(): Promise<void>;
+}
+
+/** Where a file a request names lives: a directory and the name relative to it. */
+export interface FileLocation {
+  readonly dir: string;
+  readonly name: string;
+}
+
+/** The store's place for one task, as a session runner needs it. */
+export interface TaskPlace {
+  /** The task's own working directory in the store (a local task whose request names none runs there). */
+  readonly ownWorkDir: string;
+  /** The directories above it, which a task running as another user must be able to search. */
+  readonly parents: readonly string[];
+}
+
+/** What a dead node's recovery learns from a session runner about a task left running. */
+export interface ReapResult {
+  /** True when processes of the task were still there and were killed. */
+  readonly killed: boolean;
+}
+
+/**
+ * Everything the core does with one session type, behind one interface: the core picks the
+ * session runner by the task's session type from a table and never asks which one it has.
+ */
+export interface SessionRunner {
+  /**
+   * Resolves a task's working directory (confined where this session type confines it),
+   * makes it exist, and returns the path its command runs in. Refusals are DrceErrors with
+   * their legacy code.
+   */
+  prepareWorkDir(spec: TaskSpec, place: TaskPlace): Promise<string>;
+  /** Where a file the request names lives, for the file operations. */
+  fileLocation(spec: TaskSpec, workDir: string, name: string): FileLocation;
+  /** File operations where the task's command runs. */
+  filesFor(spec: TaskSpec): FileOps;
+  /** The user the task's command runs as; undefined: the session's own (the node's, or the SSH login). */
+  userFor(spec: TaskSpec): RunAs | undefined;
+  /**
+   * Starts the command; a local task that runs as another user in its own work dir gets that
+   * directory (and what was written in it) handed over first.
+   */
+  start(request: ExecRequest, place: TaskPlace): Promise<ExecHandle>;
+  /** Kills what is left of a task a dead node had running (recovery), when it can tell it is still that task's. */
+  reap(status: TaskStatus): Promise<ReapResult>;
 }

@@ -180,7 +180,8 @@ export function createLegacyHandler(options: LegacyHandlerOptions): LegacyHandle
    * a node without a result (its error code and message), never a gap.
    */
   const itemsOf = (view: TaskView, type: number, id: LegacyWireId | undefined, placeholder: (kept: KeptOutput) => string): LegacyResultItem[] => {
-    if (view.nodes === undefined) return [encodeTaskView(view, view.origin ?? identity, type, id, placeholder)];
+    // A view without node items is answered as the task itself rather than as an empty array.
+    if (view.nodes === undefined || view.nodes.length === 0) return [encodeTaskView(view, view.origin ?? identity, type, id, placeholder)];
     return view.nodes.map((item) => {
       const nodeIdentity = item.view?.origin ?? { host: "", port: 0, node: item.node };
       if (item.view === undefined) {

@@ -1,10 +1,14 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { mkdir, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { DrceError } from "../domain/errors.js";
+import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { DrceError, ErrorCode } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
 import { isFinalState } from "../domain/states.js";
-import type { StreamName, TaskStatus } from "../domain/task.js";
+import type { FileResult, StreamName, TaskStatus } from "../domain/task.js";
+import type { KeptOutput } from "../domain/view.js";
+import { openKept } from "./kept-output.js";
+import { OutputSpool } from "./spool.js";
+import { mergeCrashedTail, removeTail, type MergedTail } from "./tail-ring.js";
 import { createDirSyncGroup, diskSyncing, fsyncDir, syncFile, writeFileAtomic, writeFilesAtomic } from "./atomic.js";
 import { isNoSpace, noSpaceReserve, type SpaceReserve } from "./space-reserve.js";
 
@@ -71,14 +75,41 @@ export interface TaskStore {
   remove(id: string): Promise<void>;
   /** Stops what the store runs in the background (the full disk's check). */
   close(): void;
-  /** The task's directory. */
-  taskDir(id: string): string;
-  /** The default working directory of a task. */
+  /** The default working directory of a task (a command runs in it when its request names none). */
   workDir(id: string): string;
-  /** The spool file of a stream. */
-  outputPath(id: string, stream: StreamName): string;
-  /** Where the n-th returned file is kept. */
-  filePath(id: string, index: number): string;
+  /**
+   * The directories above a task's default working directory, innermost first (the task's
+   * directory, tasks/, the data directory): a task that runs as another user must be able to
+   * search them to reach its work directory.
+   */
+  workDirParents(id: string): readonly string[];
+  /**
+   * Makes the spool a task's stream is written into, keeping at most `capBytes` of it (zero:
+   * all), on the store's disk with its reserve.
+   */
+  createSpool(id: string, stream: StreamName, capBytes: number): OutputSpool;
+  /**
+   * Opens a task's kept stream for reading, up to `available` bytes when the task is still
+   * writing it; a stream that wrote nothing has no file and reads as empty. A storage error
+   * is a DrceError ("unavailable", legacy 109).
+   */
+  openOutput(id: string, stream: StreamName, available?: number): Promise<KeptOutput>;
+  /** Opens a task's stream file for reads at any offset (a follower reads it while it grows). */
+  openOutputFile(id: string, stream: StreamName): Promise<FileHandle>;
+  /**
+   * Merges the tail ring a crashed task left after the head of its stream (see
+   * tail-ring.ts); undefined when it left none or the ring cannot be read back.
+   */
+  mergeCrashedOutput(id: string, stream: StreamName): MergedTail | undefined;
+  /** Removes a stream's tail ring, once the status that states its merged size is durable. */
+  removeOutputTail(id: string, stream: StreamName): void;
+  /**
+   * The returned files a status lists, in order, each read whole; a file that cannot be
+   * read is given empty.
+   */
+  readResultFiles(status: TaskStatus): Promise<FileResult[]>;
+  /** When a task's status was last written (Unix ms), or zero when the task is gone. */
+  statusWrittenAt(id: string): Promise<number>;
   /**
    * Keeps the n-th returned file of a task (a read-after action's content). It becomes
    * durable with the task's final status, which lists it: that write fsyncs it and its
@@ -94,6 +125,19 @@ export interface TaskStore {
   readOutputHead(id: string, stream: StreamName, limit: number): Promise<{ data: Buffer; size: number }>;
   /** Size of an output file (zero when missing). */
   outputSize(id: string, stream: StreamName): Promise<number>;
+}
+
+/**
+ * Where a store keeps a task's files, for tests and tools that look at the disk; the node
+ * itself goes through {@link TaskStore}'s operations.
+ */
+export interface TaskStorePaths {
+  /** The task's directory. */
+  taskDir(id: string): string;
+  /** The spool file of a stream. */
+  outputPath(id: string, stream: StreamName): string;
+  /** Where the n-th returned file is kept. */
+  filePath(id: string, index: number): string;
 }
 
 /** fsyncs a directory that may not exist (a task whose files were removed by hand): nothing to make durable then. */
@@ -116,7 +160,7 @@ function removeTempFiles(dir: string): void {
 const smallOutputBytes = 256 * 1024;
 
 /** Creates the store, making its root directory. */
-export async function createTaskStore(options: TaskStoreOptions): Promise<TaskStore> {
+export async function createTaskStore(options: TaskStoreOptions): Promise<TaskStore & TaskStorePaths> {
   const root = join(options.dataDir, "tasks");
   await mkdir(root, { recursive: true, mode: 0o700 });
   const taskDir = (id: string): string => join(root, id);
@@ -239,8 +283,39 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
     },
     taskDir,
     workDir: (id) => join(taskDir(id), "work"),
+    workDirParents: (id) => [taskDir(id), root, dirname(root)],
     outputPath: (id, stream) => join(taskDir(id), stream),
     filePath: (id, index) => join(taskDir(id), "files", String(index)),
+    createSpool: (id, stream, capBytes) => new OutputSpool(join(taskDir(id), stream), capBytes, space),
+    openOutput: (id, stream, available) => openKept(join(taskDir(id), stream), stream, available),
+    openOutputFile: (id, stream) => open(join(taskDir(id), stream), "r"),
+    mergeCrashedOutput(id, stream) {
+      try {
+        return mergeCrashedTail(join(taskDir(id), stream));
+      } catch {
+        // A ring that cannot be read back (the head file gone, an I/O error) leaves the head alone.
+        return undefined;
+      }
+    },
+    removeOutputTail: (id, stream) => removeTail(join(taskDir(id), stream)),
+    async readResultFiles(status) {
+      const results: FileResult[] = [];
+      for (const [index, file] of status.files.entries()) {
+        // A file deleted by hand (or never written, after a crash) is reported empty, as the
+        // protocol reports a file it could not read back.
+        const data = await readFile(join(taskDir(status.id), "files", String(index))).catch(() => new Uint8Array(0));
+        results.push({ name: file.name, action: file.action, data });
+      }
+      return results;
+    },
+    async statusWrittenAt(id) {
+      try {
+        return Math.floor((await stat(join(taskDir(id), "status.json"))).mtimeMs);
+      } catch {
+        // Deleted between the list and the stat: the task is reported with what is known.
+        return 0;
+      }
+    },
     async writeResultFile(id, index, data) {
       const files = join(taskDir(id), "files");
       await mkdir(files, { recursive: true, mode: 0o700 });
@@ -255,7 +330,7 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
         return await readFile(path);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === "ENOENT") return Buffer.alloc(0);
-        throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: 109 });
+        throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: ErrorCode.ReadDataFile });
       }
     },
     async readOutputHead(id, stream, limit) {
@@ -280,7 +355,7 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
         }
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === "ENOENT") return { data: Buffer.alloc(0), size: 0 };
-        throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: 109 });
+        throw new DrceError("unavailable", `storage error while reading ${stream}`, { cause: error, legacyCode: ErrorCode.ReadDataFile });
       }
     },
     async outputSize(id, stream) {

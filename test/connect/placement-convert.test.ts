@@ -3,7 +3,7 @@ import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { NodeRunStatus as ProtoNodeRunStatus, PlacementMode as ProtoPlacementMode, PlacementSchema, TaskSpecSchema } from "../../gen/drce/v1/task_pb.js";
 import { SubmitTaskRequestSchema } from "../../gen/drce/v1/task_service_pb.js";
-import { createPlacer } from "../../src/cluster/placement.js";
+import { createPlacer, unsupportedMode } from "../../src/cluster/placement.js";
 import { specFromProto, viewToProto } from "../../src/connect/convert.js";
 import { toConnectError } from "../../src/connect/errors.js";
 import { nodeRunStatusFromProto, placementFromProto, placementToProto } from "../../src/connect/placement-convert.js";
@@ -68,6 +68,12 @@ describe("placement, proto to domain and back", () => {
     const connect = toConnectError(error);
     expect(connect.code).toBe(Code.InvalidArgument);
     expect(connect.metadata.get("drce-error-code")).toBe("5001");
+  });
+
+  it("refuses to write a mode it has no number for, with 5001", () => {
+    const error = refusal(() => placementToProto({ mode: unsupportedMode("legacy route role 3") }));
+    expect(error.legacyCode).toBe(ErrorCode.NodeModeNotSupported);
+    expect(error.message).toBe("node mode not supported: legacy route role 3");
   });
 
   it("lets an unknown placement mode past the enum check, which still refuses every other unknown enum", () => {

@@ -37,7 +37,7 @@ describe("NodeParts", () => {
       startedAt: 1_000,
       now: () => 6_000,
       core: parts,
-      store: { taskDir: (id: string) => `/nonexistent/${id}` },
+      store: { statusWrittenAt: () => Promise.resolve(0) },
       stats: createNodeStats({ startedAt: 1_000 }),
       reports: new ResourceLog(10),
       host: () => {
@@ -56,7 +56,7 @@ describe("NodeParts", () => {
       version: "0.0.0-test",
       startedAt: 0,
       core: parts,
-      store: { taskDir: (id: string) => `/nonexistent/${id}` },
+      store: { statusWrittenAt: () => Promise.resolve(0) },
       stats: createNodeStats({ startedAt: 0 }),
       reports: new ResourceLog(10),
       host: () => {

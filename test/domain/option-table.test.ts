@@ -15,6 +15,12 @@ function sampleArgs(): string[] {
     else if (spec.flag === "cors-origin") args.push(`--${spec.flag}`, "https://app.example.com");
     else if (spec.flag === "notify-url") args.push(`--${spec.flag}`, "http://127.0.0.1:9/events");
     else if (spec.flag === "run-as" || spec.flag.startsWith("tls-")) continue; // need a real user or PEM files
+    else if (spec.flag === "node") continue; // lists a manager's nodes, and a manager refuses --join
+    else if (spec.flag === "role") args.push(`--${spec.flag}`, "data");
+    else if (spec.flag === "join" || spec.flag === "advertise-url") args.push(`--${spec.flag}`, "http://127.0.0.1:9");
+    else if (spec.flag === "label") args.push(`--${spec.flag}`, "env=test");
+    else if (spec.flag === "mode") args.push(`--${spec.flag}`, "all");
+    else if (spec.flag === "weights") args.push(`--${spec.flag}`, "loadavg=1");
     else args.push(`--${spec.flag}`, "x");
   }
   return args;

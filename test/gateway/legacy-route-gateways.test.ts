@@ -205,6 +205,14 @@ describe("a legacy route in the HTTP body", () => {
   });
 });
 
+describe("a result with an empty list of node items", () => {
+  it("is answered as the task itself, never as an empty array", async () => {
+    const core = createFakeCore({ check: () => ({ ...viewOf(taskSpec({ id: "8002" }), 0), nodes: [] }) });
+    const reply = await createLegacyHandler({ core, identity: testIdentity }).handle(JSON.stringify(legacyRequest(1, 8002, { type: 1 })));
+    expect(JSON.parse(reply.body)).toMatchObject([{ id: 8002, state: 0, node: testIdentity.node, host: testIdentity.host }]);
+  });
+});
+
 describe("a fanned-out result whose node is unreachable with a last known state", () => {
   it("encodes that state with the error that names the node", async () => {
     const last: TaskView = { ...viewOf(taskSpec({ id: "8001" }), 1), origin: address("n1") };

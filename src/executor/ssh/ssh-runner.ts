@@ -1,4 +1,4 @@
-import { DrceError } from "../../domain/errors.js";
+import { DrceError, ErrorCode } from "../../domain/errors.js";
 import type { Session } from "../../domain/task.js";
 import type { ExecHandle, ExecRequest, FileOps, Runner } from "../runner.js";
 import { createSftpFileOps } from "./sftp-files.js";
@@ -34,8 +34,10 @@ export type SshRunnerStats = SshPoolStats;
  * How the core uses it:
  * - `start(request)` reads the target from `request.spec.session`; `request.workDir` must be
  *   the remote path returned by `filesFor(session).prepareWorkDir(...)`.
- * - File operations need the session, so use `filesFor(spec.session)`, not `files`
- *   (whose methods reject: FileOps calls carry no session).
+ * - File operations need the session, so use `filesFor(spec.session)`: the session-free
+ *   `files` of {@link Runner} refuse every call with a DrceError ("invalid", legacy 5001,
+ *   Connect InvalidArgument), since FileOps calls name no host. The core goes through
+ *   the SSH session runner (ssh-session.ts), which always uses `filesFor`.
  * - For a task whose request names no working directory, pass `.drce/tasks/<task id>`
  *   (relative to the remote user's home) to `prepareWorkDir`.
  */
@@ -82,8 +84,9 @@ export function createSshRunner(options: SshRunnerOptions): SshRunner {
     drainMs: positive("drainMs", options.drainMs, 200, true),
     closeWaitMs: 2000,
   };
+  // FileOps calls name a directory, not a host: the SSH runner's files are per session.
   const noSession = (): Promise<never> =>
-    Promise.reject(new DrceError("internal", "SSH file operations need a session: use filesFor(session)"));
+    Promise.reject(new DrceError("invalid", "SSH file operations need the task's session: use filesFor(session)", { legacyCode: ErrorCode.NodeModeNotSupported }));
 
   return {
     async start(request: ExecRequest): Promise<ExecHandle> {

@@ -1,0 +1,36 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/** The repository's root, where the examples and the package.json that names `drce/client` are. */
+export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
+
+/** What a finished example left: its exit code and what it printed. */
+export interface ExampleResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs an example program to its end, asynchronously (the node it talks to may run in the
+ * test's own process), with the given environment added and no DRCE_TOKEN of the caller's.
+ */
+export function runExample(command: string, args: readonly string[], env: NodeJS.ProcessEnv = {}, cwd = repoRoot): Promise<ExampleResult> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  if (env["DRCE_TOKEN"] === undefined) delete childEnv["DRCE_TOKEN"];
+  const child = spawn(command, args, { cwd, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/**
+ * The node arguments that run a TypeScript example from the sources: tsx, and the
+ * `drce-source` export condition, under which `drce/client` resolves to src/client/.
+ */
+export const tsExampleArgs = ["--conditions=drce-source", "--import", "tsx"] as const;
