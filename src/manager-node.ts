@@ -36,8 +36,8 @@ export interface ManagerNode {
   readonly membership: Membership;
   /** How the manager reaches its nodes. */
   readonly transport: FleetTransport;
-  /** Where a task's files would be: a manager keeps none, so its task infos carry no modification time. */
-  readonly store: { taskDir(id: string): string };
+  /** A manager keeps no task files, so its task infos carry no modification time (zero). */
+  readonly store: { statusWrittenAt(id: string): Promise<number> };
   /** Resource reports of the manager's host. */
   readonly reports: ResourceLog;
   /** Counts of forwarded tasks by mode, fed by the manager's event log. */
@@ -103,7 +103,7 @@ export async function createManagerNode(options: ManagerNodeOptions): Promise<Ma
     core,
     membership,
     transport,
-    store: { taskDir: (id) => join(config.dataDir, "cluster", "placements", id) },
+    store: { statusWrittenAt: async () => 0 },
     reports,
     stats,
     startedAt,

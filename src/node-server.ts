@@ -179,7 +179,7 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
     config.notifyUrl === ""
       ? undefined
       : createNotifier({ url: config.notifyUrl, token: config.notifyToken, events: core.events, reports: config.notifyReports ? node.reports : undefined, identity: legacyIdentity, timeoutMs: config.notifyTimeoutMs, retryMaxMs: config.notifyRetryMaxMs, logger });
-  const metrics = createNodeMetrics({ core, host: node.host, notifications: notifier?.counts, internalErrors: () => core.internalErrors() });
+  const metrics = createNodeMetrics({ core, host: node.host, notifications: notifier?.counts, ...("internalErrors" in core ? { internalErrors: () => core.internalErrors() } : {}) });
   starts.started("metrics", () => metrics.close());
   if (manager !== undefined) {
     const clusterMetrics = registerClusterMetrics(metrics.registry, manager.membership);

@@ -120,8 +120,8 @@ describe("a manager in front of five data nodes", { timeout: 60_000 }, () => {
     let merged: { state: TaskState; nodes: [string, NodeRunStatus, number][] } | undefined;
     for await (const message of cluster.tasks.runTask({ task: { id: "all-dev", command: "echo out; echo err >&2", placement: { mode: PlacementMode.ALL, labels: { env: "dev" } } } })) {
       const event = message.event;
-      if (event.case === "output") output.set(message.node, (output.get(message.node) ?? "") + Buffer.from(event.value.data).toString());
-      else if (event.case === "nodeResult") nodeResults.push([message.node, event.value.status]);
+      if (event.case === "output") output.set(message.node ?? "", (output.get(message.node ?? "") ?? "") + Buffer.from(event.value.data).toString());
+      else if (event.case === "nodeResult") nodeResults.push([message.node ?? "", event.value.status]);
       else if (event.case === "result") merged = { state: event.value.state, nodes: event.value.nodes.map((item) => [item.node, item.status, item.result?.exitStatus ?? -1]) };
     }
     expect([...output.keys()].sort()).toEqual(["n3", "n4", "n5"]);
@@ -299,7 +299,7 @@ describe("a manager in front of five data nodes", { timeout: 60_000 }, () => {
     let merged: TaskState | undefined;
     for await (const message of cluster.tasks.streamTaskOutput({ task: "follow-all", follow: true })) {
       if (message.event.case === "output") lines.push(`${message.node}: ${Buffer.from(message.event.value.data).toString().trim()}`);
-      else if (message.event.case === "nodeResult") ends.push(message.node);
+      else if (message.event.case === "nodeResult") ends.push(message.node ?? "");
       else if (message.event.case === "result") merged = message.event.value.state;
     }
     expect(lines.sort()).toEqual(["n2: line", "n4: line"]);
