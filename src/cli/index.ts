@@ -20,6 +20,7 @@ import { killCommand, killUsage } from "./kill.js";
 import { logsCommand, logsUsage } from "./logs.js";
 import { lsCommand, lsUsage } from "./ls.js";
 import { nodeCommand, nodeUsage } from "./node.js";
+import { nodesCommand, nodesUsage } from "./nodes.js";
 import { rmCommand, rmUsage } from "./rm.js";
 import { runCommand, runUsage } from "./run.js";
 import { statusCommand, statusUsage } from "./status.js";
@@ -55,6 +56,7 @@ const commands: Readonly<Record<string, Command>> = {
   ls: { summary: "list the node's tasks", usage: lsUsage, main: lsCommand },
   watch: { summary: "print task state changes as they happen", usage: watchUsage, main: watchCommand },
   node: { summary: "node administration: info, usage, stats, tasks, reports", usage: nodeUsage, main: nodeCommand },
+  nodes: { summary: "list the data nodes: state, load, free slots, labels, host facts", usage: nodesUsage, main: nodesCommand },
   completion: { summary: "print a shell completion script (bash, zsh)", usage: completionUsage, main: (argv, io) => completionCommand(argv, io, commands) },
 };
 

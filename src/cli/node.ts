@@ -48,10 +48,11 @@ Node administration (NodeService):
 
 Exit status: 0; 2 usage error; 125 node error; 130 when interrupted.`;
 
-type NodeClient = Client<typeof NodeService>;
+/** The generated NodeService client. */
+export type NodeClient = Client<typeof NodeService>;
 
 /** Runs body with a NodeService client for the node the common options name, then closes it. */
-async function withNodeClient<T>(values: CommonValues, io: CliIo, body: (client: NodeClient) => Promise<T>): Promise<T> {
+export async function withNodeClient<T>(values: CommonValues, io: CliIo, body: (client: NodeClient) => Promise<T>): Promise<T> {
   const options = await clientOptionsFrom(values, io);
   const handle = createServiceClient(NodeService, options);
   try {

@@ -17,6 +17,14 @@
  * | 2       | usage error                                                                   |
  * | 3       | (not for run in practice) an unknown task id, RPC code NotFound               |
  *
+ * Through a manager, `--all`, `--nodes a,b` or `--target k=v` run the task on several nodes
+ * (a fan-out): each line of output is written as `node | line` as it arrives (`--no-prefix`
+ * writes the bytes as they come), a summary table (node, status, exit, time) goes to stderr
+ * at the end, and drce exits 0 only when every node's task exited 0; otherwise with the code
+ * of the first node, in name order, that did not: its task's exit code as above when it ran
+ * there, else 125 (failed without a result, timed out, unreachable, not started). stdin, when
+ * forwarded, is read to its end first and given to every node.
+ *
  * stdin: when drce's stdin is not a terminal (a pipe, a file, /dev/null), the task is
  * submitted with open_stdin and drce's stdin is streamed to it through SendTaskInput
  * until EOF, which closes the task's stdin. When stdin is a terminal nothing is
@@ -26,15 +34,19 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Stream, type TaskResult } from "../../gen/drce/v1/task_pb.js";
+import { Stream, type NodeResult, type TaskResult } from "../../gen/drce/v1/task_pb.js";
 import { RunTaskResponseSchema, SendTaskInputRequestSchema, type SendTaskInputRequest } from "../../gen/drce/v1/task_service_pb.js";
-import { readLocalFile, reportProblem, showUsage, withClient, type TaskServiceClient } from "./common.js";
+import { readAll, readLocalFile, reportProblem, showUsage, withClient, type TaskServiceClient } from "./common.js";
+import { UsageError } from "./errors.js";
 import { exitCodeForResult, exitCodeForSignal } from "./exit-codes.js";
 import type { CliIo } from "./io.js";
 import { commonOptions, parseOptions, splitAtCommand, taskOptions, taskSpecFromOptions, type TaskPlan } from "./options.js";
+import { createNodeOutput, type NodeOutput } from "./node-output.js";
+import { fanOutExitCode, nodeSummaryLines } from "./node-results.js";
 import { writeBytes, writeJson, writeLines } from "./output.js";
 import { gapWarning } from "./output-stream.js";
 import { writeRequestedFiles } from "./result-files.js";
+import { isFanOut, placementFromOptions, placementOptions, placementUsage } from "./placement-options.js";
 import { hasExitStatus } from "./states.js";
 import { readChunks } from "./stdin.js";
 
@@ -69,8 +81,11 @@ Task options (also for submit):
       --passphrase-env VAR passphrase of the key from environment variable VAR
       --fingerprint SHA256:...  pin the SSH host key
       --uid N, --gid N     run as this user/group id on the node (the node must run as root)
+${placementUsage}
 run options:
   -n, --no-stdin           do not forward stdin (the task's stdin is closed at once)
+      --no-prefix          a fan-out's output as it comes, without "node | " before
+                           each line
 Common options:
       --server URL         node URL (default $DRCE_SERVER or http://127.0.0.1:8470)
       --token T, --token-file FILE
@@ -83,12 +98,16 @@ Common options:
 
 Exit status: the task's (0-255); 124 expired; 125 refused, crashed or node error;
 128+N terminated by signal N; 130/143 interrupted by SIGINT/SIGTERM (the remote
-task is terminated); 1 local file error; 2 usage error.`;
+task is terminated); 1 local file error; 2 usage error. A fan-out exits 0 when
+every node's task exited 0, else with the code of the first node (in name order)
+that did not, 125 when that node has no exit status (unreachable, not started).`;
 
 const runOptions = {
   ...commonOptions,
   ...taskOptions,
+  ...placementOptions,
   "no-stdin": { type: "boolean", short: "n" },
+  "no-prefix": { type: "boolean" },
 } as const;
 
 /** `drce run`: see the module comment. */
@@ -97,13 +116,24 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
   const { values } = parseOptions(optionArgs, runOptions);
   if (values.help === true) return showUsage(io, runUsage);
   const plan = await taskSpecFromOptions(values, command, { readFile: readLocalFile, env: io.env });
-  const forwardStdin = io.stdin.isTTY !== true && values["no-stdin"] !== true;
+  const placement = placementFromOptions(values);
+  if (placement !== undefined) plan.spec.placement = placement;
+  const fanOut = isFanOut(placement);
+  // Files of several nodes would land on the same local path.
+  if (fanOut && plan.gets.length > 0) throw new UsageError("--get reads one task's file back; it does not go with a fan-out");
+  let forwardStdin = io.stdin.isTTY !== true && values["no-stdin"] !== true;
+  if (fanOut && forwardStdin) {
+    // Every node gets the same stdin, so it is read whole and sent with the task.
+    plan.spec.input = await readAll(io.stdin);
+    forwardStdin = false;
+  }
   plan.spec.openStdin = forwardStdin;
   // The node deletes a cleanup task as soon as it has sent the result, before drce could
   // read --get files back: keep it, and delete it with the fetch that reads them.
   const deleteAfterFetch = plan.gets.length > 0 && plan.spec.cleanup;
   if (deleteAfterFetch) plan.spec.cleanup = false;
-  return withClient(values, io, (client) => attach(client, plan, { io, json: values.json === true, forwardStdin, deleteAfterFetch }));
+  const options = { io, json: values.json === true, forwardStdin, deleteAfterFetch, fanOut, prefix: values["no-prefix"] !== true, names: placement?.nodes ?? [] };
+  return withClient(values, io, (client) => attach(client, plan, options));
 }
 
 interface AttachOptions {
@@ -111,6 +141,12 @@ interface AttachOptions {
   readonly json: boolean;
   readonly forwardStdin: boolean;
   readonly deleteAfterFetch: boolean;
+  /** The task was asked to run on several nodes. */
+  readonly fanOut: boolean;
+  /** A fan-out's lines carry their node's name. */
+  readonly prefix: boolean;
+  /** Node names known before the run (`--nodes`). */
+  readonly names: readonly string[];
 }
 
 async function attach(client: TaskServiceClient, plan: TaskPlan, options: AttachOptions): Promise<number> {
@@ -132,6 +168,10 @@ async function attach(client: TaskServiceClient, plan: TaskPlan, options: Attach
   let taskId = "";
   let result: TaskResult | undefined;
   let inputDone: Promise<void> = Promise.resolve();
+  // A fan-out asked for, or one the manager chose by its own default mode.
+  let fanOut = options.fanOut;
+  const nodeOutput: NodeOutput = createNodeOutput({ io, prefix: options.prefix, names: options.names, signal: call.signal });
+  const nodeResults = new Map<string, NodeResult>();
   try {
     for await (const message of client.runTask({ task: plan.spec }, { signal: call.signal })) {
       if (json) await writeJson(io.stdout, RunTaskResponseSchema, message);
@@ -139,15 +179,26 @@ async function attach(client: TaskServiceClient, plan: TaskPlan, options: Attach
       switch (event.case) {
         case "accepted":
           taskId = event.value.id;
+          if (event.value.nodes.length > 0) fanOut = true;
+          nodeOutput.addNames(event.value.nodes.map((item) => item.node));
           if (options.forwardStdin) inputDone = forwardInput(client, taskId, io, input.signal);
           break;
         case "output":
-          if (!json) await writeBytes(event.value.stream === Stream.STDERR ? io.stderr : io.stdout, event.value.data, call.signal);
+          if (json) break;
+          if (fanOut) await nodeOutput.chunk(message.node ?? "", event.value);
+          else await writeBytes(event.value.stream === Stream.STDERR ? io.stderr : io.stdout, event.value.data, call.signal);
           break;
         case "gap":
           // An attached run gets every byte; a gap comes only from a run that joined a task
           // already under way (the same id resubmitted), reading its kept copy.
-          if (!json) await writeLines(io.stderr, [gapWarning(event.value)]);
+          if (json) break;
+          if (fanOut) await nodeOutput.gap(message.node ?? "", event.value);
+          else await writeLines(io.stderr, [gapWarning(event.value)]);
+          break;
+        case "nodeResult":
+          fanOut = true;
+          nodeResults.set(event.value.node, event.value);
+          if (!json) await nodeOutput.endNode(event.value.node);
           break;
         case "result":
           result = event.value;
@@ -171,6 +222,7 @@ async function attach(client: TaskServiceClient, plan: TaskPlan, options: Attach
   }
   if (caught !== undefined) return exitCodeForSignal(caught);
   if (result === undefined) throw new ConnectError("the run stream ended without a result", Code.DataLoss);
+  if (fanOut || result.nodes.length > 0) return fanOutEnd(io, result, nodeResults, nodeOutput, json);
 
   await reportProblem(io, result);
   if (plan.gets.length > 0) {
@@ -178,6 +230,22 @@ async function attach(client: TaskServiceClient, plan: TaskPlan, options: Attach
     if (hasExitStatus(result.state)) await writeRequestedFiles(plan.gets, fetched.result?.files ?? [], io);
   }
   return exitCodeForResult(result);
+}
+
+/**
+ * Ends a fan-out: the last lines still pending, the summary table on stderr (not with
+ * --json, whose messages carry it), and the exit code of {@link fanOutExitCode}. The merged
+ * result's items are the reference; the node results streamed before stand in when the
+ * result carries none.
+ */
+async function fanOutEnd(io: CliIo, result: TaskResult, streamed: ReadonlyMap<string, NodeResult>, output: NodeOutput, json: boolean): Promise<number> {
+  const items = result.nodes.length > 0 ? result.nodes : [...streamed.values()];
+  if (!json) {
+    await output.end();
+    if (items.length === 0) await reportProblem(io, result);
+    else await writeLines(io.stderr, nodeSummaryLines(items));
+  }
+  return fanOutExitCode(items);
 }
 
 /**

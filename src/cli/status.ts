@@ -4,13 +4,15 @@ import { oneRef, showUsage, withClient } from "./common.js";
 import type { CliIo } from "./io.js";
 import { commonOptions, parseOptions } from "./options.js";
 import { formatDuration, formatTable, formatTime, writeJson, writeLines } from "./output.js";
+import { byNodeName, nodeProblem, nodeStatusName } from "./node-results.js";
 import { hasExitStatus, modeName, stateName } from "./states.js";
 
 /** Usage of `drce status`. */
 export const statusUsage = `usage: drce status [--extended] [--server URL] [--json] REF
 
 Shows a task's state: id, alias, state, pid, exit status, time run, ... as
-"name value" lines. REF is a task id or alias.
+"name value" lines. REF is a task id or alias. A task fanned out over several
+nodes (through a manager) has one "node:NAME STATUS exit=N time=T" row per node.
       --extended           add the usage figures (TASK_CPU, HOST_RRAM, ...)
 
 Exit status: 0; 3 unknown task; 125 node error.`;
@@ -53,6 +55,12 @@ export function statusRows(result: TaskResult): string[][] {
   if (result.parentId !== "") rows.push(["parent", result.parentId]);
   if (result.escapedPids.length > 0) rows.push(["escaped", result.escapedPids.join(",")]);
   for (const sub of result.subtasks) rows.push(["subtask", `${sub.id} ${stateName(sub.state)}`]);
+  for (const item of byNodeName(result.nodes)) {
+    const exit = item.result !== undefined && hasExitStatus(item.result.state) ? String(item.result.exitStatus) : "-";
+    const time = item.result === undefined ? "-" : formatDuration(item.result.timeMs);
+    const problem = nodeProblem(item);
+    rows.push([`node:${item.node}`, `${nodeStatusName(item.status)} exit=${exit} time=${time}${problem === "" ? "" : ` ${problem}`}`]);
+  }
   for (const name of Object.keys(result.fields).sort()) rows.push([name, formatFigure(result.fields[name] ?? 0)]);
   return rows;
 }
