@@ -7,7 +7,8 @@ export const drceBin = fileURLToPath(new URL("../../bin/drce.js", import.meta.ur
 /** What a finished `drce` process left: its exit code (or the signal that ended it) and everything it printed. */
 export interface CliResult {
   readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
+  /** Present only when a signal ended the process, so that results compare equal to `{ code, stdout, stderr }`. */
+  readonly signal?: NodeJS.Signals;
   readonly stdout: string;
   readonly stderr: string;
 }
@@ -78,7 +79,7 @@ export function startDrce(args: readonly string[], options: DrceRunOptions = {})
     child.on("error", reject);
     child.on("close", (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
+      resolve({ code, ...(signal === null ? {} : { signal }), stdout, stderr });
     });
   });
   return { child, done, stdout: () => stdout, stderr: () => stderr };
