@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { fsyncDir, writeFileAtomic } from "../store/atomic.js";
+import { createFileDurable, fsyncDir, writeFileAtomic } from "../store/atomic.js";
 
 /** Where a task tree went: what the manager writes before it forwards the task. */
 export interface PlacementEntry {
@@ -35,10 +35,13 @@ export interface PlacementRecordOptions {
 }
 
 /**
- * The durable map of task id (and alias) to node(s). Each entry is its own file, written with
- * the node store's discipline (temp file, fdatasync, rename, directory fsync) and awaited
+ * The durable map of task id (and alias) to node(s). Each entry is its own file, made durable
  * before the task is forwarded, so that after a crash of the manager every task a node may
- * have accepted is found again; read back at start.
+ * have accepted is found again; read back at start. A new entry is created under its name
+ * (exclusive create, fdatasync, directory fsync: one journal commit to wait for); a change
+ * replaces it with the node store's discipline (temp file, fdatasync, rename, directory
+ * fsync). A crash during an entry's first write may leave its file empty: that task was
+ * never forwarded, and the empty file is removed at start.
  */
 export interface PlacementRecord {
   /** Reads every kept entry; an unreadable one is reported through `onBadEntry` and skipped. */
@@ -81,7 +84,13 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
       for (const name of await readdir(dir)) {
         if (!name.endsWith(".json")) continue;
         try {
-          loaded.push(JSON.parse(await readFile(join(dir, name), "utf8")) as PlacementEntry);
+          const text = await readFile(join(dir, name), "utf8");
+          if (text === "") {
+            // An entry whose first write a crash cut short: its put never resolved, so its task was never forwarded.
+            await unlink(join(dir, name));
+            continue;
+          }
+          loaded.push(JSON.parse(text) as PlacementEntry);
         } catch (error) {
           onBadEntry?.(name, error);
         }
@@ -92,7 +101,15 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
     },
     find: (ref) => byRef.get(ref),
     async put(entry) {
-      await writeFileAtomic(fileOf(entry.id), JSON.stringify(entry));
+      const data = JSON.stringify(entry);
+      if (byId.has(entry.id)) await writeFileAtomic(fileOf(entry.id), data);
+      else {
+        await createFileDurable(fileOf(entry.id), data).catch(async (error: NodeJS.ErrnoException) => {
+          // A file no entry was read from (an unreadable one, kept for its operator) is replaced.
+          if (error.code !== "EEXIST") throw error;
+          await writeFileAtomic(fileOf(entry.id), data);
+        });
+      }
       index(entry);
     },
     async remove(id) {

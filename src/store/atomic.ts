@@ -177,3 +177,26 @@ export function createDirSyncGroup(sync: (dir: string) => Promise<void> = fsyncD
     return group.next;
   };
 }
+
+/**
+ * Writes a new file durably under a name nothing holds: an exclusive create, the write,
+ * fdatasync, then the directory's fsync. Where a temp file and a rename wait for two
+ * journal commits (the temp file's, then the rename's), this waits for one: the create is
+ * committed with the file's data, and the directory's fsync then finds it done. Fails with
+ * EEXIST when the name is taken (use {@link writeFileAtomic} to replace a file). A crash
+ * before it resolves may leave the file empty; a reader takes an empty file as never written.
+ */
+export async function createFileDurable(path: string, data: string | Uint8Array): Promise<void> {
+  const bytes = typeof data === "string" ? Buffer.from(data) : data;
+  const fd = diskSyncing() ? await openAsync(path, "wx", 0o600) : openSync(path, "wx", 0o600);
+  try {
+    for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset);
+    await fdatasyncAsync(fd);
+  } catch (error) {
+    closeSync(fd);
+    rmSync(path, { force: true });
+    throw error;
+  }
+  closeSync(fd);
+  await fsyncDir(dirname(path));
+}

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -56,5 +56,31 @@ describe("the placement record", () => {
     const bad: string[] = [];
     expect(await createPlacementRecord({ dir }).load((file) => bad.push(file))).toBe(0);
     expect(bad).toEqual(["61.json"]);
+  });
+
+  it("takes an empty entry file (a first write a crash cut short) as never written: removed at start, not reported, its id free", async () => {
+    const dir = await freshDir();
+    await writeFile(join(dir, "70.json"), "");
+    const bad: string[] = [];
+    const record = createPlacementRecord({ dir });
+    expect(await record.load((file) => bad.push(file))).toBe(0);
+    expect(bad).toEqual([]);
+    expect(await readdir(dir)).toEqual([]);
+    await record.put(entry("70"));
+    expect(JSON.parse(await readFile(join(dir, "70.json"), "utf8"))).toMatchObject({ id: "70", nodes: ["n1"] });
+  });
+
+  it("places an id again over the file of an entry it could not read, and reads the new entry back", async () => {
+    const dir = await freshDir();
+    await writeFile(join(dir, "71.json"), "{not json");
+    const record = createPlacementRecord({ dir });
+    const bad: string[] = [];
+    await record.load((file) => bad.push(file));
+    expect(bad).toEqual(["71.json"]);
+    await record.put(entry("71", { nodes: ["n5"] }));
+    const reopened = createPlacementRecord({ dir });
+    expect(await reopened.load()).toBe(1);
+    expect(reopened.find("71")?.nodes).toEqual(["n5"]);
+    expect(await readdir(dir)).toEqual(["71.json"]);
   });
 });

@@ -1,0 +1,132 @@
+import { specToProto } from "../client/spec-to-proto.js";
+import { errorFromConnect } from "../client/error-from-connect.js";
+import { DrceError, ErrorCode } from "../domain/errors.js";
+import type { NodeResult, Placement } from "../domain/placement.js";
+import { isFinalState, TaskMode } from "../domain/states.js";
+import type { TaskSpec } from "../domain/task.js";
+import type { TaskView } from "../domain/view.js";
+import type { ManagerContext } from "./manager-context.js";
+import type { MergedViews } from "./merged-views.js";
+import { failureReason } from "./node-failure.js";
+import { failedResult, mergeFanOut, nodeResultOf, notStartedResult, unreachableResult } from "./node-results.js";
+import { resolveNodeCount } from "./placement.js";
+import type { PlacementEntry } from "./placement-record.js";
+import { rollout } from "./rollout.js";
+import { forNode } from "./submitted-tree.js";
+
+/** Milliseconds between two polls of an async fan-out's task on a node. */
+const pollSteps = [100, 200, 400, 800, 1000];
+
+/** Starts one node's share of a fan-out: resolves to its result; calls `accepted` once the node took it. */
+export type StartShare = (node: string, signal: AbortSignal, accepted: () => void) => Promise<NodeResult>;
+
+/** Fan-out execution: a tree placed on several nodes, started through the rollout with its rate controls. */
+export interface FanOut {
+  /**
+   * Starts a fan-out this process runs (registered in the context's fan-outs until it ends):
+   * `done` resolves to every node's result, `firstWave` once each node of the first wave
+   * accepted its share or ended it. Nodes the rollout did not start are recorded as skipped.
+   */
+  start(entry: PlacementEntry, spec: TaskSpec, start: StartShare, onResult?: (result: NodeResult) => void): { done: Promise<NodeResult[]>; firstWave: Promise<void> };
+  /** A node's result from a call that failed while starting its share (timed out, failed, unreachable). */
+  startFailure(node: string, id: string, error: unknown, signal: AbortSignal): NodeResult;
+  /** Submits a fanned-out tree: sync waits for every node, async answers once the first wave accepted. */
+  submit(entry: PlacementEntry, spec: TaskSpec, signal: AbortSignal | undefined): Promise<TaskView>;
+}
+
+/** Creates the fan-out execution over the manager's context. */
+export function createFanOut(context: ManagerContext, views: MergedViews): FanOut {
+  const { members, transport, record, states, options, fanOuts, shutdown } = context;
+
+  const start: FanOut["start"] = (entry, spec, startShare, onResult) => {
+    const stop = new AbortController();
+    const onShutdown = () => stop.abort();
+    shutdown.addEventListener("abort", onShutdown, { once: true });
+    const items = new Map<string, NodeResult>();
+    const placement: Placement | undefined = spec.placement;
+    let wave = 0;
+    const waveSize = placement?.maxConcurrency === undefined ? entry.nodes.length : Math.min(entry.nodes.length, resolveNodeCount(placement.maxConcurrency, entry.nodes.length));
+    let waveDone!: () => void;
+    const firstWave = new Promise<void>((resolve) => (waveDone = resolve));
+    if (waveSize === 0) waveDone();
+    const gather = placement?.gatherTimeoutMs ?? 0;
+    const done = rollout(entry.nodes, { ...(placement?.maxConcurrency === undefined ? {} : { maxConcurrency: placement.maxConcurrency }), ...(placement?.maxErrors === undefined ? {} : { maxErrors: placement.maxErrors }), signal: stop.signal, onResult: (result) => {
+      items.set(result.node, result);
+      onResult?.(result);
+    } }, async (node, signal) => {
+      const nodeSignal = gather > 0 ? AbortSignal.any([signal, AbortSignal.timeout(gather)]) : signal;
+      items.set(node, { node, status: "running", errorCode: 0, errorMessage: "" });
+      // The first wave is over once each of its nodes accepted its share (or ended it).
+      let counted = false;
+      const accepted = (): void => {
+        if (counted) return;
+        counted = true;
+        if (++wave === waveSize) waveDone();
+      };
+      try {
+        return await startShare(node, nodeSignal, accepted);
+      } finally {
+        accepted();
+      }
+    }).then(async (results) => {
+      shutdown.removeEventListener("abort", onShutdown);
+      waveDone();
+      const notStarted = results.filter((result) => result.status === "not-started").map((result) => result.node);
+      if (notStarted.length > 0) {
+        await record.put({ ...entry, nodes: entry.nodes.filter((name) => !notStarted.includes(name)), skipped: { ...entry.skipped, ...Object.fromEntries(notStarted.map((name) => [name, "not-started" as const])) } });
+      }
+      fanOuts.delete(entry.id);
+      return results;
+    });
+    fanOuts.set(entry.id, { items, stop, done: done.then(() => undefined) });
+    return { done, firstWave };
+  };
+
+  const startFailure: FanOut["startFailure"] = (node, id, error, signal) => {
+    if (signal.aborted && !shutdown.aborted) return { node, status: "timed-out", errorCode: ErrorCode.NoTargetNode, errorMessage: `node ${node} did not answer within the gather time` };
+    const delivery = error instanceof DrceError ? "answered" : transport.delivery(error);
+    if (delivery === "answered") {
+      const mapped = error instanceof DrceError ? error : errorFromConnect(error);
+      return failedResult(node, mapped.legacyCode, mapped.message);
+    }
+    return unreachableResult(node, failureReason(error), states.view(node, id));
+  };
+
+  return {
+    start,
+    startFailure,
+    async submit(entry, spec, signal) {
+      const proto = specToProto(forNode(spec));
+      const sync = spec.mode === TaskMode.Sync;
+      const { done, firstWave } = start(entry, spec, async (node, nodeSignal, accepted) => {
+        const startedAt = performance.now();
+        try {
+          const client = context.tasksOf(node);
+          const reply = await client.submitTask({ task: proto }, { signal: nodeSignal });
+          members.placed(node);
+          options.onDispatch?.(node, performance.now() - startedAt);
+          let view = context.viewAndNote(node, reply.result);
+          accepted();
+          // An async share holds its place in the rollout until it ends, so max-concurrency counts running tasks.
+          for (let step = 0; !isFinalState(view.status.state); step++) {
+            await new Promise((resolve) => setTimeout(resolve, pollSteps[Math.min(step, pollSteps.length - 1)]));
+            if (nodeSignal.aborted) throw nodeSignal.reason;
+            view = context.viewAndNote(node, (await client.getTask({ task: spec.id }, { signal: nodeSignal })).result);
+          }
+          return nodeResultOf(node, view);
+        } catch (error) {
+          return startFailure(node, spec.id, error, nodeSignal);
+        }
+      });
+      if (sync) {
+        const abandon = new Promise<never>((_, reject) => signal?.addEventListener("abort", () => reject(new DrceError("unavailable", "the caller stopped waiting")), { once: true }));
+        const results = await Promise.race([done, abandon]);
+        return mergeFanOut({ id: spec.id, alias: spec.alias, mode: spec.mode, placedAt: entry.placedAt, items: [...results, ...views.skippedItems(entry)] });
+      }
+      await firstWave;
+      const state = fanOuts.get(entry.id);
+      const items = entry.nodes.map((name) => state?.items.get(name) ?? notStartedResult(name, "not started yet (max concurrency)"));
+      return mergeFanOut({ id: spec.id, alias: spec.alias, mode: spec.mode, placedAt: entry.placedAt, items: [...items, ...views.skippedItems(entry)], pending: fanOuts.has(entry.id) });
+    },
+  };
+}
