@@ -8,7 +8,7 @@ import { createTaskCore } from "./core/task-core.js";
 import { stateNames } from "./domain/states.js";
 import { detectCgroups } from "./executor/cgroup.js";
 import { createContainment, groupPrefixFor } from "./executor/containment.js";
-import { createHostSampler, hostFields, type HostSnapshot } from "./executor/host-sampler.js";
+import { hostFields, type HostSnapshot } from "./executor/host-sampler.js";
 import { checkRunLimits, checkStartLimits } from "./executor/limits.js";
 import { createLocalRunner } from "./executor/local-runner.js";
 import { directoryBytes } from "./executor/directory-bytes.js";
@@ -16,6 +16,7 @@ import { createSshRunner } from "./executor/ssh/ssh-runner.js";
 import { lookupUser } from "./executor/users.js";
 import { createInternalErrors, type InternalErrors } from "./internal-errors.js";
 import type { Logger } from "./logger.js";
+import { startHostReports } from "./host-reports.js";
 import type { StartList } from "./start-list.js";
 import { createSpaceReserve } from "./store/space-reserve.js";
 import { createTaskStore, type TaskStore } from "./store/task-store.js";
@@ -92,17 +93,7 @@ export async function createDataNode(options: DataNodeOptions): Promise<DataNode
   });
 
   const startedAt = Date.now();
-  const reports = new ResourceLog(config.reportHistory);
-  const host = createHostSampler({
-    // At least 100 ms: every host sample reads the stat line of every process on the host.
-    intervalMs: Math.max(config.sampleIntervalMs, 100),
-    diskPath: config.dataDir,
-    onError: (error) => logger.warn({ err: String(error) }, "host sample failed"),
-    onSample: (snapshot) => reports.publish(snapshot),
-  });
-  await host.refresh();
-  host.start();
-  starts.started("host sampler", () => host.stop());
+  const { host, reports } = await startHostReports(config, logger, starts);
 
   const stats = createNodeStats({ startedAt });
   const nodeUid = process.geteuid?.() ?? 0;

@@ -9,8 +9,9 @@ import { createPlacementRecord } from "./cluster/placement-record.js";
 import { createPlacer } from "./cluster/placement.js";
 import { createNodeStats, type NodeStats } from "./core/node-stats.js";
 import { ResourceLog } from "./core/resource-log.js";
-import { createHostSampler, type HostSnapshot } from "./executor/host-sampler.js";
+import type { HostSnapshot } from "./executor/host-sampler.js";
 import type { Logger } from "./logger.js";
+import { startHostReports } from "./host-reports.js";
 import type { StartList } from "./start-list.js";
 
 /** Options of {@link createManagerNode}. */
@@ -63,16 +64,7 @@ export async function createManagerNode(options: ManagerNodeOptions): Promise<Ma
   const { config, logger, starts } = options;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const startedAt = Date.now();
-  const reports = new ResourceLog(config.reportHistory);
-  const host = createHostSampler({
-    intervalMs: Math.max(config.sampleIntervalMs, 100),
-    diskPath: config.dataDir,
-    onError: (error) => logger.warn({ err: String(error) }, "host sample failed"),
-    onSample: (snapshot) => reports.publish(snapshot),
-  });
-  await host.refresh();
-  host.start();
-  starts.started("host sampler", () => host.stop());
+  const { host, reports } = await startHostReports(config, logger, starts);
 
   const nodeTimeoutMs = nodeTimeoutOf(config);
   // The manager reaches its nodes with the cluster token, its own --token.

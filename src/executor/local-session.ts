@@ -38,7 +38,7 @@ async function confinedWorkDir(spec: TaskSpec, own: string, allowedDirs: readonl
   while (!(await realpath(existing).then(() => true, () => false))) existing = dirname(existing);
   const realExisting = await realpath(existing);
   // A root that does not exist (an allowed directory removed since start) contains nothing.
-  const realRoots = await Promise.all(roots.map((root) => realpath(root).catch(() => undefined)));
+  const realRoots = await Promise.all(roots.map((root) => realpath(root).catch(() => undefined))); // A missing root contains nothing.
   if (!realRoots.some((root) => root !== undefined && isInside(root, realExisting))) throw outside(spec.workDir);
   let real: string;
   try {

@@ -242,7 +242,7 @@ export class OutputSpool extends Writable {
     this.flushes++;
     const handles = [this.handle, this.tailHandle].filter((handle) => handle !== undefined);
     this.flushing = Promise.all(handles.map((handle) => handle.datasync()))
-      .catch(() => undefined)
+      .catch(() => undefined) // A failed background sync is left to the final fsync, which reports it.
       .then(() => {
         this.flushing = undefined;
       });
