@@ -72,6 +72,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     },
     submit: createSubmission(context, { forwarding, fanOut, calls, views }),
     list: views.list,
+    placedOn: (id) => record.find(id)?.nodes ?? [],
     run: createManagerRuns(context, { forwarding, fanOut, views }),
     streamOutput: createManagerStreams(context, views),
     ...routed,
