@@ -1,5 +1,6 @@
 import type { TaskCore, TaskEvent } from "../core/api.js";
 import type { SequenceLog } from "../core/sequence-log.js";
+import { TaskState } from "../domain/states.js";
 import { createFanOut } from "./fan-out.js";
 import { createForwardedStates } from "./forwarded-states.js";
 import { createForwarding } from "./forwarding.js";
@@ -39,7 +40,19 @@ export interface ManagerCore extends TaskCore {
  */
 export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
   const { members, transport, record, logger } = options;
-  const states = createForwardedStates({ members, transport, record, eventHistory: options.eventHistory, logger });
+  // A tree every node of which deleted its root (their retention swept it) leaves the record too.
+  const onDeleted = (node: string, id: string): void => {
+    const entry = record.find(id);
+    if (entry === undefined || entry.id !== id || context.fanOuts.has(id)) return;
+    if (!entry.nodes.every((name) => name === node || states.status(name, id)?.state === TaskState.Deleted)) return;
+    record
+      .remove(id)
+      .then(() => {
+        for (const name of entry.nodes) states.forget(name, entry.ids);
+      })
+      .catch((error: unknown) => logger.error({ task: id, err: String(error) }, "a swept task's placement entry could not be removed; it stays, and calls for the task get NotFound from its nodes"));
+  };
+  const states = createForwardedStates({ members, transport, record, eventHistory: options.eventHistory, logger, onDeleted });
   const shutdown = new AbortController();
   const context = createManagerContext(options, states, shutdown.signal);
   const pipes = createInputPipes(transport);
