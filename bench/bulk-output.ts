@@ -29,23 +29,39 @@ const bytes = Number(values.bytes);
 const rounds = Number(values.rounds);
 const MB = 1e6;
 
-/** One timed run: wall ms from spawn to the pipe's end and the exit, and what arrived. */
+/** One timed run: wall ms from spawn to the pipe's end and the exit, what arrived, and the command's own CPU ms. */
 interface Timed {
   readonly ms: number;
   readonly bytes: number;
   readonly exitCode: number | null;
+  readonly cpuMs: number;
 }
 
-/** Spawns a command with stdout a pipe this process drains, as `| wc -c` would. */
-async function timed(file: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Timed> {
+/** Spawns a command (under GNU time, for its CPU) with stdout a pipe this process drains, as `| wc -c` would. */
+async function timed(work: string, file: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<Timed> {
+  const times = join(work, "time.out");
   const started = performance.now();
-  const child = spawn(file, args, { cwd: root, env, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn("/usr/bin/time", ["-o", times, "-f", "%U %S", file, ...args], { cwd: root, env, stdio: ["ignore", "pipe", "inherit"] });
   let received = 0;
   child.stdout.on("data", (chunk: Buffer) => (received += chunk.length));
   const ended = once(child.stdout, "end");
   const [code] = (await once(child, "exit")) as [number | null];
   await ended;
-  return { ms: performance.now() - started, bytes: received, exitCode: code };
+  const ms = performance.now() - started;
+  const [user, system] = (await readFile(times, "utf8")).trim().split(/\s+/).slice(-2).map(Number);
+  return { ms, bytes: received, exitCode: code, cpuMs: ((user ?? 0) + (system ?? 0)) * 1000 };
+}
+
+/** CPU ms a process and its direct children (the spawner) have used so far. */
+async function treeCpuMs(pid: number): Promise<number> {
+  const ticks = async (p: number): Promise<number> => {
+    const fields = (await readFile(`/proc/${p}/stat`, "utf8")).split(") ")[1]!.split(" ");
+    return Number(fields[11]) + Number(fields[12]);
+  };
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "")).trim().split(/\s+/).filter(Boolean).map(Number);
+  let total = await ticks(pid);
+  for (const child of children) total += await ticks(child).catch(() => 0);
+  return total * 10; // USER_HZ is 100
 }
 
 /** A private sshd with a ControlMaster connection to it, or undefined when none can run here. */
@@ -62,7 +78,7 @@ async function startControlMaster(work: string): Promise<{ run(n: number): Promi
   const host = `${keyUser}@127.0.0.1`;
   execFileSync("ssh", [...common, "-M", "-N", "-f", host], { stdio: "inherit" });
   return {
-    run: (n) => timed("ssh", ["-S", control, "-o", "BatchMode=yes", host, `head -c ${n} /dev/zero`]),
+    run: (n) => timed(work, "ssh", ["-S", control, "-o", "BatchMode=yes", host, `head -c ${n} /dev/zero`]),
     async stop() {
       try {
         execFileSync("ssh", ["-S", control, "-O", "exit", host], { stdio: "ignore" });
@@ -80,8 +96,9 @@ async function main(): Promise<void> {
   const node = await startBenchNode({ dataDir: join(work, "data"), args: ["--max-output-bytes", values.cap, ...serveArgs] });
   const ssh = await startControlMaster(work);
   const env = { ...process.env, DRCE_SERVER: node.url };
-  const drceRun = async (n: number): Promise<Timed & { rss: number }> => {
+  const drceRun = async (n: number): Promise<Timed & { rss: number; nodeCpuMs: number }> => {
     const before = await procMemory(node.pid, "VmRSS");
+    const cpuBefore = await treeCpuMs(node.pid);
     const resettable = await resetPeakRss(node.pid);
     let peak = before;
     let sampling = true;
@@ -91,11 +108,11 @@ async function main(): Promise<void> {
         await sleep(20);
       }
     })();
-    const run = await timed(process.execPath, ["bin/drce.js", "run", "--", "head", "-c", String(n), "/dev/zero"], env);
+    const run = await timed(work, process.execPath, ["bin/drce.js", "run", "--", "head", "-c", String(n), "/dev/zero"], env);
     sampling = false;
     await sampler;
     if (resettable) peak = Math.max(peak, await procMemory(node.pid, "VmHWM"));
-    return { ...run, rss: peak - before };
+    return { ...run, rss: peak - before, nodeCpuMs: (await treeCpuMs(node.pid)) - cpuBefore };
   };
   try {
     // Warm-up: JIT, page cache, the ControlMaster's first session.
@@ -104,17 +121,23 @@ async function main(): Promise<void> {
     const drce: number[] = [];
     const base: number[] = [];
     const rss: number[] = [];
+    const cliCpu: number[] = [];
+    const nodeCpu: number[] = [];
+    const sshCpu: number[] = [];
     for (let round = 0; round < rounds; round++) {
       const d = await drceRun(bytes);
       if (d.bytes !== bytes || d.exitCode !== 0) throw new Error(`drce run delivered ${d.bytes} of ${bytes} bytes, exit ${d.exitCode}`);
       drce.push(d.ms);
       rss.push(d.rss);
-      let line = `round ${round + 1}: drce ${d.ms.toFixed(0)} ms (${(bytes / MB / (d.ms / 1000)).toFixed(0)} MB/s, node rss +${(d.rss / MB).toFixed(1)} MB)`;
+      cliCpu.push(d.cpuMs);
+      nodeCpu.push(d.nodeCpuMs);
+      let line = `round ${round + 1}: drce ${d.ms.toFixed(0)} ms (${(bytes / MB / (d.ms / 1000)).toFixed(0)} MB/s, cpu cli ${d.cpuMs.toFixed(0)} ms node+spawner ${d.nodeCpuMs.toFixed(0)} ms, node rss +${(d.rss / MB).toFixed(1)} MB)`;
       if (ssh !== undefined) {
         const s = await ssh.run(bytes);
         if (s.bytes !== bytes) throw new Error(`ssh delivered ${s.bytes} of ${bytes} bytes (exit ${s.exitCode})`);
         base.push(s.ms);
-        line += `, ssh -S ${s.ms.toFixed(0)} ms (${(bytes / MB / (s.ms / 1000)).toFixed(0)} MB/s), drce/ssh time ${(d.ms / s.ms).toFixed(2)}`;
+        sshCpu.push(s.cpuMs);
+        line += `, ssh -S ${s.ms.toFixed(0)} ms (${(bytes / MB / (s.ms / 1000)).toFixed(0)} MB/s, cpu ssh client ${s.cpuMs.toFixed(0)} ms), drce/ssh time ${(d.ms / s.ms).toFixed(2)}`;
       }
       console.error(line);
     }
@@ -129,6 +152,9 @@ async function main(): Promise<void> {
       // Throughput ratio: >= 1 means drce is at least as fast as ssh.
       ratio: base.length > 0 ? median(base.map((s, i) => s / drce[i]!)) : undefined,
       nodeRssGrowthMB: Math.max(...rss) / MB,
+      cliCpuMs: median(cliCpu),
+      nodeCpuMs: median(nodeCpu),
+      sshClientCpuMs: sshCpu.length > 0 ? median(sshCpu) : undefined,
     };
     console.log(JSON.stringify(summary));
   } finally {

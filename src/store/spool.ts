@@ -99,8 +99,13 @@ export class OutputSpool extends Writable {
   /** Bytes accepted but not yet in the file past which a write waits for the file. */
   static writeAheadBytes = 4 * 1024 * 1024;
 
-  /** Size of the spool's own buffers, into which accepted writes are copied. */
-  static batchBytes = 1024 * 1024;
+  /**
+   * Size of the spool's own buffers, into which accepted writes are copied; a full one is
+   * one message to an attached reader. A little under a MiB: with its framing, a message of
+   * one buffer still fits the MiB the protobuf encoder grows its buffer to (a whole MiB of
+   * data would make it allocate and zero two).
+   */
+  static batchBytes = 1024 * 1024 - 256;
 
   /** Bytes accepted so far (in the file, or waiting for it). */
   private accepted = 0;
@@ -280,6 +285,11 @@ export class OutputSpool extends Writable {
       if (this.failure === undefined) {
         try {
           await this.append(piece.data);
+          // Backpressure past the head: a write completes once the attached reader has room
+          // again (a piece that ends no waiting write is in the head, or mid-write).
+          while (piece.done.length > 0 && this.live !== undefined && this.total > this.headCap && this.liveBytes >= OutputSpool.liveQueueBytes) {
+            await new Promise<void>((resolve) => this.liveDrained.push(resolve));
+          }
         } catch (error) {
           this.failure = this.failed(error);
         }
@@ -360,12 +370,6 @@ export class OutputSpool extends Writable {
       this.live.push({ offset, data });
       this.liveBytes += data.length;
       this.liveDecided = offset + data.length;
-      this.wakeSoon(chunk.length);
-      // Backpressure: the write completes once the attached reader has room again.
-      while (this.live !== undefined && this.liveBytes >= OutputSpool.liveQueueBytes) {
-        await new Promise<void>((resolve) => this.liveDrained.push(resolve));
-      }
-      return;
     }
     this.wakeSoon(chunk.length);
   }
