@@ -52,16 +52,36 @@ async function timed(work: string, file: string, args: readonly string[], env: N
   return { ms, bytes: received, exitCode: code, cpuMs: ((user ?? 0) + (system ?? 0)) * 1000 };
 }
 
-/** CPU ms a process and its direct children (the spawner) have used so far. */
-async function treeCpuMs(pid: number): Promise<number> {
-  const ticks = async (p: number): Promise<number> => {
-    const fields = (await readFile(`/proc/${p}/stat`, "utf8")).split(") ")[1]!.split(" ");
-    return Number(fields[11]) + Number(fields[12]);
-  };
+/** CPU ms (user + system) of one process so far, its reaped children excluded. */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10; // USER_HZ is 100
+}
+
+/** The pids below a process, children first. */
+async function descendants(pid: number): Promise<number[]> {
   const children = (await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "")).trim().split(/\s+/).filter(Boolean).map(Number);
-  let total = await ticks(pid);
-  for (const child of children) total += await ticks(child).catch(() => 0);
-  return total * 10; // USER_HZ is 100
+  const below = await Promise.all(children.map((child) => descendants(child)));
+  return [...children, ...below.flat()];
+}
+
+/** CPU ms a node and its spawner have used so far (the commands they ran are not counted). */
+async function treeCpuMs(pid: number): Promise<number> {
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "")).trim().split(/\s+/).filter(Boolean).map(Number);
+  let total = await cpuMs(pid);
+  for (const child of children) total += await cpuMs(child).catch(() => 0);
+  return total;
+}
+
+/** CPU ms the ssh side has used so far: the ControlMaster and every sshd process of the private sshd (its shells and commands not counted). */
+async function sshSideCpuMs(masterPid: number, sshdPid: number): Promise<number> {
+  let total = await cpuMs(masterPid).catch(() => 0);
+  for (const pid of await descendants(sshdPid)) {
+    const comm = (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => "")).trim();
+    if (comm.startsWith("sshd")) total += await cpuMs(pid).catch(() => 0);
+  }
+  return total;
 }
 
 /** A private sshd with a ControlMaster connection to it, or undefined when none can run here. */
@@ -77,8 +97,14 @@ async function startControlMaster(work: string): Promise<{ run(n: number): Promi
   const common = ["-p", String(sshd.port), "-i", key.privateKeyFile, "-o", `UserKnownHostsFile=${sshd.knownHostsFile}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", `ControlPath=${control}`];
   const host = `${keyUser}@127.0.0.1`;
   execFileSync("ssh", [...common, "-M", "-N", "-f", host], { stdio: "inherit" });
+  const check = execFileSync("ssh", ["-S", control, "-O", "check", host], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).toString();
+  const masterPid = Number(/pid=(\d+)/.exec(check)?.[1] ?? 0);
   return {
-    run: (n) => timed(work, "ssh", ["-S", control, "-o", "BatchMode=yes", host, `head -c ${n} /dev/zero`]),
+    async run(n) {
+      const before = await sshSideCpuMs(masterPid, sshd.pid);
+      const run = await timed(work, "ssh", ["-S", control, "-o", "BatchMode=yes", host, `head -c ${n} /dev/zero`]);
+      return { ...run, cpuMs: run.cpuMs + (await sshSideCpuMs(masterPid, sshd.pid)) - before };
+    },
     async stop() {
       try {
         execFileSync("ssh", ["-S", control, "-O", "exit", host], { stdio: "ignore" });
@@ -137,7 +163,7 @@ async function main(): Promise<void> {
         if (s.bytes !== bytes) throw new Error(`ssh delivered ${s.bytes} of ${bytes} bytes (exit ${s.exitCode})`);
         base.push(s.ms);
         sshCpu.push(s.cpuMs);
-        line += `, ssh -S ${s.ms.toFixed(0)} ms (${(bytes / MB / (s.ms / 1000)).toFixed(0)} MB/s, cpu ssh client ${s.cpuMs.toFixed(0)} ms), drce/ssh time ${(d.ms / s.ms).toFixed(2)}`;
+        line += `, ssh -S ${s.ms.toFixed(0)} ms (${(bytes / MB / (s.ms / 1000)).toFixed(0)} MB/s, cpu ssh client+master+sshd ${s.cpuMs.toFixed(0)} ms), drce/ssh time ${(d.ms / s.ms).toFixed(2)}`;
       }
       console.error(line);
     }
@@ -154,7 +180,7 @@ async function main(): Promise<void> {
       nodeRssGrowthMB: Math.max(...rss) / MB,
       cliCpuMs: median(cliCpu),
       nodeCpuMs: median(nodeCpu),
-      sshClientCpuMs: sshCpu.length > 0 ? median(sshCpu) : undefined,
+      sshCpuMs: sshCpu.length > 0 ? median(sshCpu) : undefined,
     };
     console.log(JSON.stringify(summary));
   } finally {

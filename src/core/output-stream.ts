@@ -28,6 +28,13 @@ async function readChunk(handle: FileHandle, offset: number, available: number, 
   return data.subarray(0, bytesRead);
 }
 
+/**
+ * Largest chunk an attached reader takes from the live queue in one message: one of the
+ * spool's buffers, sized so that the message's encoding fits in one MiB (see
+ * OutputSpool.batchBytes).
+ */
+const liveMessageBytes = OutputSpool.batchBytes;
+
 /** Chunks below this are read into buffers of their own (Node's small-buffer pool serves them). */
 const ownBufferBelow = 64 * 1024;
 
@@ -153,7 +160,7 @@ export async function* streamOutputOf(
           // The attached reader's bytes wait in the spool's live queue, as the command wrote
           // them (past the head always; in the head too while it keeps up), one message's
           // worth at a time: no file is read back for it.
-          for (let piece = live.takeLive(outputChunkBytes); piece !== undefined; piece = signal.aborted ? undefined : live.takeLive(outputChunkBytes)) {
+          for (let piece = live.takeLive(liveMessageBytes); piece !== undefined; piece = signal.aborted ? undefined : live.takeLive(liveMessageBytes)) {
             atYield = true;
             yield { kind: "output", chunk: { stream, offset: piece.offset, data: piece.data } };
             atYield = false;
