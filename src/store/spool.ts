@@ -4,6 +4,15 @@ import { Writable } from "node:stream";
 import { isNoSpace, type SpaceGuard } from "./space-reserve.js";
 import { encodeTailHeader, tailHeaderBytes } from "./tail-ring.js";
 
+/** Spool buffers nobody holds any more, for the next batches of any spool. */
+const spareBuffers: Buffer[] = [];
+/** At most this many spare buffers are kept (a few MiB): the rest go to the garbage collector. */
+const spareLimit = 4;
+/** Memory two queued pieces share (a write cut at the head): never recycled. */
+const sharedMemory = new WeakSet<ArrayBufferLike>();
+/** Writes below this, arriving while the file is idle, are copied into a buffer of their own size. */
+const smallWriteBytes = 64 * 1024;
+
 /**
  * An output spool: a Writable that appends a stream's bytes to a file as they arrive,
  * counts them, and wakes readers tailing the file. Memory stays flat for any output
@@ -178,7 +187,10 @@ export class OutputSpool extends Writable {
     while (count < queue.length && (count === 0 || bytes + queue[count]!.data.length <= maxBytes)) bytes += queue[count++]!.data.length;
     const pieces = queue.splice(0, count).map((piece) => piece.data);
     let data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, bytes);
+    // Copied into one: the pieces' buffers serve later batches.
+    if (pieces.length > 1) for (const piece of pieces) this.recycle(piece);
     if (data.length > maxBytes) {
+      sharedMemory.add(data.buffer);
       queue.unshift({ offset: offset + maxBytes, data: data.subarray(maxBytes) });
       data = data.subarray(0, maxBytes);
     }
@@ -193,6 +205,19 @@ export class OutputSpool extends Writable {
     this.liveBytes = 0;
     this.liveFromStart = false;
     this.releaseWriters();
+  }
+
+  /**
+   * Gives back the buffer of a chunk {@link takeLive} handed out, once its reader is done with
+   * it (its message is encoded): later batches are copied into it instead of into fresh memory,
+   * which would drive the garbage collector through a gigabyte of it per gigabyte sent. A
+   * chunk whose memory is shared, or not one of the spool's buffers, is left alone.
+   */
+  recycle(data: Uint8Array): void {
+    const memory = data.buffer;
+    if (memory.byteLength !== OutputSpool.batchBytes || sharedMemory.has(memory) || spareBuffers.length >= spareLimit) return;
+    if (spareBuffers.some((spare) => spare.buffer === memory)) return;
+    spareBuffers.push(Buffer.from(memory, 0, OutputSpool.batchBytes));
   }
 
   private releaseWriters(): void {
@@ -246,12 +271,19 @@ export class OutputSpool extends Writable {
     const waitsForReader = this.live !== undefined && this.accepted + chunk.length > this.headCap;
     this.accepted += chunk.length;
     this.pendingBytes += chunk.length;
-    for (let copied = 0; copied < chunk.length; ) {
-      const batch = (this.batch ??= Buffer.allocUnsafe(OutputSpool.batchBytes));
-      const n = chunk.copy(batch, this.batchUsed, copied);
-      copied += n;
-      this.batchUsed += n;
-      if (this.batchUsed === batch.length) this.seal();
+    if (this.batch === undefined && chunk.length < smallWriteBytes && !this.draining) {
+      // A small write to an idle file is a piece of its own: a MiB buffer would be wasted on it.
+      const copy = Buffer.allocUnsafe(chunk.length);
+      chunk.copy(copy);
+      this.sealed.push({ data: copy, done: [] });
+    } else {
+      for (let copied = 0; copied < chunk.length; ) {
+        const batch = (this.batch ??= spareBuffers.pop() ?? Buffer.allocUnsafeSlow(OutputSpool.batchBytes));
+        const n = chunk.copy(batch, this.batchUsed, copied);
+        copied += n;
+        this.batchUsed += n;
+        if (this.batchUsed === batch.length) this.seal();
+      }
     }
     if (!waitsForReader && this.pendingBytes <= OutputSpool.writeAheadBytes) callback();
     else {
@@ -269,9 +301,7 @@ export class OutputSpool extends Writable {
   private seal(): void {
     if (this.batch === undefined || this.batchUsed === 0) return;
     this.sealed.push({ data: this.batch.subarray(0, this.batchUsed), done: this.batchDone });
-    // The rest of a buffer a piece did not fill serves the next piece: small writes do not cost a MiB each.
-    const rest = this.batch.length - this.batchUsed;
-    this.batch = rest >= 64 * 1024 ? this.batch.subarray(this.batchUsed) : undefined;
+    this.batch = undefined;
     this.batchUsed = 0;
     this.batchDone = [];
   }
@@ -284,7 +314,8 @@ export class OutputSpool extends Writable {
       if (piece === undefined) break;
       if (this.failure === undefined) {
         try {
-          await this.append(piece.data);
+          // A piece no reader was handed is done with once in the file.
+          if (!(await this.append(piece.data))) this.recycle(piece.data);
           // Backpressure past the head: a write completes once the attached reader has room
           // again (a piece that ends no waiting write is in the head, or mid-write).
           while (piece.done.length > 0 && this.live !== undefined && this.total > this.headCap && this.liveBytes >= OutputSpool.liveQueueBytes) {
@@ -313,7 +344,8 @@ export class OutputSpool extends Writable {
     return error as Error;
   }
 
-  private async append(chunk: Buffer): Promise<void> {
+  /** Writes one piece to the files (head, tail ring) and queues it for the attached reader; true when any of it was queued. */
+  private async append(chunk: Buffer): Promise<boolean> {
     if (this.space?.full === true) {
       // Another write found the disk full: this output stops here too, as if its own had.
       throw Object.assign(new Error("the disk is full"), { code: "ENOSPC" });
@@ -321,6 +353,7 @@ export class OutputSpool extends Writable {
     // Writes come one at a time (Writable), so the file is opened once.
     const handle = (this.handle ??= await open(this.path, "w", 0o600));
     let data = chunk;
+    let queued = false;
     const headRoom = this.headCap - Math.min(this.total, this.headCap);
     if (headRoom > 0) {
       const head = data.subarray(0, Math.min(headRoom, data.length));
@@ -335,6 +368,7 @@ export class OutputSpool extends Writable {
         else {
           this.live.push({ offset: headAt, data: head });
           this.liveBytes += head.length;
+          queued = true;
         }
       }
       this.liveDecided = headAt + head.length;
@@ -367,11 +401,15 @@ export class OutputSpool extends Writable {
     if (this.unflushed >= OutputSpool.flushEveryBytes && this.flushing === undefined) this.flushInBackground();
     if (data.length > 0 && this.live !== undefined) {
       // The spool's own copy (see accept): no writer reuses it.
+      // Two pieces of one buffer (cut at the head) are never recycled: one reader's done with the first while the second waits.
+      if (queued) sharedMemory.add(chunk.buffer);
       this.live.push({ offset, data });
       this.liveBytes += data.length;
       this.liveDecided = offset + data.length;
+      queued = true;
     }
     this.wakeSoon(chunk.length);
+    return queued;
   }
 
   /** Bytes appended since readers were last woken, and the timer that will wake them. */
