@@ -141,8 +141,9 @@ export class OutputSpool extends Writable {
 
   /**
    * Makes the spool keep every byte past the head for one attached reader until it takes
-   * them with {@link takeLive}. Call before the first byte is written; a later call would
-   * miss the bytes already past the head.
+   * them with {@link takeLive}; with `fromStart`, every byte of the head too, while the reader
+   * keeps up (see {@link liveLagBytes}). Call before the first byte is written; a later call
+   * would miss the bytes already written.
    */
   attachLive(fromStart = false): void {
     if (this.live !== undefined) return;
@@ -174,8 +175,9 @@ export class OutputSpool extends Writable {
   }
 
   /**
-   * The bytes past the head queued for the attached reader, oldest first, as one chunk with
-   * its offset in the stream, or undefined when none wait. Wakes a writer waiting for room.
+   * The bytes queued for the attached reader (past the head; from the start too when it was
+   * attached so), oldest first, as one chunk of at most `maxBytes` with its offset in the
+   * stream, or undefined when none wait. Wakes a writer waiting for room.
    */
   takeLive(maxBytes = Number.POSITIVE_INFINITY): { offset: number; data: Buffer } | undefined {
     const queue = this.live;
