@@ -139,8 +139,9 @@ export class TaskRun {
   useSpools(spools: Spools): void {
     this.#spools = spools;
     if (this.attached) {
-      spools.stdout.attachLive();
-      spools.stderr.attachLive();
+      // From the first byte: the caller is fed from memory, not by reading the files back.
+      spools.stdout.attachLive(true);
+      spools.stderr.attachLive(true);
       this.#attachedSpools = spools;
     }
   }
