@@ -4,7 +4,7 @@
 // BENCH_SMOKE=1) runs small counts in a few seconds and only checks that every figure is produced.
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { link, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +29,7 @@ import {
 } from "./lib.js";
 import { sshControlMasterUnavailableReason, startSshControlMaster, type SshControlMaster } from "./ssh-control-master.js";
 import type { FanoutFigures } from "./fanout.js";
+import { fillStore } from "./fill-store.js";
 import type { LargeResultFigures } from "./large-result.js";
 
 const smoke = process.argv.includes("--smoke") || process.env["BENCH_SMOKE"] === "1";
@@ -211,37 +212,6 @@ async function startSshBaseline(): Promise<SshControlMaster | undefined> {
     return undefined;
   }
   return startSshControlMaster();
-}
-
-/**
- * Fills a data directory with finished tasks `stored-<from>` to `stored-<to - 1>`, copies of
- * one real finished task: its status and request are rewritten with the new id, every other
- * file is a hard link to the sample's (the node only reads them), and its directories are made
- * empty as the sample's are. Returns the last id.
- */
-async function fillStore(source: string, target: string, from: number, to: number): Promise<string> {
-  const tasks = join(source, "tasks");
-  const sample = (await readdir(tasks)).find((name) => !name.startsWith("."));
-  if (sample === undefined) throw new Error("no finished task to copy");
-  const sampleDir = join(tasks, sample);
-  const status = JSON.parse(await readFile(join(sampleDir, "status.json"), "utf8")) as { id: string };
-  const request = JSON.parse(await readFile(join(sampleDir, "request.json"), "utf8")) as { spec: { id: string } };
-  const entries = (await readdir(sampleDir, { withFileTypes: true })).filter((entry) => entry.name !== "status.json" && entry.name !== "request.json");
-  const dirs = entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name);
-  const files = entries.filter((entry) => entry.isFile()).map((entry) => entry.name);
-  await mkdir(join(target, "tasks"), { recursive: true });
-  await runConcurrent(to - from, 64, async (index) => {
-    const id = `stored-${from + index}`;
-    const dir = join(target, "tasks", id);
-    await mkdir(dir);
-    await Promise.all([
-      writeFile(join(dir, "status.json"), JSON.stringify({ ...status, id })),
-      writeFile(join(dir, "request.json"), JSON.stringify({ ...request, spec: { ...request.spec, id } })),
-      ...dirs.map((name) => mkdir(join(dir, name))),
-      ...files.map((name) => link(join(sampleDir, name), join(dir, name))),
-    ]);
-  });
-  return `stored-${to - 1}`;
 }
 
 /** A row comparing a figure with a baseline as a ratio: at least (`>=`) or at most (`<=`) `limit` times it. */
