@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DrceError, ErrorCode } from "../domain/errors.js";
@@ -174,8 +174,8 @@ function removeTempFiles(dir: string): void {
 }
 
 // One frozen empty list for every loaded status that has none: JSON.parse gives each empty
-// array room for elements, about 150 bytes, and a stored task has three of them (subtasks,
-// files, escaped pids), which were half the memory a node with 100,000 stored tasks held for them.
+// array room for elements, and a stored task has three (subtasks, files, escaped pids); a
+// finished `true` task's status took 824 bytes of heap with its own, 360 with the shared one.
 const noItems: readonly never[] = Object.freeze([]);
 
 /** A status as parsed from `status.json`, its empty lists replaced by one shared frozen list. */
@@ -187,6 +187,29 @@ function compactStatus(parsed: TaskStatus): TaskStatus {
   if (files.length === 0) status.files = noItems;
   if (escapedPids.length === 0) status.escapedPids = noItems;
   return status;
+}
+
+/**
+ * Reads a file synchronously as UTF-8 through `buffer`, which every file of a load shares;
+ * a file larger than it is read whole. One buffer instead of one per file: with 100,000
+ * stored tasks, the freed buffers left the node about 15 MB more RSS after start-up.
+ */
+function readSmallFile(path: string, buffer: Buffer): string {
+  const fd = openSync(path, "r");
+  try {
+    let filled = 0;
+    for (;;) {
+      const wanted = buffer.length - filled;
+      const bytes = readSync(fd, buffer, filled, wanted, null);
+      filled += bytes;
+      // A regular file reads short only at its end: no second read to find it.
+      if (bytes < wanted) return buffer.toString("utf8", 0, filled);
+      if (filled === buffer.length) break;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return readFileSync(path, "utf8");
 }
 
 /** Output files up to this size are read synchronously (see readOutput). */
@@ -233,7 +256,8 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
       // Synchronous reads: at start-up nothing else waits for the event loop, and for
       // thousands of tasks a thread pool round trip per open, stat, read and close costs
       // seconds on a busy host where the reads themselves (page cache) take milliseconds.
-      const read = (path: string): string => readFileSync(path, "utf8");
+      const buffer = Buffer.allocUnsafe(64 * 1024);
+      const read = (path: string): string => readSmallFile(path, buffer);
       for (const name of names) {
         if (name.startsWith(".")) continue;
         const dir = taskDir(name);

@@ -59,4 +59,14 @@ describe("stored requests", () => {
     expect(Object.isFrozen(loaded?.status.files)).toBe(true);
     expect(Object.isFrozen(loaded?.status.escapedPids)).toBe(false);
   });
+
+  it("loads a status larger than the buffer start-up reads through, whole", async () => {
+    const store = await createTaskStore({ dataDir: dir });
+    const subtaskIds = Array.from({ length: 8000 }, (_, i) => `subtask-${i}`);
+    const written = testStatus({ id: "big", state: TaskState.Finished, finishedAt: 4, errorMessage: "é".repeat(40_000), subtaskIds });
+    await store.create(request("big"), testStatus({ id: "big", state: TaskState.New }));
+    await store.saveStatus(written);
+    const [loaded] = await (await createTaskStore({ dataDir: dir })).load({ requests: "unfinished" });
+    expect(loaded?.status).toEqual(written);
+  });
 });
