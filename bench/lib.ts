@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { createClient, type Client } from "@connectrpc/connect";
@@ -111,6 +111,45 @@ export async function procMemory(pid: number, field: "VmRSS" | "VmHWM"): Promise
   return match === null ? 0 : Number(match[1]) * 1024;
 }
 
+/** The summed RSS of a process and every live process below it (a node and its spawner), in bytes. */
+export async function treeRss(pid: number): Promise<number> {
+  const parents = new Map<number, number>();
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // The process ended while the table was read; it holds no memory any more.
+    }
+  }
+  const tree = new Set([pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [child, parent] of parents) {
+      if (tree.has(parent) && !tree.has(child)) {
+        tree.add(child);
+        grew = true;
+      }
+    }
+  }
+  let sum = 0;
+  for (const member of tree) sum += await procMemory(member, "VmRSS").catch(() => 0); // a member that ended since holds nothing
+  return sum;
+}
+
+/** Times a command run to its exit (spawn to exit), rejecting on a non-zero status; ms. */
+export async function timeProcess(file: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const started = performance.now();
+  const child = spawn(file, args, { cwd: root, env, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const [code] = (await once(child, "exit")) as [number | null];
+  const ms = performance.now() - started;
+  if (code !== 0) throw new Error(`${file} ${args.join(" ")} exited with ${code}: ${stderr.trim().slice(-500)}`);
+  return ms;
+}
+
 /** Resets a process's peak RSS (VmHWM) to its current RSS; false when the kernel refuses. */
 export async function resetPeakRss(pid: number): Promise<boolean> {
   try {
@@ -157,6 +196,8 @@ export interface Transfer {
   readonly bytesPerSecond: number;
   /** Milliseconds from spawn to the first byte (start-up and connection). */
   readonly firstByteMs: number;
+  /** Milliseconds from spawn to the last byte (start-up, connection and the whole stream). */
+  readonly wallMs: number;
   readonly exitCode: number | null;
 }
 
@@ -174,7 +215,7 @@ export async function measureTransfer(file: string, args: readonly string[], env
   const [code] = (await once(child, "exit")) as [number | null];
   await closed;
   const last = performance.now();
-  return { bytes, bytesPerSecond: first === 0 ? 0 : (bytes * 1000) / (last - first), firstByteMs: first === 0 ? 0 : first - spawned, exitCode: code };
+  return { bytes, bytesPerSecond: first === 0 ? 0 : (bytes * 1000) / (last - first), firstByteMs: first === 0 ? 0 : first - spawned, wallMs: last - spawned, exitCode: code };
 }
 
 /**

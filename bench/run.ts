@@ -1,11 +1,10 @@
-import { execFileSync } from "node:child_process";
 // The drce benchmark suite: starts a node as a child process and measures it against
-// baselines taken in the same run (raw child_process.spawn, raw node:http2, ssh to a
-// loopback sshd), then prints one table. `--smoke` (or BENCH_SMOKE=1) runs small counts
-// in a few seconds and only checks that every figure is produced.
-import { spawn } from "node:child_process";
+// baselines taken in the same run (raw child_process.spawn, raw node:http2, `node -e 0`,
+// ssh with a ControlMaster to a loopback sshd), then prints one table. `--smoke` (or
+// BENCH_SMOKE=1) runs small counts in a few seconds and only checks that every figure is produced.
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +12,6 @@ import { create } from "@bufbuild/protobuf";
 import { Dealer } from "zeromq";
 import { TaskMode, TaskSpecSchema } from "../gen/drce/v1/task_pb.js";
 import { isFinalState } from "../src/domain/states.js";
-import { generateKey, keyUser, sshdAvailable, sshdUnavailableReason, startSshd } from "../test/helpers/sshd.js";
 import {
   type BenchNode,
   measureTransfer,
@@ -25,17 +23,21 @@ import {
   runJsonChild,
   sleep,
   startBenchNode,
+  timeProcess,
+  treeRss,
   type Transfer,
 } from "./lib.js";
+import { sshControlMasterUnavailableReason, startSshControlMaster, type SshControlMaster } from "./ssh-control-master.js";
 import type { FanoutFigures } from "./fanout.js";
+import { fillStore } from "./fill-store.js";
 import type { LargeResultFigures } from "./large-result.js";
 
 const smoke = process.argv.includes("--smoke") || process.env["BENCH_SMOKE"] === "1";
-const sizes = smoke
-  ? { rounds: 1, syncTasks: 64, latencyTasks: 20, asyncTasks: 200, transferBytes: 64 * 1024 * 1024, legacyTasks: 64, storedTasks: 100 }
-  : { rounds: 3, syncTasks: 1000, latencyTasks: 200, asyncTasks: 5000, transferBytes: 1024 * 1024 * 1024, legacyTasks: 800, storedTasks: 10_000 };
-const concurrency = 32;
 const MB = 1024 * 1024;
+const sizes = smoke
+  ? { rounds: 1, syncTasks: 64, latencyTasks: 20, asyncTasks: 200, cliRuns: 3, transferBytes: [16 * MB, 64 * MB], legacyTasks: 64, storedTasks: [100, 300] }
+  : { rounds: 3, syncTasks: 1000, latencyTasks: 200, asyncTasks: 5000, cliRuns: 20, transferBytes: [100 * MB, 1024 * MB], legacyTasks: 800, storedTasks: [10_000, 100_000] };
+const concurrency = 32;
 
 /** One row of the result table. */
 interface Row {
@@ -72,14 +74,15 @@ async function connectSyncThroughput(node: BenchNode, count: number): Promise<nu
   return (count * 1000) / ms;
 }
 
-async function connectSyncLatency(node: BenchNode, count: number): Promise<number> {
+/** One caller from a warm client, one sync `true` after the other; every call's latency in ms. */
+async function connectSyncLatency(node: BenchNode, count: number): Promise<number[]> {
   const samples: number[] = [];
   for (let i = 0; i < count; i++) {
     const started = performance.now();
     await node.client.submitTask({ task: trueSpec() });
     samples.push(performance.now() - started);
   }
-  return quantile(samples, 0.5);
+  return samples;
 }
 
 /** Submits `count` async tasks back to back (32 in flight); times every submission and the whole batch. */
@@ -201,71 +204,33 @@ async function rawHttp2Transfer(bytes: number): Promise<Transfer> {
   }
 }
 
-/** ssh to a private loopback sshd, key login; undefined when no sshd can run here. */
-async function startSshBaseline(): Promise<{ run(bytes: number): Promise<Transfer>; stop(): Promise<void> } | undefined> {
-  if (!sshdAvailable()) {
-    log(`ssh baseline skipped: ${sshdUnavailableReason()}`);
+/** The ssh ControlMaster baseline, or undefined (logged) when no sshd can run here. */
+async function startSshBaseline(): Promise<SshControlMaster | undefined> {
+  const reason = sshControlMasterUnavailableReason();
+  if (reason !== undefined) {
+    log(`ssh ControlMaster baseline skipped: ${reason}`);
     return undefined;
   }
-  const sshd = await startSshd();
-  const key = await generateKey(sshd.dir, "bench_key");
-  await appendFile(join(sshd.dir, "keys", `${keyUser}.keys`), await readFile(key.publicKeyFile));
-  const args = (bytes: number): string[] => [
-    "-p",
-    String(sshd.port),
-    "-i",
-    key.privateKeyFile,
-    "-o",
-    `UserKnownHostsFile=${sshd.knownHostsFile}`,
-    "-o",
-    "StrictHostKeyChecking=yes",
-    "-o",
-    "BatchMode=yes",
-    `${keyUser}@127.0.0.1`,
-    `head -c ${bytes} /dev/zero`,
-  ];
+  return startSshControlMaster();
+}
+
+/** A row comparing a figure with a baseline as a ratio: at least (`>=`) or at most (`<=`) `limit` times it. */
+const ratioRow = (figure: string, value: number, unit: string, baseline: number | undefined, baselineName: string, limit: number, comparison: ">=" | "<=" = ">="): Row => {
+  const ratio = baseline === undefined ? undefined : value / baseline;
   return {
-    async run(bytes) {
-      const transfer = await measureTransfer("ssh", args(bytes));
-      if (transfer.bytes !== bytes) throw new Error(`ssh delivered ${transfer.bytes} of ${bytes} bytes (exit ${transfer.exitCode}): ${sshd.log().slice(-500)}`);
-      return transfer;
-    },
-    stop: () => sshd.stop(),
+    figure,
+    value,
+    unit,
+    baseline,
+    baselineName,
+    ratio,
+    target: `${comparison} ${limit} x ${baselineName}`,
+    pass: ratio === undefined ? undefined : comparison === ">=" ? ratio >= limit : ratio <= limit,
   };
-}
-
-/** Fills a data directory with `count` finished tasks, copies of one real finished task. */
-async function fillStore(source: string, target: string, count: number): Promise<string> {
-  const tasks = join(source, "tasks");
-  const sample = (await readdir(tasks)).find((name) => !name.startsWith("."));
-  if (sample === undefined) throw new Error("no finished task to copy");
-  const status = JSON.parse(await readFile(join(tasks, sample, "status.json"), "utf8")) as { id: string };
-  const request = JSON.parse(await readFile(join(tasks, sample, "request.json"), "utf8")) as { spec: { id: string } };
-  await mkdir(join(target, "tasks"), { recursive: true });
-  let last = "";
-  await runConcurrent(count, 16, async (index) => {
-    const id = `stored-${index}`;
-    const dir = join(target, "tasks", id);
-    await cp(join(tasks, sample), dir, { recursive: true });
-    await writeFile(join(dir, "status.json"), JSON.stringify({ ...status, id }));
-    await writeFile(join(dir, "request.json"), JSON.stringify({ ...request, spec: { ...request.spec, id } }));
-    last = id;
-  });
-  return last;
-}
-
-const ratioRow = (figure: string, value: number, unit: string, baseline: number, baselineName: string, minRatio: number): Row => ({
-  figure,
-  value,
-  unit,
-  baseline,
-  baselineName,
-  ratio: value / baseline,
-  target: `>= ${minRatio} x ${baselineName}`,
-  pass: value / baseline >= minRatio,
-});
+};
 
 const median = (values: readonly number[]): number => quantile(values, 0.5);
+const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
 
 async function main(): Promise<void> {
   // The node and the CLI run from the compiled bundle, as `npm start` builds it.
@@ -273,30 +238,44 @@ async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), "drce-bench-"));
   const dataDir = join(work, "data");
   let node: BenchNode | undefined;
+  const ssh = await startSshBaseline();
   try {
     // Unlimited output per stream: past --max-output-bytes (256 MiB by default) a run streams
     // the head live and the tail once the task ends, so 1 GiB would not reach the CLI whole.
     node = await startBenchNode({ dataDir, args: ["--max-output-bytes", "0"] });
     log(`node up in ${node.startMs.toFixed(0)} ms (pid ${node.pid})`);
-    // Warm up both sides (JIT, page cache) before anything is timed.
+    // Warm up every side (JIT, page cache, the master connection) before anything is timed.
     await connectSyncThroughput(node, smoke ? 16 : 200);
     await rawSpawnThroughput(smoke ? 16 : 200);
+    await ssh?.throughput(smoke ? 16 : 100, concurrency);
 
-    // Sync throughput and latency, interleaved with the raw spawn baseline round by round.
+    // Sync throughput and latency, interleaved with the raw spawn and ssh baselines round by round.
     const raw: number[] = [];
     const drce: number[] = [];
+    const sshTasks: number[] = [];
     const rawLatency: number[] = [];
     const drceLatency: number[] = [];
+    const sshLatency: number[] = [];
     for (let round = 0; round < sizes.rounds; round++) {
       raw.push(await rawSpawnThroughput(sizes.syncTasks));
       drce.push(await connectSyncThroughput(node, sizes.syncTasks));
+      if (ssh !== undefined) sshTasks.push(await ssh.throughput(sizes.syncTasks, concurrency));
       rawLatency.push(await rawSpawnLatency(sizes.latencyTasks));
-      drceLatency.push(await connectSyncLatency(node, sizes.latencyTasks));
-      log(`round ${round + 1}: spawn ${raw.at(-1)!.toFixed(0)}/s, drce ${drce.at(-1)!.toFixed(0)}/s; median spawn ${rawLatency.at(-1)!.toFixed(2)} ms, drce ${drceLatency.at(-1)!.toFixed(2)} ms`);
+      const drceSamples = await connectSyncLatency(node, sizes.latencyTasks);
+      drceLatency.push(...drceSamples);
+      const sshSamples: number[] = [];
+      for (let i = 0; ssh !== undefined && i < sizes.latencyTasks; i++) sshSamples.push(await ssh.call());
+      sshLatency.push(...sshSamples);
+      log(
+        `round ${round + 1}: spawn ${raw.at(-1)!.toFixed(0)}/s, drce ${drce.at(-1)!.toFixed(0)}/s, ssh ${sshTasks.at(-1)?.toFixed(0) ?? "-"}/s; ` +
+          `median spawn ${rawLatency.at(-1)!.toFixed(2)} ms, drce ${median(drceSamples).toFixed(2)} ms (p99 ${quantile(drceSamples, 0.99).toFixed(2)}), ` +
+          `ssh ${ssh === undefined ? "-" : median(sshSamples).toFixed(2)} ms (p99 ${ssh === undefined ? "-" : quantile(sshSamples, 0.99).toFixed(2)})`,
+      );
     }
-    const rawTasks = median(raw);
     const connectTasks = median(drce);
-    rows.push(ratioRow(`sync true, ${concurrency} callers`, connectTasks, "tasks/s", rawTasks, "raw spawn", 0.9));
+    const sshBase = (values: readonly number[], pick: (v: readonly number[]) => number): number | undefined => (values.length === 0 ? undefined : pick(values));
+    rows.push(ratioRow(`sync true, ${concurrency} callers`, connectTasks, "tasks/s", median(raw), "raw spawn", 0.6));
+    rows.push(ratioRow(`sync true, ${concurrency} callers`, connectTasks, "tasks/s", sshBase(sshTasks, median), "ssh CM", 1.5));
     const [rawMedian, drceMedian] = [median(rawLatency), median(drceLatency)];
     rows.push({
       figure: "sync true, one caller, median",
@@ -307,6 +286,8 @@ async function main(): Promise<void> {
       target: "<= raw spawn + 1.0 ms",
       pass: drceMedian <= rawMedian + 1,
     });
+    rows.push(ratioRow("sync true, one caller, median", drceMedian, "ms", sshBase(sshLatency, median), "ssh CM", 1, "<="));
+    rows.push(ratioRow("sync true, one caller, p99", quantile(drceLatency, 0.99), "ms", sshBase(sshLatency, (v) => quantile(v, 0.99)), "ssh CM", 1.5, "<="));
 
     // Async: the whole batch, then every submission's latency.
     const asyncResult = await connectAsync(node, sizes.asyncTasks);
@@ -329,61 +310,109 @@ async function main(): Promise<void> {
     rows.push(ratioRow(`legacy HTTP sync true, ${concurrency} callers`, median(legacyHttp), "tasks/s", connectBase, "Connect", 0.9));
     rows.push(ratioRow(`legacy ZeroMQ sync true, ${concurrency} callers`, median(legacyZmq), "tasks/s", connectBase, "Connect", 0.9));
 
-    // Output throughput at the CLI, against raw HTTP/2 and ssh.
-    const ssh = await startSshBaseline();
-    const cli: Transfer[] = [];
-    const h2: Transfer[] = [];
-    const sshRuns: Transfer[] = [];
+    // The whole CLI process, spawn to exit, against Node.js doing nothing and against ssh,
+    // one of each in turn.
+    const cliEnv = { ...process.env, DRCE_SERVER: node.url };
+    const cliRuns: number[] = [];
+    const nodeRuns: number[] = [];
+    const sshRuns: number[] = [];
+    for (let round = 0; round < sizes.rounds; round++) {
+      for (let i = 0; i < sizes.cliRuns; i++) {
+        nodeRuns.push(await timeProcess(process.execPath, ["-e", "0"]));
+        cliRuns.push(await timeProcess(process.execPath, ["bin/drce.js", "run", "--", "true"], cliEnv));
+        if (ssh !== undefined) sshRuns.push(await ssh.call());
+      }
+      log(`CLI round ${round + 1}: drce run -- true ${median(cliRuns).toFixed(1)} ms, node -e 0 ${median(nodeRuns).toFixed(1)} ms, ssh -S true ${ssh === undefined ? "-" : median(sshRuns).toFixed(1)} ms`);
+    }
+    rows.push(ratioRow("drce run -- true, whole process", median(cliRuns), "ms", median(nodeRuns), "node -e 0", 1.5, "<="));
+    const sshCli = sshBase(sshRuns, median);
+    rows.push({
+      figure: "drce run -- true, whole process",
+      value: median(cliRuns),
+      unit: "ms",
+      baseline: sshCli,
+      baselineName: "ssh -S true",
+      ratio: sshCli === undefined ? undefined : median(cliRuns) / sshCli,
+      target: "(recorded)",
+      pass: undefined,
+    });
+
+    // Output through the CLI into a pipe: spawn to last byte against ssh CM (both start a
+    // process), first byte to last against raw HTTP/2.
     const rss: number[] = [];
-    try {
+    for (const bytes of sizes.transferBytes) {
+      const cli: Transfer[] = [];
+      const h2: Transfer[] = [];
+      const sshTransfers: Transfer[] = [];
       for (let round = 0; round < sizes.rounds; round++) {
-        const result = await cliTransfer(node, sizes.transferBytes);
+        const result = await cliTransfer(node, bytes);
         cli.push(result.transfer);
         rss.push(result.rssGrowth);
-        h2.push(await rawHttp2Transfer(sizes.transferBytes));
-        if (ssh !== undefined) sshRuns.push(await ssh.run(sizes.transferBytes));
+        h2.push(await rawHttp2Transfer(bytes));
+        if (ssh !== undefined) sshTransfers.push(await ssh.transfer(bytes));
         log(
-          `transfer round ${round + 1}: drce run ${(cli.at(-1)!.bytesPerSecond / MB).toFixed(0)} MB/s (first byte ${cli.at(-1)!.firstByteMs.toFixed(0)} ms), ` +
-            `http2 ${(h2.at(-1)!.bytesPerSecond / MB).toFixed(0)} MB/s, ssh ${sshRuns.length > 0 ? (sshRuns.at(-1)!.bytesPerSecond / MB).toFixed(0) : "-"} MB/s; rss +${(rss.at(-1)! / MB).toFixed(1)} MB`,
+          `transfer ${bytes / MB} MiB round ${round + 1}: drce run ${cli.at(-1)!.wallMs.toFixed(0)} ms spawn to last byte (${(cli.at(-1)!.bytesPerSecond / MB).toFixed(0)} MB/s from the first), ` +
+            `ssh ${sshTransfers.at(-1)?.wallMs.toFixed(0) ?? "-"} ms, http2 ${(h2.at(-1)!.bytesPerSecond / MB).toFixed(0)} MB/s; rss +${mb(rss.at(-1)!)}`,
         );
       }
-    } finally {
-      await ssh?.stop();
-    }
-    const cliRate = median(cli.map((t) => t.bytesPerSecond)) / MB;
-    rows.push(ratioRow(`drce run head -c ${sizes.transferBytes / MB} MiB`, cliRate, "MB/s", median(h2.map((t) => t.bytesPerSecond)) / MB, "raw HTTP/2", 0.6));
-    if (sshRuns.length > 0) {
-      const sshRate = median(sshRuns.map((t) => t.bytesPerSecond)) / MB;
-      rows.push(ratioRow(`drce run head -c ${sizes.transferBytes / MB} MiB`, cliRate, "MB/s", sshRate, "ssh", 1));
-    } else {
-      rows.push({ figure: `drce run vs ssh`, value: cliRate, unit: "MB/s", baseline: undefined, baselineName: "ssh", target: "> ssh (no sshd here)", pass: undefined });
+      const wallRate = (t: Transfer): number => (t.bytes * 1000) / t.wallMs / MB;
+      const cliWallRate = median(cli.map(wallRate));
+      rows.push(ratioRow(`drce run head -c ${bytes / MB} MiB, spawn to last byte`, cliWallRate, "MB/s", sshBase(sshTransfers.map(wallRate), median), "ssh CM", 1));
+      rows.push(ratioRow(`drce run head -c ${bytes / MB} MiB, first to last byte`, median(cli.map((t) => t.bytesPerSecond)) / MB, "MB/s", median(h2.map((t) => t.bytesPerSecond)) / MB, "raw HTTP/2", 0.6));
     }
     const rssMax = Math.max(...rss) / MB;
-    rows.push({ figure: "node peak RSS growth during the run", value: rssMax, unit: "MB", baseline: undefined, baselineName: "", target: "<= 64 MB", pass: rssMax <= 64 });
+    rows.push({ figure: "node peak RSS growth during the runs", value: rssMax, unit: "MB", baseline: undefined, baselineName: "", target: "<= 64 MB", pass: rssMax <= 64 });
 
-    // Start-up with many finished tasks on disk.
+    // Idle memory and start-up, with an empty data directory and with many finished tasks.
     await node.stop();
     node = undefined;
+    const sshdRss = await ssh?.listenerRss();
     const storedDir = join(work, "stored");
-    const probe = await fillStore(dataDir, storedDir, sizes.storedTasks);
     const emptyDir = join(work, "empty");
-    const starts: number[] = [];
     const emptyStarts: number[] = [];
-    const rssAfter: number[] = [];
-    for (let round = 0; round < sizes.rounds; round++) {
-      const empty = await startBenchNode({ dataDir: emptyDir });
-      emptyStarts.push(empty.startMs);
-      await empty.stop();
-      const full = await startBenchNode({ dataDir: storedDir, probeTask: probe });
-      starts.push(full.startMs);
-      rssAfter.push(await procMemory(full.pid, "VmRSS"));
-      await full.stop();
-      log(`start-up round ${round + 1}: empty ${emptyStarts.at(-1)!.toFixed(0)} ms, ${sizes.storedTasks} tasks ${starts.at(-1)!.toFixed(0)} ms, rss ${(rssAfter.at(-1)! / MB).toFixed(0)} MB`);
+    const idleRss: number[] = [];
+    const stored = new Map<number, { starts: number[]; rss: number[]; probe: string }>();
+    let filled = 0;
+    for (const count of sizes.storedTasks) {
+      const filling = performance.now();
+      const probe = await fillStore(dataDir, storedDir, filled, count);
+      log(`stored ${count - filled} more finished tasks in ${(performance.now() - filling).toFixed(0)} ms`);
+      filled = count;
+      stored.set(count, { starts: [], rss: [], probe });
+      for (let round = 0; round < sizes.rounds; round++) {
+        const empty = await startBenchNode({ dataDir: emptyDir });
+        emptyStarts.push(empty.startMs);
+        const reply = await empty.client.submitTask({ task: trueSpec() });
+        if (reply.result?.exitStatus !== 0) throw new Error("the idle node's task failed");
+        idleRss.push(await treeRss(empty.pid));
+        await empty.stop();
+        const full = await startBenchNode({ dataDir: storedDir, probeTask: probe });
+        const figures = stored.get(count)!;
+        figures.starts.push(full.startMs);
+        figures.rss.push(await procMemory(full.pid, "VmRSS"));
+        await full.stop();
+        log(`start-up round ${round + 1}: empty ${emptyStarts.at(-1)!.toFixed(0)} ms (node + spawner ${mb(idleRss.at(-1)!)}), ${count} tasks ${figures.starts.at(-1)!.toFixed(0)} ms, rss ${mb(figures.rss.at(-1)!)}`);
+      }
     }
-    const startMs = median(starts);
-    rows.push({ figure: `start-up with ${sizes.storedTasks} finished tasks`, value: startMs, unit: "ms", baseline: median(emptyStarts), baselineName: "empty data dir", target: "<= 2000 ms", pass: startMs <= 2000 });
-    const rssMb = median(rssAfter) / MB;
-    rows.push({ figure: `RSS with ${sizes.storedTasks} finished tasks`, value: rssMb, unit: "MB", baseline: undefined, baselineName: "", target: "<= 200 MB", pass: rssMb <= 200 });
+    const idleMb = median(idleRss) / MB;
+    rows.push({
+      figure: "idle node + spawner RSS, after one task",
+      value: idleMb,
+      unit: "MB",
+      baseline: sshdRss === undefined ? undefined : sshdRss / MB,
+      baselineName: "sshd listener",
+      ratio: sshdRss === undefined ? undefined : idleMb / (sshdRss / MB),
+      target: "<= 80 MB",
+      pass: idleMb <= 80,
+    });
+    for (const [count, figures] of stored) {
+      const startMs = median(figures.starts);
+      // The start-up target is the one set for the first store size (10,000 tasks); larger stores are recorded.
+      const first = count === sizes.storedTasks[0];
+      rows.push({ figure: `start-up with ${count} finished tasks`, value: startMs, unit: "ms", baseline: median(emptyStarts), baselineName: "empty data dir", target: first ? "<= 2000 ms" : "(recorded)", pass: first ? startMs <= 2000 : undefined });
+      const rssMb = median(figures.rss) / MB;
+      rows.push({ figure: `RSS with ${count} finished tasks`, value: rssMb, unit: "MB", baseline: undefined, baselineName: "", target: "<= 200 MB", pass: rssMb <= 200 });
+    }
 
     // One large result served whole over each way out (its own node; see bench/large-result.ts).
     const large = await runJsonChild<LargeResultFigures>(["bench/large-result.ts", ...(smoke ? ["--smoke"] : [])]);
@@ -426,6 +455,7 @@ async function main(): Promise<void> {
     for (const reason of fan.missing) log(`fan-out: missing ${reason}`);
   } finally {
     await node?.stop();
+    await ssh?.stop();
     await rm(work, { recursive: true, force: true });
   }
 }
@@ -453,7 +483,7 @@ function printTable(): void {
   for (const cells of body) console.log(line(cells));
 }
 
-const expected = 20;
+const expected = 30;
 try {
   await main();
 } finally {

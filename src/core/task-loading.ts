@@ -5,24 +5,25 @@ import type { CoreContext } from "./core-context.js";
 import { recoverTask } from "./recovery.js";
 import type { Retention } from "./retention.js";
 import { sessionRunnerFor } from "./session-table.js";
+import { StoredTaskRecord } from "./stored-task-record.js";
 import type { TaskRecord } from "./task-registry.js";
-import { TaskRun } from "./task-run.js";
 import { streamNames } from "./task-views.js";
 
 /**
  * Loads the tasks the store holds into the registry at start-up: a task a dead node left
  * unfinished is recovered as crashed (its orphan killed by its session runner); finished
- * trees join the retention queue in the order they finished. Resolves to the numbers of
- * tasks recovered and loaded.
+ * trees join the retention queue in the order they finished. Each is kept as its status
+ * alone (see {@link StoredTaskRecord}): only an unfinished task's request is read here, for
+ * its recovery. Resolves to the numbers of tasks recovered and loaded.
  */
 export async function loadTasks(context: CoreContext, retention: Retention): Promise<{ recovered: number; loaded: number }> {
   const { store, registry } = context;
-  const loaded = await store.load();
+  const loaded = await store.load({ requests: "unfinished" });
   let recovered = 0;
   for (const { status, request } of loaded) {
-    const spec = request !== undefined ? fromStoredSpec(request.spec) : taskSpec({ id: status.id, command: status.command });
     let current = status;
     if (!isFinalState(status.state)) {
+      const spec = request !== undefined ? fromStoredSpec(request.spec) : taskSpec({ id: status.id, command: status.command });
       current = await recoverTask(status, store, (left) => sessionRunnerFor(context.sessions, spec).reap(left));
       // A node on a full disk still starts and serves what it has: a recovered state that
       // cannot be stored is reported, kept in memory, and found again on the next start.
@@ -38,8 +39,7 @@ export async function loadTasks(context: CoreContext, retention: Retention): Pro
       if (saved) for (const stream of streamNames) store.removeOutputTail(current.id, stream);
       recovered++;
     }
-    const record: TaskRecord = { status: current, digest: request?.digest ?? "", spec, run: TaskRun.finished(), accepted: Promise.resolve() };
-    registry.addLoaded(record);
+    registry.addLoaded(new StoredTaskRecord(current, store));
     if (current !== status) context.publish(current);
   }
   // Finished trees join the retention queue in the order they finished; the first sweep

@@ -16,6 +16,21 @@ export const sshdPath = "/usr/sbin/sshd";
 export const passwordUser = "drcetest1";
 /** The local account used for key logins. */
 export const keyUser = "drcetest2";
+/** The local account whose login shell is /bin/sh (the bench's ssh baseline logs in as it). */
+export const shellUser = "drcetest3";
+
+/** Options of {@link startSshd}; the defaults are what the SSH tests rely on. */
+export interface StartSshdOptions {
+  /** sshd's `MaxSessions` (sessions per connection); 32 unless told. */
+  readonly maxSessions?: number;
+  /** sshd's `MaxStartups` (unauthenticated connections at once); "100" unless told. */
+  readonly maxStartups?: string;
+  /**
+   * Also accepts {@link shellUser}, whose login shell is /bin/sh, with the same key as the key
+   * account: a remote command then costs one /bin/sh, as on a host whose users log in to sh.
+   */
+  readonly shellAccount?: boolean;
+}
 
 /** A running test sshd. */
 export interface TestSshd {
@@ -105,11 +120,11 @@ async function userExists(user: string): Promise<boolean> {
 }
 
 /** Creates the account if needed. Another test process may be creating it too: tolerate that. */
-async function ensureUser(user: string): Promise<void> {
+async function ensureUser(user: string, shell = "/bin/bash"): Promise<void> {
   for (let attempt = 0; attempt < 20; attempt++) {
     if (await userExists(user)) return;
     try {
-      await run("useradd", ["-m", "-s", "/bin/bash", user]);
+      await run("useradd", ["-m", "-s", shell, user]);
       return;
     } catch {
       // /etc/passwd may be locked by a concurrent useradd; look again shortly.
@@ -176,7 +191,7 @@ export async function generateKey(dir: string, name: string, passphrase = "", ty
  * and makes sure the two test accounts exist: one logs in with a password, one with an
  * ed25519 key protected by a passphrase. Readiness is polled (SSH banner), never slept for.
  */
-export async function startSshd(): Promise<TestSshd> {
+export async function startSshd(options: StartSshdOptions = {}): Promise<TestSshd> {
   const reason = sshdUnavailableReason();
   if (reason !== undefined) throw new Error(`cannot start the test sshd: ${reason}`);
   // Privilege separation directory; a fresh container does not have it.
@@ -195,12 +210,20 @@ export async function startSshd(): Promise<TestSshd> {
   // Both accounts get a password: sshd without PAM refuses any login to a locked ("!") account.
   await setPassword(passwordUser, password);
   await setPassword(keyUser, password);
+  if (options.shellAccount === true) {
+    await ensureUser(shellUser, "/bin/sh");
+    // An account made earlier with another shell is set back to sh: the baseline's cost depends on it.
+    const { stdout } = await run("getent", ["passwd", shellUser]);
+    if (stdout.trim().split(":").at(-1) !== "/bin/sh") await run("usermod", ["-s", "/bin/sh", shellUser]);
+    await setPassword(shellUser, password);
+  }
 
   const hostKey = await generateKey(dir, "host_ed25519_key");
   const rsaHostKey = await generateKey(dir, "host_rsa_key", "", "rsa");
   const passphrase = randomBytes(12).toString("base64url");
   const userKey = await generateKey(dir, "user_key", passphrase);
   await writeFile(join(keysDir, `${keyUser}.keys`), await readFile(userKey.publicKeyFile), { mode: 0o644 });
+  if (options.shellAccount === true) await writeFile(join(keysDir, `${shellUser}.keys`), await readFile(userKey.publicKeyFile), { mode: 0o644 });
   const hostKeyFingerprint = await fingerprintOf(hostKey.publicKeyFile);
   const hostPublic = (await readFile(hostKey.publicKeyFile, "utf8")).trim().split(/\s+/);
 
@@ -225,15 +248,15 @@ export async function startSshd(): Promise<TestSshd> {
         // Without PAM, sshd checks the shadow password itself; no PAM stack is needed.
         "UsePAM no",
         "StrictModes no",
-        "MaxStartups 100",
-        "MaxSessions 32",
+        `MaxStartups ${options.maxStartups ?? "100"}`,
+        `MaxSessions ${options.maxSessions ?? 32}`,
         "MaxAuthTries 10",
         "LoginGraceTime 30",
         "PrintMotd no",
         "PrintLastLog no",
         "UseDNS no",
         "Subsystem sftp internal-sftp",
-        `AllowUsers ${passwordUser} ${keyUser}`,
+        `AllowUsers ${[passwordUser, keyUser, ...(options.shellAccount === true ? [shellUser] : [])].join(" ")}`,
         "LogLevel INFO",
         "",
       ].join("\n"),
