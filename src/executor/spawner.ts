@@ -218,7 +218,7 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
     (chosen ??= (async () => {
       const implementation = options.implementation ?? (process.env["DRCE_SPAWNER"] === "node" ? "node" : "auto");
       if (implementation === "node") return undefined;
-      const built = await buildNativeSpawner({ cacheDir: options.cacheDir, path: options.compilerPath });
+      const built = await buildNativeSpawner({ cacheDir: options.cacheDir, path: options.compilerPath }).catch((error: unknown) => ({ ok: false as const, reason: `the native spawner's source cannot be read: ${String(error)}` }));
       if (built.ok) return built.path;
       options.onFallback?.(built.reason);
       return undefined;
