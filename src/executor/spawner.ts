@@ -177,8 +177,12 @@ const placements: Record<number, CgroupPlacement> = {
 };
 
 /**
- * Creates a spawner: a small Node.js process, forked once (on the first spawn, and again if
- * it ever stops), that starts commands for this process. A process that forks pays for the
+ * Creates a spawner: a small process, started once (on the first spawn, and again if it
+ * ever stops), that starts commands for this process. It is the native spawner
+ * (native/spawner.c, compiled with `cc` on first use; see buildNativeSpawner) where that
+ * can be built, else a Node.js process (spawner-main.ts); both take the streams the same
+ * way and keep the same guarantees, and only the native one can create a command in its
+ * control group ({@link SpawnRequest.cgroupDirs}). A process that forks pays for the
  * size of its own memory, and libuv forks on the event loop and waits there until the child
  * has called execve; a node holding hundreds of megabytes would spend milliseconds of its
  * event loop on every task. The spawner is small and does nothing else, so the node's event
