@@ -366,6 +366,9 @@ static void child_main(const struct spawn *message, const int fds[3], int report
   for (int target = 0; target < 3; target++) {
     if (dup2(fds[target], target) < 0) goto fail;
   }
+  // The directory first, then the identity, in libuv's order: a directory only the node's
+  // user can enter is entered as with child_process.
+  if (chdir(message->cwd) < 0) goto fail;
   if (message->has_uid || message->has_gid) {
     // The supplementary groups of the node's user are not the command's (as libuv does).
     int ignored = setgroups(0, NULL);
@@ -373,7 +376,6 @@ static void child_main(const struct spawn *message, const int fds[3], int report
   }
   if (message->has_gid && setgid(message->gid) < 0) goto fail;
   if (message->has_uid && setuid(message->uid) < 0) goto fail;
-  if (chdir(message->cwd) < 0) goto fail;
   exec_command(message);
 fail:
   report(report_fd, REPORT_FATAL, errno);
