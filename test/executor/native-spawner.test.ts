@@ -238,6 +238,23 @@ describe.skipIf(v2 === undefined)("commands created in their control group (cgro
 });
 
 describe("the native spawner's binary", () => {
+  it("refuses to run without a node: no socket path, or no control socket as fd 3", async () => {
+    const built = await buildNativeSpawner();
+    if (!built.ok) throw new Error(built.reason);
+    const runAlone = (args: string[]): Promise<{ code: number | null; stderr: string }> =>
+      new Promise((resolve) => {
+        const child = spawn(built.path, args, { stdio: ["ignore", "ignore", "pipe"] });
+        let stderr = "";
+        child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+        child.once("close", (code) => resolve({ code, stderr }));
+      });
+    for (const args of [[], [join(dir, "alone.sock")]]) {
+      const result = await runAlone(args);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/started by a node only/);
+    }
+  });
+
   it("is rebuilt for a changed source: its name is its source's hash", async () => {
     const source = await readFile(fileURLToPath(new URL("../../src/executor/native/spawner.c", import.meta.url)));
     const hash = createHash("sha256").update(source).update("-O2 -std=gnu11 -Wall").digest("hex").slice(0, 16);
