@@ -39,7 +39,8 @@ async function spawnerPid(): Promise<number | undefined> {
     const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
     if (ppid !== node.pid) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, "latin1").catch(() => "");
-    if (cmdline.includes("spawner-main")) return Number(entry);
+    // The Node.js spawner runs spawner-main; the native one a binary named by its source's hash.
+    if (cmdline.includes("spawner-main") || /\/spawner-[0-9a-f]{16}\0/.test(cmdline)) return Number(entry);
   }
   return undefined;
 }
@@ -60,12 +61,20 @@ async function sample(spawner: number | undefined): Promise<Sample> {
   return { main, threads, spawner: spawnerCpu, client, busy: all.reduce((a, b) => a + b, 0) * 10 - idle, idle };
 }
 
+/** Resident memory of a process in MB (VmRSS), or 0 when it is gone. */
+async function rssMb(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return 0;
+  const status = await readFile(`/proc/${pid}/status`, "latin1").catch(() => "");
+  return Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0) / 1024;
+}
+
 const job = async (): Promise<void> => {
   await node.client.submitTask({ task: create(TaskSpecSchema, { command: "true" }) });
 };
 try {
   await runConcurrent(300, 32, job); // warm-up; starts the spawner
   const spawner = await spawnerPid();
+  const [nodeRss, spawnerRss] = [await rssMb(node.pid), await rssMb(spawner)];
   const before = await sample(spawner);
   const ms = await runConcurrent(count, 32, job);
   const after = await sample(spawner);
@@ -77,6 +86,7 @@ try {
   row("node, other threads", before.threads, after.threads);
   row(spawner === undefined ? "spawner (none found)" : "spawner", before.spawner, after.spawner);
   row("client (this process)", before.client, after.client);
+  console.log(`RSS after the warm-up: node ${nodeRss.toFixed(1)} MB, spawner ${spawnerRss.toFixed(1)} MB, together ${(nodeRss + spawnerRss).toFixed(1)} MB`);
   console.log(`${"machine".padEnd(30)} busy ${per(before.busy, after.busy)}   idle ${per(before.idle, after.idle)}   ms/task (all CPUs)`);
 } finally {
   await node.stop();

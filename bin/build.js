@@ -17,7 +17,7 @@
 // third of the CPU it took with every package external and nothing split. The library keeps
 // every package external, so that its users share one copy of Connect and protobuf with it.
 import { build } from "esbuild";
-import { readdirSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -55,3 +55,7 @@ const outputs = new Set([command, library].flatMap((result) => Object.keys(resul
 for (const name of readdirSync(new URL("../dist", import.meta.url))) {
   if (name.endsWith(".mjs") && !outputs.has(name)) rmSync(new URL(`../dist/${name}`, import.meta.url), { force: true });
 }
+// The native spawner is compiled from its source on the machine a node runs on (where it has
+// a C compiler; src/executor/native-spawner-build.ts): the source ships beside the bundles.
+mkdirSync(new URL("../dist/native", import.meta.url), { recursive: true });
+copyFileSync(new URL("../src/executor/native/spawner.c", import.meta.url), new URL("../dist/native/spawner.c", import.meta.url));

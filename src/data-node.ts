@@ -11,6 +11,7 @@ import { createContainment, groupPrefixFor } from "./executor/containment.js";
 import { hostFields, type HostSnapshot } from "./executor/host-sampler.js";
 import { checkRunLimits, checkStartLimits } from "./executor/limits.js";
 import { createLocalRunner } from "./executor/local-runner.js";
+import { createSpawner } from "./executor/spawner.js";
 import { directoryBytes } from "./executor/directory-bytes.js";
 import { createSshRunner } from "./executor/ssh/ssh-runner.js";
 import { lookupUser } from "./executor/users.js";
@@ -87,7 +88,11 @@ export async function createDataNode(options: DataNodeOptions): Promise<DataNode
   logger.info({ cgroups: cgroups === undefined ? "none" : `v${cgroups.version}` }, cgroups === undefined ? "tasks are contained by process group only" : "tasks are contained by cgroup");
   const containment = createContainment({ cgroups, groupPrefix: groupPrefixFor(config.dataDir), onWarning: (message, details) => logger.warn(details, message), onInternalError: (message, error, details) => internalErrors.report("containment", message, error, details) });
   const sshRunner = createSshRunner({ knownHostsFile: config.sshKnownHosts, trustOnFirstUse: config.sshTrustOnFirstUse });
-  const localRunner = createLocalRunner({ containment });
+  // Nothing the runner started may outlive the node unaccounted for (see local-runner.ts).
+  const spawner = createSpawner({ killOnDisconnect: true, onFallback: (reason) => logger.warn({ reason }, "the native spawner cannot be used: tasks are started by the Node.js spawner") });
+  // The native spawner is built (once per machine) while the node starts, not at its first task.
+  void spawner.placesIntoCgroups?.();
+  const localRunner = createLocalRunner({ containment, spawner });
   starts.started("runners", async () => {
     await Promise.all([sshRunner.close(), localRunner.close?.()]);
   });

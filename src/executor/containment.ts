@@ -74,6 +74,12 @@ export interface TaskContainment {
   /** Moves the leader into the group (before it may fork); false when that failed. */
   adopt(pid: number): Promise<boolean>;
   /**
+   * Records where the spawner put the leader when it created it in the group (see the
+   * spawner's cgroupDirs): in it, or, given why not, outside it (logged, as a failed
+   * {@link adopt} is). Returns whether the leader is in the group.
+   */
+  placed(error?: string): boolean;
+  /**
    * Kills what is left of the task once its leader exited: through the cgroup when there
    * is one, else the process group. Resolves to the pids still alive after that: with a
    * cgroup, those it could not kill; without, the task's processes that left its process
@@ -177,6 +183,12 @@ export function createContainment(options: ContainmentOptions): Containment {
           } catch (error) {
             warn("cannot move the task into its control group; it runs in its process group only", { task: taskId, err: String(error) });
           }
+          return adopted;
+        },
+        placed(error) {
+          if (cgroup === undefined) return false;
+          if (error === undefined) adopted = true;
+          else warn("cannot start the task in its control group; it runs in its process group only", { task: taskId, err: error });
           return adopted;
         },
         async killRest(pgid, leaderStartTicks) {

@@ -94,10 +94,13 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       const identity = runAs === undefined ? {} : { HOME: runAs.home, USER: runAs.name, LOGNAME: runAs.name };
       const env = taskEnvironment(spec.env, { ...options.extraEnv, ...identity, DRCE_TASK_ID: spec.id });
       const contained = await containment.prepare(spec.id);
-      // With a control group the leader starts behind a gate that holds it until it is in
-      // the group, so nothing it forks can be born outside. The gate execs the command, so
-      // a missing program is found here, as spawn would have found it.
-      const gated = contained.cgroup !== undefined;
+      // A spawner that creates the command in its group (the native one) needs no gate: the
+      // command runs there from its first instruction, and nothing is moved afterwards.
+      const direct = contained.cgroup !== undefined && (await spawner.placesIntoCgroups?.()) === true;
+      // Otherwise, with a control group the leader starts behind a gate that holds it until
+      // it is in the group, so nothing it forks can be born outside. The gate execs the
+      // command, so a missing program is found here, as spawn would have found it.
+      const gated = contained.cgroup !== undefined && !direct;
       const problem = gated ? findExecProblem(file, request.workDir, env["PATH"] ?? "") : undefined;
       const [spawnFile, spawnArgs] = gated && problem === undefined ? [cgroupGate[0], [...gateArgs(env), file, ...args]] : [file, args];
       const spawned = await spawner.spawn({
@@ -110,6 +113,7 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
         // Output is read from the start: the command may be writing already, and bytes must not be lost.
         stdout: request.stdout,
         stderr: request.stderr,
+        cgroupDirs: direct ? contained.cgroup?.dirs : undefined,
       });
       if (!spawned.ok) {
         await contained.release();
@@ -146,7 +150,7 @@ export function createLocalRunner(options: LocalRunnerOptions = {}): Runner {
       // then runs in its process group only, as without cgroups). Moving a process waits
       // for an RCU grace period in the kernel (milliseconds); the spawn record is written
       // meanwhile, so the task does not wait for the two one after the other.
-      let inCgroup = false;
+      let inCgroup = direct && contained.placed(child.cgroupPlacement === "failed" ? (child.cgroupError ?? "refused") : child.cgroupPlacement === "none" ? "the spawner did not place it" : undefined);
       // A command started without its gate (the check above saw a problem the spawn did not
       // have) is still moved into the group, but its input gets no gate's newline.
       const gateOpen = gated && problem === undefined;

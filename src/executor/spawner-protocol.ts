@@ -4,6 +4,8 @@
  * connects one Unix socket per stream to the spawner's listening socket and opens it with
  * a {@link streamHeader}, and the spawner hands the accepted sockets to the command as its
  * stdin, stdout and stderr. Every spawn gets exactly one answer, "spawned" or "failed".
+ * The native spawner takes the streams the same way, and the same messages as binary
+ * frames (spawner-frames.ts).
  */
 
 /** Node to spawner: start a command. */

@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from "node:child_process";
+import { fork, spawn as spawnProcess, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
@@ -6,6 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { buildNativeSpawner } from "./native-spawner-build.js";
+import { cancelFrame, createFrameReader, decodeAnswer, Placement, releaseFrame, spawnFrame, type NativeAnswer } from "./spawner-frames.js";
 import { streamHeader, tokenLength, type SpawnerMessage, type SpawnMessage } from "./spawner-protocol.js";
 
 /** What to start; see {@link Spawner.spawn}. */
@@ -20,7 +22,21 @@ export interface SpawnRequest {
   /** Where the command's stdout and stderr go: written with backpressure, never ended. */
   readonly stdout: Writable;
   readonly stderr: Writable;
+  /**
+   * Control groups (directories) the command is to run in from its first instruction: one
+   * on cgroup v2, one per hierarchy on v1. Only a spawner whose
+   * {@link Spawner.placesIntoCgroups} is true places it; another ignores them.
+   */
+  readonly cgroupDirs?: readonly string[] | undefined;
 }
+
+/**
+ * Where a spawned command is in the control groups it was given: none were given (or the
+ * spawner cannot place commands), created in its group by clone3(CLONE_INTO_CGROUP), moved
+ * there by itself before its exec, or refused by the groups (it runs in its process group
+ * only).
+ */
+export type CgroupPlacement = "none" | "cloned" | "written" | "failed";
 
 /** How a spawned process ended, as child_process reports it. */
 export interface ProcessExit {
@@ -31,6 +47,10 @@ export interface ProcessExit {
 /** A started command: the leader of its own process group and session. */
 export interface SpawnedProcess {
   readonly pid: number;
+  /** Whether the command runs in the control groups of its request; see {@link CgroupPlacement}. */
+  readonly cgroupPlacement: CgroupPlacement;
+  /** Why the groups refused it (the errno of the move), when {@link cgroupPlacement} is "failed". */
+  readonly cgroupError: string | undefined;
   /** Its fd 0: write to it, end it for end of input. */
   readonly stdin: Socket;
   /**
@@ -62,6 +82,14 @@ export interface Spawner {
   readonly pid: number | undefined;
   /** The Unix socket the spawner listens on while it runs (in a 0700 directory of its own). */
   readonly socketPath: string | undefined;
+  /** Which spawner runs: the native program, the Node.js one, or undefined before the first spawn. */
+  readonly kind: SpawnerKind | undefined;
+  /**
+   * Tells (choosing the spawner first, if it is not chosen yet) whether commands can be
+   * placed into their control groups at their creation ({@link SpawnRequest.cgroupDirs}):
+   * true for the native spawner.
+   */
+  placesIntoCgroups?(): Promise<boolean>;
   /**
    * Stops the spawner. Commands it started keep running, unless it was created with
    * `killOnDisconnect`: then the process groups of those not released are killed as it goes.
@@ -69,8 +97,23 @@ export interface Spawner {
   close(): Promise<void>;
 }
 
+/** The two spawners: a small C program (native/spawner.c), or a Node.js process (spawner-main.ts). */
+export type SpawnerKind = "native" | "node";
+
 /** Options of {@link createSpawner}. */
 export interface SpawnerOptions {
+  /**
+   * "auto" (the default) uses the native spawner, compiled with `cc` on first use, and the
+   * Node.js spawner where it cannot be built; "node" always uses the Node.js spawner. The
+   * environment variable DRCE_SPAWNER=node sets the default to "node".
+   */
+  readonly implementation?: "auto" | "node" | undefined;
+  /** Where the native spawner's binary is kept (see buildNativeSpawner). */
+  readonly cacheDir?: string | undefined;
+  /** The PATH the C compiler is looked up in; default: this process's. */
+  readonly compilerPath?: string | undefined;
+  /** Told once, when the native spawner cannot be built, why the Node.js one runs instead. */
+  readonly onFallback?: ((reason: string) => void) | undefined;
   /**
    * When the spawner's channel to this process closes (this process died, or closed the
    * spawner), the spawner kills the process group of every command it started and that was
@@ -94,22 +137,52 @@ const maxStarting = 128;
 /** The most a read of a command's output takes at once (a Unix socket buffers about 200 KiB). */
 const outputReadBytes = 256 * 1024;
 
+/** An answer as both spawners give it ("spawned" of the native one also says where the command is). */
+type Answer =
+  | Exclude<SpawnerMessage, { type: "spawned" }>
+  | { readonly type: "spawned"; readonly id: number; readonly pid: number; readonly placement?: CgroupPlacement; readonly placementErrno?: number };
+
+/** What the node sends a spawner, whichever it is. */
+type Request =
+  | (SpawnMessage & { readonly cgroupDirs: readonly string[] })
+  | { readonly type: "cancel"; readonly token: string }
+  | { readonly type: "release"; readonly id: number };
+
 /** One spawner process and what it has in flight. */
 interface Helper {
   readonly child: ChildProcess;
+  readonly kind: SpawnerKind;
   readonly socketName: string;
   readonly ready: Promise<void>;
   /** Spawns waiting for "spawned" or "failed". */
-  readonly starting: Map<number, (message: SpawnerMessage) => void>;
+  readonly starting: Map<number, (message: Answer) => void>;
   /** Running commands waiting for "exit". */
   readonly running: Map<number, { resolve: (exit: ProcessExit) => void; reject: (error: Error) => void }>;
   /** Counts answers awaited (+1 per request, -1 per answer); the channel is referenced while any are. */
   readonly awaiting: (change: number) => void;
+  /** Sends a request; one sent on a closed channel is dropped (stopped() answers what waits). */
+  readonly send: (request: Request) => void;
+  /** Whether the channel to the spawner is open. */
+  readonly connected: () => boolean;
+  /** Closes the channel: the spawner exits (killing the unreleased groups, with killOnDisconnect). */
+  readonly disconnect: () => void;
 }
 
+/** Where the native spawner puts a command, as its "spawned" answer numbers it. */
+const placements: Record<number, CgroupPlacement> = {
+  [Placement.None]: "none",
+  [Placement.Cloned]: "cloned",
+  [Placement.Written]: "written",
+  [Placement.Failed]: "failed",
+};
+
 /**
- * Creates a spawner: a small Node.js process, forked once (on the first spawn, and again if
- * it ever stops), that starts commands for this process. A process that forks pays for the
+ * Creates a spawner: a small process, started once (on the first spawn, and again if it
+ * ever stops), that starts commands for this process. It is the native spawner
+ * (native/spawner.c, compiled with `cc` on first use; see buildNativeSpawner) where that
+ * can be built, else a Node.js process (spawner-main.ts); both take the streams the same
+ * way and keep the same guarantees, and only the native one can create a command in its
+ * control group ({@link SpawnRequest.cgroupDirs}). A process that forks pays for the
  * size of its own memory, and libuv forks on the event loop and waits there until the child
  * has called execve; a node holding hundreds of megabytes would spend milliseconds of its
  * event loop on every task. The spawner is small and does nothing else, so the node's event
@@ -143,14 +216,36 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
     else startingNow--;
   };
 
-  const start = (): Helper => {
+  let chosen: Promise<string | undefined> | undefined;
+  /** Resolves to the native spawner's binary, or undefined for the Node.js spawner (chosen once). */
+  const choose = (): Promise<string | undefined> =>
+    (chosen ??= (async () => {
+      const implementation = options.implementation ?? (process.env["DRCE_SPAWNER"] === "node" ? "node" : "auto");
+      if (implementation === "node") return undefined;
+      const built = await buildNativeSpawner({ cacheDir: options.cacheDir, path: options.compilerPath }).catch((error: unknown) => ({ ok: false as const, reason: `the native spawner's source cannot be read: ${String(error)}` }));
+      if (built.ok) return built.path;
+      options.onFallback?.(built.reason);
+      return undefined;
+    })());
+  let chosenKind: SpawnerKind | undefined;
+
+  const start = (binary: string | undefined): Helper => {
     // mkdtemp makes the directory 0700: only this user can reach the socket in it. The
     // spawner removes it when it exits on its own; stopped() and close() do otherwise.
     const socketDir = mkdtempSync(join(tmpdir(), "drce-spawner-"));
     const socketName = join(socketDir, "socket");
-    const entry = spawnerEntry();
-    const child = fork(entry.path, [socketName, ...(options.killOnDisconnect === true ? ["kill-on-disconnect"] : [])], { execArgv: entry.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" });
-    const starting = new Map<number, (message: SpawnerMessage) => void>();
+    const spawnerArgs = [socketName, ...(options.killOnDisconnect === true ? ["kill-on-disconnect"] : [])];
+    let child: ChildProcess;
+    let control: Socket | undefined;
+    if (binary === undefined) {
+      const entry = spawnerEntry();
+      child = fork(entry.path, spawnerArgs, { execArgv: entry.execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "json" });
+    } else {
+      // The native spawner's channel is a socket pair as its fd 3 (spawner-frames.ts).
+      child = spawnProcess(binary, spawnerArgs, { stdio: ["ignore", "inherit", "inherit", "pipe"] });
+      control = child.stdio[3] as Socket;
+    }
+    const starting = new Map<number, (message: Answer) => void>();
     const running = new Map<number, { resolve: (exit: ProcessExit) => void; reject: (error: Error) => void }>();
     let markReady: () => void = () => undefined;
     let markFailed: (error: Error) => void = () => undefined;
@@ -159,16 +254,18 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
       markFailed = reject;
     });
     ready.catch(() => undefined); // every spawn awaits ready and gets its failure; this only keeps a spawner that dies before any spawn from an unhandled rejection
+    const channelRef = (): void => void (control === undefined ? child.channel?.ref() : control.ref());
+    const channelUnref = (): void => void (control === undefined ? child.channel?.unref() : control.unref());
     // The channel keeps this process alive only while an answer is awaited: an idle
     // spawner never holds a node up, and a node waiting for a command's exit is not left.
     let waiting = 0;
     const awaiting = (change: number): void => {
       const before = waiting;
       waiting += change;
-      if (before === 0 && waiting > 0) child.channel?.ref();
-      else if (before > 0 && waiting === 0) child.channel?.unref();
+      if (before === 0 && waiting > 0) channelRef();
+      else if (before > 0 && waiting === 0) channelUnref();
     };
-    child.on("message", (message: SpawnerMessage) => {
+    const onAnswer = (message: Answer): void => {
       if (message.type === "ready") {
         awaiting(-1);
         return markReady();
@@ -185,12 +282,44 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
       starting.delete(message.id);
       awaiting(-1);
       answer(message);
-    });
+    };
+    if (control === undefined) {
+      child.on("message", onAnswer);
+    } else {
+      const native = control;
+      native.on(
+        "data",
+        createFrameReader((payload) => {
+          const answer: NativeAnswer | undefined = decodeAnswer(payload);
+          if (answer === undefined) return;
+          onAnswer(answer.type === "spawned" ? { type: "spawned", id: answer.id, pid: answer.pid, placement: placements[answer.placement] ?? "failed", placementErrno: answer.placementErrno } : answer);
+        }),
+      );
+      native.on("error", () => undefined); // a channel that fails is a spawner that stops: its exit answers everything waiting
+    }
+    const connected = (): boolean => (control === undefined ? child.connected : !control.destroyed && control.writable);
+    const send = (request: Request): void => {
+      if (!connected()) return;
+      try {
+        if (control === undefined) {
+          if (request.type === "spawn") {
+            // The Node.js spawner cannot place a command into a group: it gets no groups.
+            const { cgroupDirs: _ignored, ...message } = request;
+            child.send(message);
+          } else child.send(request);
+        } else if (request.type === "spawn") control.write(spawnFrame(request));
+        else if (request.type === "cancel") control.write(cancelFrame(request.token));
+        else control.write(releaseFrame(request.id));
+      } catch {
+        // The channel closed meanwhile: stopped() answers what waits.
+      }
+    };
     const stopped = (why: string): void => {
       if (helper?.child === child) helper = undefined;
       // An 'error' need not mean the process is gone: it must not stay, unknown to us.
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      child.channel?.unref();
+      channelUnref();
+      control?.destroy();
       rmSync(socketDir, { recursive: true, force: true });
       const error = new Error(`the process spawner stopped (${why})`);
       markFailed(error);
@@ -205,9 +334,14 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
     // An idle spawner never keeps the node alive (see awaiting); the spawner follows a node
     // that exits, when its channel closes.
     child.unref();
-    child.channel?.unref();
+    channelUnref();
     awaiting(1); // "ready"
-    return { child, socketName, ready, starting, running, awaiting };
+    const disconnect = (): void => {
+      if (control === undefined) {
+        if (child.connected) child.disconnect();
+      } else control.destroy();
+    };
+    return { child, kind: binary === undefined ? "node" : "native", socketName, ready, starting, running, awaiting, send, connected, disconnect };
   };
 
   const connectStream = (socketName: string, token: string, fd: 0 | 1 | 2): Socket => {
@@ -256,12 +390,20 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
     get socketPath() {
       return helper?.socketName;
     },
+    get kind() {
+      return chosenKind;
+    },
+    async placesIntoCgroups() {
+      return (await choose()) !== undefined;
+    },
     async spawn(request) {
       await startSlot();
       try {
         let current: Helper;
         try {
-          current = helper ??= start();
+          const binary = await choose();
+          chosenKind = binary === undefined ? "node" : "native";
+          current = helper ??= start(binary);
           await current.ready;
         } catch (error) {
           return { ok: false, code: "ESPAWNER", message: (error as Error).message };
@@ -278,7 +420,7 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
       const exited = new Promise<void>((resolve) => current.child.once("exit", () => resolve()));
       // Waiting for it must keep this process alive (it is unreferenced while it runs).
       current.child.ref();
-      if (current.child.connected) current.child.disconnect();
+      current.disconnect();
       await exited;
     },
   };
@@ -295,7 +437,7 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
     stdin.on("error", () => undefined);
     // Nothing comes back on stdin's connection; reading it lets its end be noticed.
     stdin.resume();
-    const answer = new Promise<SpawnerMessage>((resolve) => current.starting.set(id, resolve));
+    const answer = new Promise<Answer>((resolve) => current.starting.set(id, resolve));
     current.awaiting(2); // "spawned" (or "failed"), then "exit"
     // A stream that cannot connect (a full backlog: EAGAIN) fails the spawn at once: the
     // spawner would wait for it in vain. It forgets the spawn on "cancel".
@@ -304,12 +446,13 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
       if (answerNow === undefined) return;
       current.starting.delete(id);
       current.awaiting(-1);
-      if (current.child.connected) current.child.send({ type: "cancel", token });
+      current.send({ type: "cancel", token });
       answerNow({ type: "failed", id, code: error.code ?? "ECONNREFUSED", message: `cannot connect the command's streams: ${error.message}` });
     };
     for (const socket of streams) socket.once("error", connectFailed);
-    const message: SpawnMessage = {
+    const message: Request = {
       type: "spawn",
+      cgroupDirs: request.cgroupDirs ?? [],
       id,
       token,
       file: request.file,
@@ -322,11 +465,8 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
     // The exit waiter is in place before the spawn is sent, so no message is missed.
     const exit = new Promise<ProcessExit>((resolve, reject) => current.running.set(id, { resolve, reject }));
     exit.catch(() => undefined); // awaited once the spawn is answered; a spawn refused first never awaits it, and its refusal is what the caller gets
-    try {
-      current.child.send(message);
-    } catch {
-      // The channel closed since the spawner was ready: stopped() answers "failed".
-    }
+    // A channel closed since the spawner was ready drops it: stopped() answers "failed".
+    current.send(message);
     const reply = await answer;
     for (const socket of streams) socket.off("error", connectFailed);
     if (reply.type !== "spawned") {
@@ -338,6 +478,8 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
       ok: true,
       process: {
         pid: reply.pid,
+        cgroupPlacement: reply.placement ?? "none",
+        cgroupError: reply.placement === "failed" ? `errno ${reply.placementErrno ?? 0}` : undefined,
         stdin,
         exit,
         output: Promise.all([stdout.done, stderr.done]).then(() => undefined),
@@ -345,13 +487,8 @@ export function createSpawner(options: SpawnerOptions = {}): Spawner {
           stdout.socket.destroy();
           stderr.socket.destroy();
         },
-        release: () => {
-          try {
-            if (current.child.connected) current.child.send({ type: "release", id });
-          } catch {
-            // The channel closed meanwhile: the spawner is gone and kills nothing any more.
-          }
-        },
+        // A channel closed meanwhile drops it: the spawner is gone and kills nothing any more.
+        release: () => current.send({ type: "release", id }),
       },
     };
   }
