@@ -55,3 +55,6 @@ const outputs = new Set([command, library].flatMap((result) => Object.keys(resul
 for (const name of readdirSync(new URL("../dist", import.meta.url))) {
   if (name.endsWith(".mjs") && !outputs.has(name)) rmSync(new URL(`../dist/${name}`, import.meta.url), { force: true });
 }
+// The web console is compiled by a module of its own (bin/build-ui.js).
+const { buildConsole } = await import("./build-ui.js");
+await buildConsole();

@@ -68,7 +68,7 @@ beforeAll(async () => {
   // replaces the bundle under another test running bin/drce.js in this checkout.
   const source = join(work, "source");
   mkdirSync(source);
-  for (const entry of ["bin", "src", "gen", "proto", "package.json", "tsconfig.json", "tsconfig.types.json", "README.md"]) cpSync(join(repoRoot, entry), join(source, entry), { recursive: true });
+  for (const entry of ["bin", "src", "gen", "proto", "ui", "package.json", "tsconfig.json", "tsconfig.types.json", "README.md"]) cpSync(join(repoRoot, entry), join(source, entry), { recursive: true });
   symlinkSync(join(repoRoot, "node_modules"), join(source, "node_modules"));
   const packed = await run("npm", ["pack", "--pack-destination", work], { cwd: source, env: { ...cleanEnv(), PATH: `${join(source, "node_modules/.bin")}:${cleanEnv()["PATH"]}` } });
   expect(packed.code, packed.stderr).toBe(0);
