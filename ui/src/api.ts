@@ -36,8 +36,8 @@ export function createApi(token: string, baseUrl: string = location.origin): Api
     if (token !== "") request.header.set("authorization", `Bearer ${token}`);
     return next(request);
   };
-  // JSON keeps the calls readable in the browser's network panel; binary buys nothing here.
-  const transport = createConnectTransport({ baseUrl, interceptors: [bearer], useBinaryFormat: false });
+  // Binary: a list of 10,000 tasks is encoded and decoded several times faster than as JSON.
+  const transport = createConnectTransport({ baseUrl, interceptors: [bearer], useBinaryFormat: true });
   return { tasks: createClient(TaskService, transport), nodes: createClient(NodeService, transport), cluster: createClient(ClusterService, transport) };
 }
 

@@ -97,7 +97,7 @@ function TaskRows(props: { readonly tasks: readonly TaskSummary[] }) {
           </tr>
         </thead>
         <tbody>
-          {first > 0 && <tr aria-hidden="true" style={{ height: `${first * rowHeight}px` }} />}
+          {first > 0 && <Spacer rows={first} />}
           {visible.map((task, index) => (
             <tr
               key={task.id}
@@ -124,11 +124,21 @@ function TaskRows(props: { readonly tasks: readonly TaskSummary[] }) {
               <td class="wide">{isActive(task.state) ? "" : String(task.exitStatus)}</td>
             </tr>
           ))}
-          {last < props.tasks.length && <tr aria-hidden="true" style={{ height: `${(props.tasks.length - last) * rowHeight}px` }} />}
+          {last < props.tasks.length && <Spacer rows={props.tasks.length - last} />}
         </tbody>
       </table>
       {props.tasks.length === 0 && <p class="notice empty">No tasks.</p>}
     </div>
+  );
+}
+
+/** Stands for rows not drawn, so that the scroll bar shows the whole list. */
+function Spacer(props: { readonly rows: number }) {
+  // A row without a cell has no height in a table; one cell across the columns holds it.
+  return (
+    <tr aria-hidden="true" class="spacer">
+      <td colSpan={5} style={{ height: `${props.rows * rowHeight}px` }} />
+    </tr>
   );
 }
 
