@@ -150,6 +150,17 @@ describe("npm install -g of the tarball", () => {
     expect(zmq).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
   });
 
+  it("serves the web console compiled into the package: the page and its hashed script", async () => {
+    const page = await fetch(`${url}/ui/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    const script = /src="\.\/(console-[A-Z0-9]+\.js)"/.exec(await page.text())?.[1];
+    expect(script).toBeDefined();
+    const asset = await fetch(`${url}/ui/${script}`);
+    expect(asset.status).toBe(200);
+    expect(asset.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+  });
+
   it("runs a task through the installed CLI: both streams, and the task's exit status", async () => {
     const result = await drce("run", "--", "sh", "-c", "echo out; echo err >&2; exit 3");
     expect(result.stdout).toBe("out\n");

@@ -145,4 +145,15 @@ describe.skipIf(unavailable !== undefined)("the web console in Chromium", () => 
     expect(requests.some((url) => url.includes("/drce.v1.NodeService/GetNodeInfo"))).toBe(true);
     await page.close();
   });
+
+  it("is served by a manager too, which it names as a manager", async () => {
+    const manager = await startNode({ token, role: "manager", name: "console-manager" });
+    try {
+      const { page } = await openConsole(browser.context, manager.url, token);
+      expect(await page.locator(".node-name").textContent()).toBe("manager console-manager");
+      await page.close();
+    } finally {
+      await manager.stop();
+    }
+  });
 });

@@ -166,10 +166,7 @@ describe.skipIf(unavailable !== undefined)("the console's Tasks views in Chromiu
   });
 
   it("is readable at a phone's width, and its sign-in form too", async () => {
-    const phone = await browser.context.newPage();
-    await phone.setViewportSize({ width: 390, height: 844 });
     const { page } = await openConsole(browser.context, node.url, token);
-    await phone.close();
     await page.setViewportSize({ width: 390, height: 844 });
     await page.locator("tbody tr[data-task]").first().waitFor();
     // Nothing wider than the screen: no sideways scrolling of the page.
