@@ -70,6 +70,26 @@ describe.skipIf(unavailable !== undefined)("the console's Tasks views in Chromiu
     await page.close();
   });
 
+  it("pages a large output from offsets, the last page first, and never reads it whole", async () => {
+    const id = await submit("seq 1 100000", "large-output");
+    await until(() => stateOf(id), (state) => state === TaskState.FINISHED, 15_000, "the task to finish");
+    const { page, requests } = await openConsole(browser.context, node.url, token, `#/tasks/${id}`);
+    const label = `stdout of task ${id}`;
+    const notice = page.locator("[data-output-size]").first();
+    // 588,895 bytes: three pages of 256 KiB, the last one shown first, ending with the last line.
+    await until(() => notice.textContent(), (text) => text === "bytes 524288–588895 of 588895 · page 3 of 3", 15_000, "the last page");
+    await until(() => terminalText(page, label), (text) => text.includes("100000"), 15_000, "the last line");
+    await page.getByRole("button", { name: "Earlier" }).first().click();
+    await page.getByRole("button", { name: "Earlier" }).first().click();
+    await until(() => notice.textContent(), (text) => text === "bytes 0–262144 of 588895 · page 1 of 3", 15_000, "the first page");
+    // The first page ends at byte 262,144: inside line 45542 (48,888 bytes for lines 1 to 9999, then 6 a line).
+    await until(() => terminalText(page, label), (text) => text.trimEnd().endsWith("45541\n4554"), 15_000, "the first page's end");
+    await page.getByRole("button", { name: "Latest" }).first().click();
+    await until(() => terminalText(page, label), (text) => text.includes("100000"), 15_000, "the last line again");
+    expect(requests.filter((url) => url.endsWith("/FetchTask"))).toEqual([]);
+    await page.close();
+  });
+
   it("kills a running task from its page", async () => {
     const id = await submit("sleep 300", "to-kill");
     const { page } = await openConsole(browser.context, node.url, token, `#/tasks/${id}`);
