@@ -127,6 +127,7 @@ export function validateConfig(config: Config): void {
   for (const origin of config.corsOrigins) checked(() => parseCorsOrigin(origin));
   const zmq = config.zmqListen === "" ? undefined : parseHostPort(config.zmqListen, "--zmq-listen");
   if ((config.tlsCert === "") !== (config.tlsKey === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
+  if ((config.clusterCert === "") !== (config.clusterKey === "")) throw new ConfigError("--cluster-cert and --cluster-key go together: give both or neither");
   if (config.tlsClientCa !== "" && config.tlsCert === "") throw new ConfigError("--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked in the TLS handshake");
   if (zmq !== undefined && !isLoopback(zmq.host) && config.token === "") {
     // The ZeroMQ gateway's only credential is the token (PLAIN); mTLS does not reach it.

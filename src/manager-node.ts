@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "./config.js";
 import { nodeTimeoutOf } from "./cluster/cluster-options.js";
+import { readClusterTls } from "./cluster/cluster-tls.js";
 import { createDirectTransport, type FleetTransport } from "./cluster/fleet-transport.js";
 import { createManagerCore, type ManagerCore } from "./cluster/manager-core.js";
 import { createMembership, type Membership } from "./cluster/membership.js";
@@ -68,7 +69,8 @@ export async function createManagerNode(options: ManagerNodeOptions): Promise<Ma
 
   const nodeTimeoutMs = nodeTimeoutOf(config);
   // The manager reaches its nodes with the cluster token, its own --token.
-  const transport = createDirectTransport({ token: config.token, connectTimeoutMs: Math.max(1000, config.heartbeatMs) });
+  const tls = readClusterTls(config);
+  const transport = createDirectTransport({ token: config.token, ...(tls === undefined ? {} : { tls }), connectTimeoutMs: Math.max(1000, config.heartbeatMs) });
   const membership = createMembership({ dataDir: config.dataDir, listed: config.nodes, heartbeatMs: config.heartbeatMs, nodeTimeoutMs, transport, logger });
   const record = createPlacementRecord({ dir: join(config.dataDir, "cluster", "placements") });
   const listeners: ((node: string, ms: number) => void)[] = [];

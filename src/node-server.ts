@@ -10,6 +10,7 @@ import { ClusterService, NodeReportSchema } from "../gen/drce/v1/cluster_service
 import { create } from "@bufbuild/protobuf";
 import { registerClusterMetrics } from "./cluster/cluster-metrics.js";
 import { nodeTimeoutOf } from "./cluster/cluster-options.js";
+import { readClusterTls } from "./cluster/cluster-tls.js";
 import { createJoiner } from "./cluster/joiner.js";
 import { createClusterHandler } from "./connect/cluster-handler.js";
 import { memberToProto } from "./connect/cluster-convert.js";
@@ -234,9 +235,11 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
   const shownHost = bound.host.includes(":") ? `[${bound.host}]` : bound.host;
   const url = `${options.tls === undefined ? "http" : "https"}://${shownHost}:${bound.port}`;
   if (config.join !== "" && manager === undefined) {
+    const clusterTls = readClusterTls(config);
     const joiner = createJoiner({
       managerUrl: config.join,
       token: config.joinToken === "" ? config.token : config.joinToken,
+      ...(clusterTls === undefined ? {} : { tls: clusterTls }),
       name: config.name,
       // A node listening on every address is reached at its host name unless it says otherwise.
       url: config.advertiseUrl !== "" ? config.advertiseUrl : url.replace("//0.0.0.0:", `//${hostname()}:`),

@@ -1,6 +1,6 @@
 import { isPlacementMode, parseWeights } from "./placement.js";
 import type { PlacementMode, UsageFigure } from "../domain/placement.js";
-import { integer, listOption, OptionError, text, valueOption, type OptionValues } from "../domain/option-table.js";
+import { integer, listOption, optionalPath, OptionError, text, valueOption, type OptionValues } from "../domain/option-table.js";
 
 /** What a node started with `drce serve` does. */
 export type ServeRole = "data" | "manager";
@@ -72,6 +72,12 @@ export const clusterOptions = {
   nodeTimeoutMs: valueOption({ flag: "node-timeout-ms", arg: "N", default: () => 0, defaultHelp: "3 x --heartbeat-ms", parse: integer(), help: "manager: a node silent this long is down" }),
   /** Manager: the placement mode of a task that names none. */
   mode: valueOption({ flag: "mode", arg: "MODE", default: (): PlacementMode => "balanced", defaultHelp: "balanced", parse: mode, help: "manager: balanced, round-robin, random or all" }),
+  /** PEM CA certificates trusted for the other side's certificate (a manager's nodes, a node's manager) over https://; empty: the system's. */
+  clusterCa: valueOption({ flag: "cluster-ca", arg: "FILE", default: () => "", parse: optionalPath, help: "trust this PEM CA for the certificates of https:// nodes (manager) or of the manager (--join)" }),
+  /** PEM client certificate presented to nodes (or to the manager) that require one (--tls-client-ca there). */
+  clusterCert: valueOption({ flag: "cluster-cert", arg: "FILE", default: () => "", parse: optionalPath, help: "present this PEM client certificate to nodes or to the manager (needs --cluster-key)" }),
+  /** The PEM private key of clusterCert. */
+  clusterKey: valueOption({ flag: "cluster-key", arg: "FILE", default: () => "", parse: optionalPath, help: "the PEM private key of --cluster-cert" }),
   /** Manager: balanced weights of the usage figures; empty: load average only. */
   weights: valueOption({ flag: "weights", arg: "F=W,...", default: (): Readonly<Partial<Record<UsageFigure, number>>> => ({}), defaultHelp: "loadavg=1", parse: weights, help: "manager: balanced weights, e.g. loadavg=1,cpu=0.5" }),
 };

@@ -1,6 +1,7 @@
 import type { TaskEvent } from "../core/api.js";
 import { EventLog } from "../core/event-log.js";
 import { eventFromProto, summaryFromProto } from "../client/from-proto.js";
+import { TaskState } from "../domain/states.js";
 import type { TaskStatus } from "../domain/task.js";
 import type { TaskView } from "../domain/view.js";
 import type { Logger } from "../logger.js";
@@ -16,6 +17,8 @@ export interface ForwardedStatesOptions {
   /** Task events kept for watchers that resume. */
   readonly eventHistory: number;
   readonly logger: Logger;
+  /** Called when a node reports that it deleted a task the record says it holds (its retention, or a call to it). */
+  readonly onDeleted?: (node: string, id: string) => void;
 }
 
 /**
@@ -59,7 +62,7 @@ export function createForwardedStates(options: ForwardedStatesOptions): Forwarde
     const kept: TaskView = view === undefined ? { status: { ...(before?.status ?? {}), ...status }, timeMs, subtasks: before?.subtasks ?? [] } : { status: view.status, timeMs: view.timeMs, subtasks: [], ...(view.fields === undefined ? {} : { fields: view.fields }) };
     byId.set(status.id, kept);
     if (before?.status.state !== kept.status.state || before.status.exitStatus !== kept.status.exitStatus) {
-      events.append((seq): TaskEvent => ({ seq, status: kept.status, timeMs: kept.timeMs, at: Date.now() }));
+      events.append((seq): TaskEvent => ({ seq, status: kept.status, timeMs: kept.timeMs, at: Date.now(), node }));
     }
   };
 
@@ -86,6 +89,7 @@ export function createForwardedStates(options: ForwardedStatesOptions): Forwarde
       if (held(node, event.status.id)) {
         const before = views.get(node)?.get(event.status.id)?.status;
         noteStatus(node, { ...(before ?? {}), ...event.status, alias: event.status.alias || (before?.alias ?? "") } as TaskStatus, event.timeMs);
+        if (event.status.state === TaskState.Deleted) options.onDeleted?.(node, event.status.id);
       }
     }
   };

@@ -1,5 +1,6 @@
 import type { TaskCore, TaskEvent } from "../core/api.js";
 import type { SequenceLog } from "../core/sequence-log.js";
+import { TaskState } from "../domain/states.js";
 import { createFanOut } from "./fan-out.js";
 import { createForwardedStates } from "./forwarded-states.js";
 import { createForwarding } from "./forwarding.js";
@@ -39,7 +40,19 @@ export interface ManagerCore extends TaskCore {
  */
 export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
   const { members, transport, record, logger } = options;
-  const states = createForwardedStates({ members, transport, record, eventHistory: options.eventHistory, logger });
+  // A tree every node of which deleted its root (their retention swept it) leaves the record too.
+  const onDeleted = (node: string, id: string): void => {
+    const entry = record.find(id);
+    if (entry === undefined || entry.id !== id || context.fanOuts.has(id)) return;
+    if (!entry.nodes.every((name) => name === node || states.status(name, id)?.state === TaskState.Deleted)) return;
+    record
+      .remove(id)
+      .then(() => {
+        for (const name of entry.nodes) states.forget(name, entry.ids);
+      })
+      .catch((error: unknown) => logger.error({ task: id, err: String(error) }, "a swept task's placement entry could not be removed; it stays, and calls for the task get NotFound from its nodes"));
+  };
+  const states = createForwardedStates({ members, transport, record, eventHistory: options.eventHistory, logger, onDeleted });
   const shutdown = new AbortController();
   const context = createManagerContext(options, states, shutdown.signal);
   const pipes = createInputPipes(transport);
@@ -59,6 +72,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     async init() {
       const loaded = await record.load((file, error) => logger.error({ file, err: String(error) }, "a placement record entry could not be read; its task is not routed"));
       states.start();
+      for (const entry of record.entries()) if (entry.kind === "all" && entry.rollout !== undefined) fanOut.resume(entry);
       return { loaded };
     },
     async shutdown(graceMs) {
@@ -72,6 +86,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     },
     submit: createSubmission(context, { forwarding, fanOut, calls, views }),
     list: views.list,
+    placedOn: (id) => record.find(id)?.nodes ?? [],
     run: createManagerRuns(context, { forwarding, fanOut, views }),
     streamOutput: createManagerStreams(context, views),
     ...routed,
