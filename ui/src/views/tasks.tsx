@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { TaskState, TaskSummarySchema, type TaskEvent, type TaskSummary } from "../../../gen/drce/v1/task_pb.js";
-import { errorText, useApi, type Api } from "../api.js";
+import { errorText, useApi, useNode, type Api } from "../api.js";
 import { navigate, routeHref } from "../router.js";
 import { filterStates, isActive, shownTime, stateBadge, stateLabel } from "../task-states.js";
 
@@ -14,19 +14,26 @@ const overscan = 8;
  * The task list, newest first: loaded once with `ListTasks`, then kept current by
  * `WatchTaskEvents` (no polling): a state change updates its row, a new task gets a row, a
  * deleted one loses it. Filtered by state (on the node, with the list's own filter) and by
- * alias or id and command text (in the page). Only the rows in view are drawn, so 10,000 tasks
+ * alias or id and command text, and on a manager by node (in the page). Only the rows in view are drawn, so 10,000 tasks
  * cost what 30 do. A row opens its task on a click or on Enter.
  */
 export function TasksView() {
   const api = useApi();
+  const manager = useNode().role === "manager";
   const [state, setState] = useState<TaskState | undefined>(undefined);
   const [text, setText] = useState("");
+  const [nodeName, setNodeName] = useState("");
   const { tasks, error, live } = useLiveTasks(api, state);
   const shown = useMemo(() => {
     const needle = text.trim().toLowerCase();
-    if (needle === "") return tasks;
-    return tasks.filter((task) => task.alias.toLowerCase().includes(needle) || task.id.toLowerCase().includes(needle) || task.command.toLowerCase().includes(needle));
-  }, [tasks, text]);
+    const onNode = nodeName.trim();
+    if (needle === "" && onNode === "") return tasks;
+    return tasks.filter(
+      (task) =>
+        (needle === "" || task.alias.toLowerCase().includes(needle) || task.id.toLowerCase().includes(needle) || task.command.toLowerCase().includes(needle)) &&
+        (onNode === "" || task.nodes.some((name) => name === onNode)),
+    );
+  }, [tasks, text, nodeName]);
   return (
     <section aria-labelledby="tasks-title">
       <h1 id="tasks-title">Tasks</h1>
@@ -47,13 +54,19 @@ export function TasksView() {
           Alias, id or command
           <input id="filter-text" type="search" value={text} placeholder="nightly-backup" onInput={(event) => setText((event.target as HTMLInputElement).value)} />
         </label>
+        {manager && (
+          <label>
+            Node
+            <input id="filter-node" type="search" value={nodeName} placeholder="node name" onInput={(event) => setNodeName((event.target as HTMLInputElement).value)} />
+          </label>
+        )}
         <span class="notice" aria-live="polite" id="tasks-count">
           {tasks === loading ? "loading…" : `${shown.length} of ${tasks.length} tasks`}
           {live ? "" : " (not live: reconnecting)"}
         </span>
       </div>
       {error !== "" && <p class="error" role="alert">{error}</p>}
-      <TaskRows tasks={shown} />
+      <TaskRows tasks={shown} nodes={manager} />
     </section>
   );
 }
@@ -61,7 +74,7 @@ export function TasksView() {
 const loading: TaskSummary[] = [];
 
 /** The list's rows, drawn only where they are in view of the scroller. */
-function TaskRows(props: { readonly tasks: readonly TaskSummary[] }) {
+function TaskRows(props: { readonly tasks: readonly TaskSummary[]; readonly nodes: boolean }) {
   const scroller = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
   const [height, setHeight] = useState(600);
@@ -84,6 +97,7 @@ function TaskRows(props: { readonly tasks: readonly TaskSummary[] }) {
           <col style={{ width: "9em" }} />
           <col style={{ width: "7.5em" }} />
           <col />
+          {props.nodes && <col class="wide" style={{ width: "9em" }} />}
           <col class="wide" style={{ width: "11em" }} />
           <col class="wide" style={{ width: "4em" }} />
         </colgroup>
@@ -92,12 +106,17 @@ function TaskRows(props: { readonly tasks: readonly TaskSummary[] }) {
             <th scope="col">Task</th>
             <th scope="col">State</th>
             <th scope="col">Command</th>
+            {props.nodes && (
+              <th scope="col" class="wide">
+                Nodes
+              </th>
+            )}
             <th scope="col" class="wide">Started</th>
             <th scope="col" class="wide">Exit</th>
           </tr>
         </thead>
         <tbody>
-          {first > 0 && <Spacer rows={first} />}
+          {first > 0 && <Spacer rows={first} columns={props.nodes ? 6 : 5} />}
           {visible.map((task, index) => (
             <tr
               key={task.id}
@@ -120,11 +139,16 @@ function TaskRows(props: { readonly tasks: readonly TaskSummary[] }) {
               <td class="mono" title={task.command}>
                 {task.command}
               </td>
+              {props.nodes && (
+                <td class="wide" title={task.nodes.join(", ")}>
+                  {task.nodes.join(", ")}
+                </td>
+              )}
               <td class="wide">{shownTime(task.startedAtMs)}</td>
               <td class="wide">{isActive(task.state) ? "" : String(task.exitStatus)}</td>
             </tr>
           ))}
-          {last < props.tasks.length && <Spacer rows={props.tasks.length - last} />}
+          {last < props.tasks.length && <Spacer rows={props.tasks.length - last} columns={props.nodes ? 6 : 5} />}
         </tbody>
       </table>
       {props.tasks.length === 0 && <p class="notice empty">No tasks.</p>}
@@ -133,11 +157,11 @@ function TaskRows(props: { readonly tasks: readonly TaskSummary[] }) {
 }
 
 /** Stands for rows not drawn, so that the scroll bar shows the whole list. */
-function Spacer(props: { readonly rows: number }) {
+function Spacer(props: { readonly rows: number; readonly columns: number }) {
   // A row without a cell has no height in a table; one cell across the columns holds it.
   return (
     <tr aria-hidden="true" class="spacer">
-      <td colSpan={5} style={{ height: `${props.rows * rowHeight}px` }} />
+      <td colSpan={props.columns} style={{ height: `${props.rows * rowHeight}px` }} />
     </tr>
   );
 }
@@ -163,6 +187,21 @@ function useLiveTasks(api: Api, state: TaskState | undefined): { tasks: TaskSumm
         return;
       }
       applyEvent(list, event, state);
+      // Through a manager, an event of a fanned-out task carries one node's state; the task's
+      // own (merged) state is the manager's to say.
+      const row = list.find((task) => task.id === event.id);
+      if (event.node !== undefined && row !== undefined && row.nodes.length > 1) mergedState(event.id);
+    };
+    const mergedState = (id: string): void => {
+      api.tasks.getTask({ task: id }, { signal: abort.signal }).then(
+        ({ result }) => {
+          const index = list?.findIndex((task) => task.id === id) ?? -1;
+          if (result === undefined || list === undefined || index < 0) return;
+          list[index] = { ...list[index]!, state: result.state, exitStatus: result.exitStatus, finishedAtMs: result.finishedAtMs };
+          publish();
+        },
+        () => undefined, // A task deleted meanwhile leaves the list at its own event.
+      );
     };
     // A task that appears through an event has no command yet: the node's list is read again
     // for the states those tasks are in now (new and running ones: a short list), one read at
@@ -176,10 +215,10 @@ function useLiveTasks(api: Api, state: TaskState | undefined): { tasks: TaskSumm
       api.tasks.listTasks({ states: wanted }, { signal: abort.signal }).then(
         (reply) => {
           filling = false;
-          const commands = new Map(reply.tasks.map((task) => [task.id, task.command]));
+          const listed = new Map(reply.tasks.map((task) => [task.id, task]));
           for (const [index, task] of (list ?? []).entries()) {
-            const command = commands.get(task.id);
-            if (task.command === "" && command !== undefined) list![index] = { ...task, command };
+            const found = listed.get(task.id);
+            if (task.command === "" && found !== undefined) list![index] = { ...task, command: found.command, nodes: found.nodes };
           }
           // A task that left its state meanwhile is looked for again at its next event.
           publish();
@@ -247,6 +286,6 @@ function applyEvent(list: TaskSummary[], event: TaskEvent, filter: TaskState | u
     return false;
   }
   if (!matches) return false;
-  list.unshift(create(TaskSummarySchema, { id: event.id, alias: event.alias, state: event.state, legacyState: event.legacyState, exitStatus: event.exitStatus, startedAtMs: event.timeUnixMs }));
+  list.unshift(create(TaskSummarySchema, { id: event.id, alias: event.alias, state: event.state, legacyState: event.legacyState, exitStatus: event.exitStatus, startedAtMs: event.timeUnixMs, nodes: event.node === undefined ? [] : [event.node] }));
   return true;
 }
