@@ -1,8 +1,12 @@
+import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromiumUnavailableReason, startBrowser, type TestBrowser } from "../helpers/browser.js";
 import { openConsole, openConsolePage, signInConsole } from "../helpers/console.js";
-import { startNode, type TestNode } from "../helpers/node.js";
+import { startDrce } from "../helpers/cli.js";
+import { startNode, until, type TestNode } from "../helpers/node.js";
 
 /*
  * The web console as a node serves it: the redirect from /, the page and its hashed assets
@@ -108,6 +112,25 @@ describe("the web console's files, served by a node", () => {
     expect(crossSite.status).toBe(403);
     const foreignOrigin = await request(node.url, "/ui/", { headers: { origin: "http://evil.example" } });
     expect(foreignOrigin.status).toBe(403);
+  });
+});
+
+describe("drce serve", () => {
+  it("prints the URL of its web console as it starts, and the URL serves it", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "drce-console-serve-"));
+    const serve = startDrce(["serve", "--listen", "127.0.0.1:0", "--no-zmq", "--no-admin-zmq", "--data-dir", dataDir, "--log-level", "silent"], { cleanDrceEnv: true });
+    try {
+      const line = await until(() => serve.stdout(), (out) => out.includes("\n"), 30_000, "the console line on stdout");
+      const consoleUrl = /^drce serve: the web console is at (http:\/\/127\.0\.0\.1:\d+\/ui\/)\n$/.exec(line)?.[1];
+      expect(consoleUrl, line).toBeDefined();
+      const page = await fetch(consoleUrl!);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("<title>drce console</title>");
+    } finally {
+      serve.child.kill("SIGTERM");
+      await serve.done;
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
 
