@@ -98,7 +98,7 @@ function TaskRows(props: { readonly tasks: readonly TaskSummary[]; readonly node
           <col style={{ width: "7.5em" }} />
           <col />
           {props.nodes && <col class="wide" style={{ width: "9em" }} />}
-          <col class="wide" style={{ width: "11em" }} />
+          <col class="wide" style={{ width: "12.5em" }} />
           <col class="wide" style={{ width: "4em" }} />
         </colgroup>
         <thead>
