@@ -59,3 +59,6 @@ for (const name of readdirSync(new URL("../dist", import.meta.url))) {
 // a C compiler; src/executor/native-spawner-build.ts): the source ships beside the bundles.
 mkdirSync(new URL("../dist/native", import.meta.url), { recursive: true });
 copyFileSync(new URL("../src/executor/native/spawner.c", import.meta.url), new URL("../dist/native/spawner.c", import.meta.url));
+// The web console is compiled by a module of its own (bin/build-ui.js).
+const { buildConsole } = await import("./build-ui.js");
+await buildConsole();

@@ -19,6 +19,7 @@ import type { ManagerNode } from "./manager-node.js";
 import { createTokenCheck } from "./auth.js";
 import { createBrowserGuard, parseAllowHost, parseCorsOrigin } from "./browser-guard.js";
 import { type Config, parseHostPort } from "./config.js";
+import { createConsoleRoute } from "./console-route.js";
 import { createHealthHandler } from "./connect/health-handler.js";
 import { createConnectNodeHandler } from "./connect/node-adapter.js";
 import { createNodeHandler } from "./connect/node-handler.js";
@@ -201,6 +202,8 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
     { name: "legacy", matches: (path) => path === legacyHttpPath, protocol: legacyRoutes, guard: "token", handle: (req, res) => void handleLegacyHttp(legacy, req, res, { maxBodyBytes: config.maxRequestBytes }) },
     { name: "metrics", matches: (path) => path === metricsHttpPath, protocol: metricsRefusals(), guard: "token", handle: (req, res) => void metrics.serve(req, res) },
     { name: "admin", matches: (path) => path.startsWith(adminHttpPrefix) || `${path}/` === adminHttpPrefix, protocol: adminRefusals(adminHandler), guard: "token", handle: (req, res) => void handleAdminHttp(adminHandler, req, res) },
+    // The web console's page and assets; the API it calls is the Connect route below, behind the token.
+    createConsoleRoute(),
     {
       name: "connect",
       matches: () => true,

@@ -30,7 +30,9 @@ export async function serve(argv: string[], io: CliIo): Promise<number> {
     return 2;
   }
   try {
-    await app.listen();
+    const { url } = await app.listen();
+    // The one line a newcomer needs: where to open the console (a wildcard address is this host).
+    io.stdout.write(`drce serve: the web console is at ${url.replace(/\/\/(0\.0\.0\.0|\[::\]):/, "//localhost:")}/ui/\n`);
   } catch (error) {
     const message = error instanceof ListenError ? error.message : `cannot listen on ${config.listen}: ${(error as Error).message}`;
     io.stderr.write(`drce serve: ${message}\n`);

@@ -68,7 +68,7 @@ beforeAll(async () => {
   // replaces the bundle under another test running bin/drce.js in this checkout.
   const source = join(work, "source");
   mkdirSync(source);
-  for (const entry of ["bin", "src", "gen", "proto", "package.json", "tsconfig.json", "tsconfig.types.json", "README.md"]) cpSync(join(repoRoot, entry), join(source, entry), { recursive: true });
+  for (const entry of ["bin", "src", "gen", "proto", "ui", "package.json", "tsconfig.json", "tsconfig.types.json", "README.md"]) cpSync(join(repoRoot, entry), join(source, entry), { recursive: true });
   symlinkSync(join(repoRoot, "node_modules"), join(source, "node_modules"));
   const packed = await run("npm", ["pack", "--pack-destination", work], { cwd: source, env: { ...cleanEnv(), PATH: `${join(source, "node_modules/.bin")}:${cleanEnv()["PATH"]}` } });
   expect(packed.code, packed.stderr).toBe(0);
@@ -148,6 +148,17 @@ describe("npm install -g of the tarball", () => {
   it("starts a node from the installed package, its ZeroMQ gateway included", () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(zmq).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  it("serves the web console compiled into the package: the page and its hashed script", async () => {
+    const page = await fetch(`${url}/ui/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    const script = /src="\.\/(console-[A-Z0-9]+\.js)"/.exec(await page.text())?.[1];
+    expect(script).toBeDefined();
+    const asset = await fetch(`${url}/ui/${script}`);
+    expect(asset.status).toBe(200);
+    expect(asset.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
   });
 
   it("runs a task through the installed CLI: both streams, and the task's exit status", async () => {
