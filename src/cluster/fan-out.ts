@@ -12,7 +12,7 @@ import { failedResult, mergeFanOut, nodeResultOf, notStartedResult, unreachableR
 import { resolveNodeCount } from "./placement.js";
 import type { PlacementEntry } from "./placement-record.js";
 import { rollout } from "./rollout.js";
-import { forNode } from "./submitted-tree.js";
+import { forNode, rolloutSpec } from "./submitted-tree.js";
 
 /** Milliseconds between two polls of an async fan-out's task on a node. */
 const pollSteps = [100, 200, 400, 800, 1000];
@@ -30,13 +30,19 @@ export interface FanOut {
   start(entry: PlacementEntry, spec: TaskSpec, start: StartShare, onResult?: (result: NodeResult) => void): { done: Promise<NodeResult[]>; firstWave: Promise<void> };
   /** A node's result from a call that failed while starting its share (timed out, failed, unreachable). */
   startFailure(node: string, id: string, error: unknown, signal: AbortSignal): NodeResult;
+  /**
+   * Carries on the rollout of an entry placed before the manager restarted (it still keeps
+   * its request): every node of the entry is sent the tree again, which a node that holds
+   * it answers with its task, so only nodes never reached start it, under the same rate controls.
+   */
+  resume(entry: PlacementEntry): void;
   /** Submits a fanned-out tree: sync waits for every node, async answers once the first wave accepted. */
   submit(entry: PlacementEntry, spec: TaskSpec, signal: AbortSignal | undefined): Promise<TaskView>;
 }
 
 /** Creates the fan-out execution over the manager's context. */
 export function createFanOut(context: ManagerContext, views: MergedViews): FanOut {
-  const { members, transport, record, states, options, fanOuts, shutdown } = context;
+  const { members, transport, record, states, options, fanOuts, shutdown, logger } = context;
 
   const start: FanOut["start"] = (entry, spec, startShare, onResult) => {
     const stop = new AbortController();
@@ -71,13 +77,15 @@ export function createFanOut(context: ManagerContext, views: MergedViews): FanOu
     }).then(async (results) => {
       shutdown.removeEventListener("abort", onShutdown);
       waveDone();
+      // A rollout stopped by the manager's shutdown is not over: its kept request stays for the next start.
+      if (shutdown.aborted) return results;
       const notStarted = results.filter((result) => result.status === "not-started").map((result) => result.node);
-      if (notStarted.length > 0) {
-        await record.put({ ...entry, nodes: entry.nodes.filter((name) => !notStarted.includes(name)), skipped: { ...entry.skipped, ...Object.fromEntries(notStarted.map((name) => [name, "not-started" as const])) } });
+      if (notStarted.length > 0 || entry.rollout !== undefined) {
+        const { rollout: _done, ...rest } = entry;
+        await record.put({ ...rest, nodes: entry.nodes.filter((name) => !notStarted.includes(name)), skipped: { ...entry.skipped, ...Object.fromEntries(notStarted.map((name) => [name, "not-started" as const])) } });
       }
-      fanOuts.delete(entry.id);
       return results;
-    });
+    }).finally(() => fanOuts.delete(entry.id));
     fanOuts.set(entry.id, { items, stop, done: done.then(() => undefined) });
     return { done, firstWave };
   };
@@ -92,32 +100,60 @@ export function createFanOut(context: ManagerContext, views: MergedViews): FanOu
     return unreachableResult(node, failureReason(error), states.view(node, id));
   };
 
+  /**
+   * One node's share of a fan-out: the tree sent (a node answers a repeated identical
+   * submission with the task it holds, so sending again after a restart starts nothing
+   * twice), then followed until it ends.
+   */
+  const shareOf = (spec: TaskSpec): StartShare => {
+    const proto = specToProto(forNode(spec));
+    return async (node, nodeSignal, accepted) => {
+      const startedAt = performance.now();
+      try {
+        const client = context.tasksOf(node);
+        const reply = await client.submitTask({ task: proto }, { signal: nodeSignal });
+        members.placed(node);
+        options.onDispatch?.(node, performance.now() - startedAt);
+        let view = context.viewAndNote(node, reply.result);
+        accepted();
+        // An async share holds its place in the rollout until it ends, so max-concurrency counts running tasks.
+        for (let step = 0; !isFinalState(view.status.state); step++) {
+          await new Promise((resolve) => setTimeout(resolve, pollSteps[Math.min(step, pollSteps.length - 1)]));
+          if (nodeSignal.aborted) throw nodeSignal.reason;
+          view = context.viewAndNote(node, (await client.getTask({ task: spec.id }, { signal: nodeSignal })).result);
+        }
+        return nodeResultOf(node, view);
+      } catch (error) {
+        return startFailure(node, spec.id, error, nodeSignal);
+      }
+    };
+  };
+
   return {
     start,
     startFailure,
-    async submit(entry, spec, signal) {
-      const proto = specToProto(forNode(spec));
-      const sync = spec.mode === TaskMode.Sync;
-      const { done, firstWave } = start(entry, spec, async (node, nodeSignal, accepted) => {
-        const startedAt = performance.now();
+    resume(entry) {
+      const kept = entry.rollout;
+      if (kept === undefined || fanOuts.has(entry.id)) return;
+      const spec = rolloutSpec(kept);
+      const send = shareOf(spec);
+      logger.info({ task: entry.id, nodes: entry.nodes.length }, "carrying on the rollout of a fan-out placed before the manager restarted");
+      const { done } = start(entry, spec, async (node, nodeSignal, accepted) => {
+        if (!kept.secrets) return send(node, nodeSignal, accepted);
+        // Secrets are not kept: a node that holds the task is followed, one that never got it is not started.
         try {
-          const client = context.tasksOf(node);
-          const reply = await client.submitTask({ task: proto }, { signal: nodeSignal });
-          members.placed(node);
-          options.onDispatch?.(node, performance.now() - startedAt);
-          let view = context.viewAndNote(node, reply.result);
-          accepted();
-          // An async share holds its place in the rollout until it ends, so max-concurrency counts running tasks.
-          for (let step = 0; !isFinalState(view.status.state); step++) {
-            await new Promise((resolve) => setTimeout(resolve, pollSteps[Math.min(step, pollSteps.length - 1)]));
-            if (nodeSignal.aborted) throw nodeSignal.reason;
-            view = context.viewAndNote(node, (await client.getTask({ task: spec.id }, { signal: nodeSignal })).result);
-          }
-          return nodeResultOf(node, view);
+          await context.tasksOf(node).getTask({ task: spec.id }, { signal: nodeSignal });
         } catch (error) {
+          if (transport.delivery(error) === "answered" && errorFromConnect(error).kind === "not-found") return notStartedResult(node, "not started: the manager restarted during the rollout and does not keep the request's secrets");
           return startFailure(node, spec.id, error, nodeSignal);
         }
+        return send(node, nodeSignal, accepted);
       });
+      done.catch((error: unknown) => logger.error({ task: entry.id, err: String(error) }, "the resumed rollout of a fan-out failed"));
+    },
+    async submit(entry, spec, signal) {
+      const sync = spec.mode === TaskMode.Sync;
+      const { done, firstWave } = start(entry, spec, shareOf(spec));
       if (sync) {
         const abandon = new Promise<never>((_, reject) => signal?.addEventListener("abort", () => reject(new DrceError("unavailable", "the caller stopped waiting")), { once: true }));
         const results = await Promise.race([done, abandon]);

@@ -59,7 +59,7 @@ export function createForwardedStates(options: ForwardedStatesOptions): Forwarde
     const kept: TaskView = view === undefined ? { status: { ...(before?.status ?? {}), ...status }, timeMs, subtasks: before?.subtasks ?? [] } : { status: view.status, timeMs: view.timeMs, subtasks: [], ...(view.fields === undefined ? {} : { fields: view.fields }) };
     byId.set(status.id, kept);
     if (before?.status.state !== kept.status.state || before.status.exitStatus !== kept.status.exitStatus) {
-      events.append((seq): TaskEvent => ({ seq, status: kept.status, timeMs: kept.timeMs, at: Date.now() }));
+      events.append((seq): TaskEvent => ({ seq, status: kept.status, timeMs: kept.timeMs, at: Date.now(), node }));
     }
   };
 

@@ -6,7 +6,7 @@ import type { TaskSpec } from "../domain/task.js";
 import type { ManagerContext } from "./manager-context.js";
 import { failureReason } from "./node-failure.js";
 import type { PlacementEntry } from "./placement-record.js";
-import { treeIds } from "./submitted-tree.js";
+import { keptRollout, treeIds } from "./submitted-tree.js";
 
 /** Placing a new tree and forwarding a single-node task to the node it was placed on. */
 export interface Forwarding {
@@ -38,7 +38,7 @@ export function createForwarding(context: ManagerContext): Forwarding {
     const entry: PlacementEntry =
       choice.kind === "one"
         ? { ...base, kind: "one", nodes: [choice.node], skipped: {} }
-        : { ...base, kind: "all", nodes: choice.nodes, skipped: Object.fromEntries([...choice.down, ...choice.unknown].map((name) => [name, "unreachable" as const])) };
+        : { ...base, kind: "all", nodes: choice.nodes, skipped: Object.fromEntries([...choice.down, ...choice.unknown].map((name) => [name, "unreachable" as const])), rollout: keptRollout(spec) };
     await record.put(entry);
     return entry;
   };

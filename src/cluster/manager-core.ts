@@ -59,6 +59,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     async init() {
       const loaded = await record.load((file, error) => logger.error({ file, err: String(error) }, "a placement record entry could not be read; its task is not routed"));
       states.start();
+      for (const entry of record.entries()) if (entry.kind === "all" && entry.rollout !== undefined) fanOut.resume(entry);
       return { loaded };
     },
     async shutdown(graceMs) {
@@ -72,6 +73,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     },
     submit: createSubmission(context, { forwarding, fanOut, calls, views }),
     list: views.list,
+    placedOn: (id) => record.find(id)?.nodes ?? [],
     run: createManagerRuns(context, { forwarding, fanOut, views }),
     streamOutput: createManagerStreams(context, views),
     ...routed,

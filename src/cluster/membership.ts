@@ -213,6 +213,25 @@ export function createMembership(options: MembershipOptions): Membership {
     }
   };
 
+  /**
+   * Whether the node holding a name still answers at its URL under that name. A node that
+   * restarts at another address (a new port) registers again before its old entry turns
+   * suspect; its old address then refuses the connection or is another node's, and the name
+   * passes to the newcomer. Only a holder that answers as itself keeps its name.
+   */
+  const holderAnswers = async (held: Member): Promise<boolean> => {
+    const probe: NodeAddress = { name: `holder:${held.url}`, url: held.url };
+    try {
+      const info = await transport.nodes(probe).getNodeInfo({}, { timeoutMs: Math.min(heartbeatMs, 1000) });
+      return info.info?.name === held.name;
+    } catch {
+      // Unreachable (refused, reset, timed out): the holder is gone from that address.
+      return false;
+    } finally {
+      transport.forget(probe.name);
+    }
+  };
+
   return {
     async start() {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -249,7 +268,7 @@ export function createMembership(options: MembershipOptions): Membership {
     async register(registration) {
       if (closed) throw new DrceError("unavailable", "the manager is shutting down");
       const held = nodes.get(registration.name);
-      if (held !== undefined && held.url !== registration.url && held.state === "up") {
+      if (held !== undefined && held.url !== registration.url && held.state === "up" && (await holderAnswers(held))) {
         throw new DrceError("exists", `node name ${registration.name} is held by ${held.url}, which is up`);
       }
       if (held !== undefined && held.url !== registration.url) transport.forget(registration.name);

@@ -1,7 +1,21 @@
 import { mkdirSync } from "node:fs";
 import { readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import type { Placement } from "../domain/placement.js";
+import type { StoredSpec } from "../domain/spec-json.js";
 import { createFileDurable, fsyncDir, writeFileAtomic } from "../store/atomic.js";
+
+/**
+ * What a restarted manager needs to carry on a fan-out's rollout: the request as the nodes
+ * get it (its stored form, without secrets), its rate controls, and whether the request held
+ * secrets (an SSH password, key or passphrase), which are never written to disk.
+ */
+export interface KeptRollout {
+  readonly spec: StoredSpec;
+  readonly placement: Placement;
+  /** The request carried secrets: a node it never reached cannot be sent it after a restart. */
+  readonly secrets: boolean;
+}
 
 /** Where a task tree went: what the manager writes before it forwards the task. */
 export interface PlacementEntry {
@@ -26,6 +40,11 @@ export interface PlacementEntry {
   readonly mode: number;
   /** When it was placed, Unix ms. */
   readonly placedAt: number;
+  /**
+   * For "all": present from placement until the rollout ended (every node started or
+   * skipped), so that a manager that restarts in between carries the rollout on.
+   */
+  readonly rollout?: KeptRollout;
 }
 
 /** Options of {@link createPlacementRecord}. */

@@ -1,6 +1,8 @@
 import { DrceError, ErrorCode } from "../domain/errors.js";
+import { fromStoredSpec, toStoredSpec } from "../domain/spec-json.js";
 import type { TaskSpec } from "../domain/task.js";
 import { isValidTaskId } from "../domain/validate.js";
+import type { KeptRollout } from "./placement-record.js";
 
 let idCounter = 0;
 
@@ -34,4 +36,21 @@ export function assignIds(spec: TaskSpec, taken: Set<string>, known: (id: string
   const id = spec.id !== "" ? spec.id : generateId((candidate) => taken.has(candidate) || known(candidate));
   taken.add(id);
   return { ...spec, id, subtasks: spec.subtasks.map((sub) => assignIds(sub, taken, known)) };
+}
+
+/** Whether a tree carries secrets (an SSH password, key or passphrase) anywhere. */
+export function carriesSecrets(spec: TaskSpec): boolean {
+  const session = spec.session;
+  if (session.type === "ssh" && (session.password !== "" || session.privateKey !== "" || session.passphrase !== "")) return true;
+  return spec.subtasks.some(carriesSecrets);
+}
+
+/** What a fan-out's placement entry keeps for a manager restart during the rollout. */
+export function keptRollout(spec: TaskSpec): KeptRollout {
+  return { spec: toStoredSpec(forNode(spec)), placement: spec.placement ?? {}, secrets: carriesSecrets(spec) };
+}
+
+/** The tree a kept rollout sends to the nodes it has not reached, with its placement back. */
+export function rolloutSpec(kept: KeptRollout): TaskSpec {
+  return { ...fromStoredSpec(kept.spec), placement: kept.placement };
 }

@@ -182,9 +182,10 @@ function nodeIdentity(node: string): NodeIdentity {
   return { host: "", port: 0, node };
 }
 
-/** Converts a status to a list line. */
-export function summaryToProto(s: TaskStatus): TaskSummary {
+/** Converts a status to a list line; `nodes` are the nodes a manager placed the task on (none on a data node). */
+export function summaryToProto(s: TaskStatus, nodes: readonly string[] = []): TaskSummary {
   return create(TaskSummarySchema, {
+    nodes: [...nodes],
     id: s.id,
     alias: s.alias,
     state: toProtoState(s.state),
@@ -231,6 +232,7 @@ export function eventToProto(event: TaskEvent): ProtoTaskEvent {
     timeUnixMs: BigInt(event.at),
     pid: s.pid,
     timeMs: BigInt(event.timeMs),
+    ...(event.node === undefined ? {} : { node: event.node }),
   });
 }
 

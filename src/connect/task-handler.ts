@@ -83,7 +83,8 @@ export function createTaskHandler({ core, identity, firstInputMs = 300_000 }: Ta
       mapped(async () => {
         const wanted = new Set(request.states.map(fromProtoState));
         const tasks = core.list().filter((s) => wanted.size === 0 || wanted.has(s.state));
-        return create(ListTasksResponseSchema, { tasks: tasks.map(summaryToProto) });
+        const placedOn = core.placedOn?.bind(core);
+        return create(ListTasksResponseSchema, { tasks: tasks.map((status) => summaryToProto(status, placedOn?.(status.id))) });
       }),
     runTask: (request, context: HandlerContext) =>
       mappedStream(async function* () {

@@ -12,6 +12,8 @@ export interface TaskEvent {
   readonly timeMs: number;
   /** Unix ms of the change. */
   readonly at: number;
+  /** Through a manager: the node whose task (or part of a fanned-out task) changed state. */
+  readonly node?: string;
 }
 
 /** A piece of a task's output. */
@@ -99,6 +101,8 @@ export interface TaskCore {
   remove(ref: string): Promise<TaskView>;
   /** Every task the node holds, newest first. */
   list(): readonly TaskStatus[];
+  /** Through a manager: the nodes a task (by id) was placed on, in the placement's order; absent on a data node. */
+  placedOn?(id: string): readonly string[];
   /** Submits and streams; aborting the signal terminates the task. */
   run(spec: TaskSpec, signal: AbortSignal, options?: OutputStreamOptions): AsyncIterable<RunEvent>;
   /** Streams output from offsets; with follow, until the task ends. */

@@ -105,6 +105,30 @@ describe("a joined node whose manager forgot it", () => {
   });
 });
 
+describe("a joined node restarted at another address", () => {
+  it("takes its name back at once: the old address no longer answers as that node", { timeout: 60_000 }, async () => {
+    // Beats every 30 s: the old entry would stay up for a minute, longer than this test waits.
+    const slow = await startNode({ role: "manager", name: "slow", token, heartbeatMs: 30_000 });
+    try {
+      const entry = async () => (await clientOf(NodeService, slow.url).listNodes({})).nodes.find((item) => item.name === "mover");
+      const first = await startNode({ name: "mover", token, join: slow.url, heartbeatMs: 200 });
+      await until(entry, (item) => item?.url === first.url && item.state === ClusterNodeState.UP, 20_000, "the node to join");
+      await first.stop();
+      const second = await startNode({ name: "mover", token, join: slow.url, heartbeatMs: 200 });
+      try {
+        const moved = await until(entry, (item) => item?.url === second.url, 20_000, "the restarted node to hold its name at its new address");
+        expect(moved?.state).toBe(ClusterNodeState.UP);
+        // A third node claiming the name while the second answers as itself is still refused.
+        expect(await codeOf(clientOf(ClusterService, slow.url).registerNode({ name: "mover", url: "http://127.0.0.1:1" }))).toBe(Code.AlreadyExists);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await slow.stop();
+    }
+  });
+});
+
 describe("a data node listed with --node", () => {
   it("is polled: named by its GetNodeInfo, with its labels and facts, not joined", async () => {
     const nodes = clientOf(NodeService, poller.url);

@@ -134,4 +134,29 @@ describe("a cluster whose nodes and manager fail", () => {
     const taken = await connectFailure(cluster.tasks.submitTask({ task: { id: "mgr-one", command: "true" } }));
     expect(taken.code).toBe(Code.AlreadyExists);
   });
+  it("carries on an async fan-out's rollout after a SIGKILL of the manager: nodes it had not reached start, none starts twice", { timeout: 120_000 }, async () => {
+    // One node at a time, each share taking a while: the manager dies with most nodes not reached.
+    const placement = { mode: PlacementMode.ALL, maxConcurrency: { value: { case: "count" as const, value: 1 } } };
+    const first = (await cluster.tasks.submitTask({ task: { id: "resumed-all", command: "sleep 0.6; echo resumed", mode: TaskMode.ASYNC, placement } })).result!;
+    expect(first.nodes.filter((item) => item.status === NodeRunStatus.NOT_STARTED).length).toBeGreaterThanOrEqual(3);
+    await cluster.restartManager();
+    await cluster.waitForState(names, ClusterNodeState.UP);
+    let nodesOf: string[] = [];
+    await until(
+      "every node's share to finish",
+      async () => {
+        const result = (await cluster.tasks.getTask({ task: "resumed-all" })).result;
+        nodesOf = result?.nodes.map((item) => item.node) ?? [];
+        return result?.nodes.every((item) => item.status === NodeRunStatus.FINISHED) === true;
+      },
+      60_000,
+    );
+    expect(nodesOf).toEqual(names);
+    for (const name of names) {
+      const held = (await cluster.members.get(name)!.tasks.listTasks({})).tasks.filter((task) => task.id === "resumed-all");
+      expect(held.map((task) => task.state)).toEqual([TaskState.FINISHED]);
+      const fetched = await cluster.members.get(name)!.tasks.fetchTask({ task: "resumed-all" });
+      expect(Buffer.from(fetched.result!.stdout).toString()).toBe("resumed\n");
+    }
+  });
 });

@@ -320,6 +320,30 @@ describe("a manager in front of five data nodes", { timeout: 60_000 }, () => {
     expect(names).toContain(result!.placedOn);
   });
 
+  it("names the nodes of each task in its list and the node of each task event", async () => {
+    await cluster.tasks.submitTask({ task: { id: "named-all", command: "echo named", placement: { mode: PlacementMode.ALL, nodes: ["n1", "n2"] } } });
+    const one = (await cluster.tasks.submitTask({ task: { id: "named-one", command: "true", placement: { mode: PlacementMode.ALL, nodes: ["n4"] } } })).result!;
+    expect(one.nodes.map((item) => item.node)).toEqual(["n4"]);
+    const listed = (await cluster.tasks.listTasks({})).tasks;
+    expect(listed.find((task) => task.id === "named-all")?.nodes).toEqual(["n1", "n2"]);
+    expect(listed.find((task) => task.id === "named-one")?.nodes).toEqual(["n4"]);
+    // A node's own list names no node: it holds its tasks itself.
+    expect((await cluster.members.get("n1")!.tasks.listTasks({})).tasks.find((task) => task.id === "named-all")?.nodes).toEqual([]);
+
+    const watch = new AbortController();
+    const finishedOn = new Set<string>();
+    try {
+      for await (const { event } of cluster.tasks.watchTaskEvents({ task: "named-all", fromStart: true }, { signal: watch.signal, timeoutMs: 20_000 })) {
+        expect(["n1", "n2"]).toContain(event?.node);
+        if (event?.state === TaskState.FINISHED) finishedOn.add(event.node!);
+        if (finishedOn.size === 2) break;
+      }
+    } finally {
+      watch.abort();
+    }
+    expect([...finishedOn].sort()).toEqual(["n1", "n2"]);
+  });
+
   it("answers an unknown id with NotFound, as a node does", async () => {
     expect(await failure(cluster.tasks.getTask({ task: "no-such-task" }))).toMatchObject({ code: Code.NotFound });
     const res = await fetch(`${cluster.url}/drce`, { method: "POST", body: JSON.stringify({ type: 1, id: 424242, data: Buffer.from(JSON.stringify({ type: 1 })).toString("base64") }) });
