@@ -1,0 +1,139 @@
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TaskState } from "../../gen/drce/v1/task_pb.js";
+import { TaskService } from "../../gen/drce/v1/task_service_pb.js";
+import { chromiumUnavailableReason, startBrowser, type TestBrowser } from "../helpers/browser.js";
+import { openConsole, terminalText } from "../helpers/console.js";
+import { startNode, until, type TestNode } from "../helpers/node.js";
+
+/*
+ * The console's Run view on a data node, in Chromium: a sync run from the form shows its
+ * output live and then its exit status; stdin, environment and an argument vector reach the
+ * command; an async run links to its task's detail view; a field that cannot be sent is
+ * named beside the form and nothing is sent; Stop terminates an attached run.
+ */
+
+const unavailable = chromiumUnavailableReason();
+const token = "run-view-token-7c2";
+
+describe.skipIf(unavailable !== undefined)("the Run view on a data node", () => {
+  let node: TestNode;
+  let browser: TestBrowser;
+  let tasks: Client<typeof TaskService>;
+
+  beforeAll(async () => {
+    node = await startNode({ token });
+    tasks = createClient(TaskService, createConnectTransport({ baseUrl: node.url, httpVersion: "2", interceptors: [(next) => (request) => (request.header.set("authorization", `Bearer ${token}`), next(request))] }));
+    browser = await startBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await node?.stop();
+  });
+
+  it("runs a sync shell command from the form, shows its output live, then its exit status", async () => {
+    const { page } = await openConsole(browser.context, node.url, token, "#/run");
+    // No targeting on a data node: the manager's fieldset is not shown.
+    expect(await page.locator("fieldset.run-targeting").count()).toBe(0);
+    await page.locator("#run-command").fill("echo first line; read go < /dev/null; printf 'second\\n'; echo warned >&2; exit 3");
+    await page.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => terminalText(page, "output of the run"), { timeout: 15_000 }).toContain("second");
+    expect(await terminalText(page, "output of the run")).toContain("first line");
+    expect(await terminalText(page, "output of the run")).toContain("warned");
+    await expect.poll(() => page.locator(".run-end").textContent(), { timeout: 15_000 }).toBe("finished, exit 3");
+    const id = await page.locator("[data-task-link]").textContent();
+    expect(await page.locator("[data-task-link]").getAttribute("href")).toBe(`#/tasks/${id}`);
+    const stored = await tasks.getTask({ task: id! });
+    expect(stored.result?.state).toBe(TaskState.FINISHED);
+    expect(stored.result?.exitStatus).toBe(3);
+    await page.setViewportSize({ width: 1100, height: 900 });
+    await page.screenshot({ path: "docs/screenshots/run.png", fullPage: true });
+    await page.close();
+  });
+
+  it("sends stdin and the environment with the task, and runs an argument vector without a shell", async () => {
+    const { page } = await openConsole(browser.context, node.url, token, "#/run");
+    await page.locator("#run-command").fill('cat; echo "greeting=$GREETING"');
+    await page.locator("#run-env").fill("GREETING=hello there");
+    await page.locator("#run-stdin").fill("from stdin\n");
+    await page.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => page.locator(".run-end").textContent(), { timeout: 15_000 }).toBe("finished, exit 0");
+    const shown = await terminalText(page, "output of the run");
+    expect(shown).toContain("from stdin");
+    expect(shown).toContain("greeting=hello there");
+
+    await page.getByLabel("an argument vector, one word a line").check();
+    // Without a shell, $HOME and ; are plain words.
+    await page.locator("#run-command").fill("/bin/echo\n$HOME;\nword two");
+    await page.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => terminalText(page, "output of the run"), { timeout: 15_000 }).toContain("$HOME; word two");
+    await expect.poll(() => page.locator(".run-end").textContent(), { timeout: 15_000 }).toBe("finished, exit 0");
+    await page.close();
+  });
+
+  it("submits an async run and links to its task's detail view", async () => {
+    const { page } = await openConsole(browser.context, node.url, token, "#/run");
+    await page.locator("#run-command").fill("echo in the background");
+    await page.getByLabel("submitted: in the background").check();
+    await page.getByRole("button", { name: "Run" }).click();
+    const link = page.locator("[data-task-link]");
+    await link.waitFor({ timeout: 15_000 });
+    const id = (await link.textContent()) ?? "";
+    expect(id).not.toBe("");
+    // No attached output for a submitted task: its detail view follows it.
+    expect(await page.locator("[role='log'][aria-label='output of the run']").count()).toBe(0);
+    await until(() => tasks.getTask({ task: id }), (reply) => reply.result?.state === TaskState.FINISHED, 15_000, "the async task to finish");
+    const fetched = await tasks.fetchTask({ task: id });
+    expect(Buffer.from(fetched.result?.stdout ?? new Uint8Array()).toString()).toBe("in the background\n");
+    await link.press("Enter");
+    await expect.poll(() => page.evaluate(() => location.hash)).toBe(`#/tasks/${encodeURIComponent(id)}`);
+    await page.close();
+  });
+
+  it("names the field that cannot be sent, focuses it, and sends nothing", async () => {
+    const { page, requests } = await openConsole(browser.context, node.url, token, "#/run");
+    const calls = (): number => requests.filter((url) => /TaskService\/(RunTask|SubmitTask)$/.test(url)).length;
+    await page.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => page.locator("#run-form-error").textContent()).toBe("The command is empty: type a shell command line.");
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("run-command");
+    expect(await page.locator("#run-command").getAttribute("aria-invalid")).toBe("true");
+
+    await page.locator("#run-command").fill("true");
+    await page.locator("#run-timeout").fill("1.5");
+    await page.locator("#run-timeout").press("Enter");
+    await expect.poll(() => page.locator("#run-form-error").textContent()).toBe('Timeout "1.5": a whole number of seconds, at least 1.');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("run-timeout");
+
+    await page.locator("#run-timeout").fill("");
+    await page.locator("#run-env").fill("GOOD=1\n2BAD=x");
+    await page.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => page.locator("#run-form-error").textContent()).toBe('Environment line 2 ("2BAD=x"): write NAME=VALUE, NAME of letters, digits and _.');
+    expect(calls()).toBe(0);
+    await page.close();
+  });
+
+  it("shows the node's refusal of a task with its Connect code", async () => {
+    const { page } = await openConsole(browser.context, node.url, token, "#/run");
+    await page.locator("#run-command").fill("true");
+    await page.locator("#run-work-dir").fill("relative/dir");
+    await page.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => page.locator(".run-outcome .error, .run-end").first().textContent(), { timeout: 15_000 }).toMatch(/\S/);
+    await page.close();
+  });
+
+  it("stops an attached run with Stop, which terminates its task", async () => {
+    const { page } = await openConsole(browser.context, node.url, token, "#/run");
+    await page.locator("#run-command").fill("echo started; sleep 30");
+    await page.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => terminalText(page, "output of the run"), { timeout: 15_000 }).toContain("started");
+    const id = (await page.locator("[data-task-link]").textContent()) ?? "";
+    await page.getByRole("button", { name: "Stop" }).click();
+    await expect.poll(() => page.locator(".run-outcome .notice").textContent()).toBe("The run was stopped: its task is terminated.");
+    const ended = await until(() => tasks.getTask({ task: id }), (reply) => reply.result?.state === TaskState.TERMINATED, 15_000, "the stopped task to be terminated");
+    expect(ended.result?.state).toBe(TaskState.TERMINATED);
+    // The form can run again once the call has ended.
+    expect(await page.getByRole("button", { name: "Run" }).isEnabled()).toBe(true);
+    await page.close();
+  });
+});
