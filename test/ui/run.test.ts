@@ -113,12 +113,14 @@ describe.skipIf(unavailable !== undefined)("the Run view on a data node", () => 
     await page.close();
   });
 
-  it("shows the node's refusal of a task with its Connect code", async () => {
+  it("shows the node's refusal of a task with its Connect code and legacy error number, and can run again", async () => {
     const { page } = await openConsole(browser.context, node.url, token, "#/run");
     await page.locator("#run-command").fill("true");
-    await page.locator("#run-work-dir").fill("relative/dir");
+    await page.locator("#run-env").fill("LD_PRELOAD=/tmp/x.so");
     await page.getByRole("button", { name: "Run" }).click();
-    await expect.poll(() => page.locator(".run-outcome .error, .run-end").first().textContent(), { timeout: 15_000 }).toMatch(/\S/);
+    await expect.poll(() => page.locator(".run-outcome .error").textContent(), { timeout: 15_000 }).toBe("InvalidArgument: environment variable LD_PRELOAD is refused by this node (error 102)");
+    expect(await page.locator("[data-task-link]").count()).toBe(0);
+    await expect.poll(() => page.getByRole("button", { name: "Run" }).isEnabled()).toBe(true);
     await page.close();
   });
 

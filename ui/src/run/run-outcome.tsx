@@ -1,8 +1,9 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { TaskMode } from "../../../gen/drce/v1/task_pb.js";
-import { errorText, type Api } from "../api.js";
+import type { Api } from "../api.js";
 import { routeHref } from "../router.js";
 import { Terminal } from "../terminal.js";
+import { failureText } from "./failure-text.js";
 import { FanOutView } from "./fan-out-view.js";
 import { endText } from "./node-progress.js";
 import { createRunTracker, startingProgress, type RunEvent, type RunProgress } from "./run-progress.js";
@@ -54,7 +55,7 @@ export function RunOutcome(props: RunOutcomeProps) {
     follow().then(
       () => undefined,
       (error: unknown) => {
-        if (!call.signal.aborted) setProgress((current) => ({ ...current, error: errorText(error) }));
+        if (!call.signal.aborted) setProgress((current) => ({ ...current, error: failureText(error) }));
       },
     ).finally(() => {
       setRunning(false);
