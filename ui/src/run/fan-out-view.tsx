@@ -12,7 +12,8 @@ export interface FanOutViewProps {
 /**
  * A fan-out's progress: a bar of the nodes done out of those targeted, then each node with
  * its status (exit N, failed, timed out, unreachable, not started, running), the manager's
- * sentence when it did not finish, and its output as it arrives.
+ * sentence when it did not finish, a link to its task when it holds it under an id of its
+ * own, and its output as it arrives.
  */
 export function FanOutView(props: FanOutViewProps) {
   const { progress, tracker } = props;
@@ -31,7 +32,7 @@ export function FanOutView(props: FanOutViewProps) {
           <li class="card fan-out-node" key={item.node} data-node={item.node} data-status={item.status}>
             <h2>
               <span class="mono">{item.node}</span> <span class={`badge ${statusClass(item)}`}>{statusText(item)}</span>
-              {item.taskId !== undefined && (
+              {item.taskId !== undefined && item.taskId !== progress.taskId && (
                 <a class="fan-out-task" href={routeHref({ view: "task", id: item.taskId })}>
                   task {item.taskId}
                 </a>
