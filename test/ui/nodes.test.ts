@@ -98,7 +98,7 @@ describe.skipIf(unavailable !== undefined)("the Nodes view on a manager with thr
 
     // At a phone's width nothing is wider than the screen.
     await page.setViewportSize({ width: 390, height: 844 });
-    await expect.poll(() => page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await expect.poll(() => page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(390);
     await page.screenshot({ path: "docs/screenshots/nodes-phone.png" });
     await page.close();
   });
