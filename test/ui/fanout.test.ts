@@ -56,7 +56,8 @@ describe.skipIf(unavailable !== undefined)("a fan-out in the Run view of a manag
     await page.getByLabel("Every node").check();
     await page.getByRole("button", { name: "Run" }).click();
     await expect.poll(() => page.locator(".fan-out-count").textContent(), { timeout: 30_000 }).toBe("3/3 nodes done");
-    expect(await page.locator("progress.progress").evaluate("(bar) => [bar.value, bar.max]")).toEqual([3, 3]);
+    const bar = page.locator("progress.progress");
+    expect([await bar.getAttribute("value"), await bar.getAttribute("max")]).toEqual(["3", "3"]);
     expect(await nodeStatus(page, "alpha")).toEqual({ status: "finished", text: "exit 0" });
     expect(await nodeStatus(page, "beta")).toEqual({ status: "finished", text: "exit 3" });
     expect(await nodeStatus(page, "gamma")).toEqual({ status: "finished", text: "exit 0" });

@@ -77,22 +77,25 @@ function modeRow(title: string, stats: TaskModeStats | undefined) {
 
 /** A node's task statistics since it started, sync and async: tasks, failures, time and rate. */
 export function NodeStatsTable(props: { readonly stats: NodeStats | undefined }) {
+  // At a phone's width the table scrolls in its own box rather than widening the page.
   return (
-    <table class="list node-stats" aria-label="Task statistics">
-      <thead>
-        <tr>
-          <th scope="col">Mode</th>
-          <th scope="col">Tasks</th>
-          <th scope="col">Failed</th>
-          <th scope="col">Avg ms</th>
-          <th scope="col">Max ms</th>
-          <th scope="col">Per min</th>
-        </tr>
-      </thead>
-      <tbody>
-        {modeRow("sync", props.stats?.sync)}
-        {modeRow("async", props.stats?.async)}
-      </tbody>
-    </table>
+    <div class="node-stats-box">
+      <table class="list node-stats" aria-label="Task statistics">
+        <thead>
+          <tr>
+            <th scope="col">Mode</th>
+            <th scope="col">Tasks</th>
+            <th scope="col">Failed</th>
+            <th scope="col">Avg ms</th>
+            <th scope="col">Max ms</th>
+            <th scope="col">Per min</th>
+          </tr>
+        </thead>
+        <tbody>
+          {modeRow("sync", props.stats?.sync)}
+          {modeRow("async", props.stats?.async)}
+        </tbody>
+      </table>
+    </div>
   );
 }
