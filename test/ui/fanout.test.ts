@@ -75,6 +75,18 @@ describe.skipIf(unavailable !== undefined)("a fan-out in the Run view of a manag
     await page.close();
   });
 
+  it("runs on one node of the manager's choice by default and names the node", async () => {
+    const page = await openRun(browser, cluster.url);
+    await page.locator("#run-command").fill("echo placed once");
+    await page.getByRole("button", { name: "Run" }).click();
+    await expect.poll(() => page.locator(".run-end").textContent(), { timeout: 30_000 }).toBe("finished, exit 0");
+    expect(await terminalText(page, "output of the run")).toContain("placed once");
+    expect(await page.locator(".run-task strong").textContent()).toMatch(/^(alpha|beta|gamma)$/);
+    // One node: no per-node progress.
+    expect(await page.locator(".fan-out").count()).toBe(0);
+    await page.close();
+  });
+
   it("stops starting nodes after max errors, one at a time: the rest are not started", async () => {
     const page = await openRun(browser, cluster.url);
     await page.locator("#run-command").fill(command);
