@@ -14,7 +14,9 @@ export const usageFigures: readonly { readonly key: keyof Omit<ResourceUsage, "$
 
 /** One sample of a node's load: when (Unix ms) and its eight figures, percent. */
 export interface UsagePoint {
+  /** When the figures were sampled, Unix ms. */
   readonly atMs: number;
+  /** The eight figures in the order of {@link usageFigures}. */
   readonly figures: readonly number[];
 }
 

@@ -5,7 +5,9 @@ import type { RunProgress, RunTracker } from "./run-progress.js";
 
 /** Props of {@link FanOutView}. */
 export interface FanOutViewProps {
+  /** The run's progress, one item a node. */
   readonly progress: RunProgress;
+  /** Where each node's terminal takes its output from. */
   readonly tracker: RunTracker;
 }
 

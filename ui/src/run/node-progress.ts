@@ -5,7 +5,9 @@ export type NodeProgressStatus = "running" | "finished" | "failed" | "timed-out"
 
 /** One node's part of a run: its status, its exit status once it finished, and why it failed. */
 export interface NodeProgress {
+  /** The node's name. */
   readonly node: string;
+  /** How its part stands. */
   readonly status: NodeProgressStatus;
   /** The command's exit status on the node, when it finished there. */
   readonly exitStatus?: number;

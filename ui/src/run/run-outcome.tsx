@@ -11,7 +11,9 @@ import type { RunRequest } from "./run-spec.js";
 
 /** Props of {@link RunOutcome}. */
 export interface RunOutcomeProps {
+  /** The node's clients. */
   readonly api: Api;
+  /** The task the form asked for, and whether it fans out. */
   readonly request: RunRequest;
   /** Called once the run's call has ended (its result, or a failure), so the form can run again. */
   readonly onEnded: () => void;

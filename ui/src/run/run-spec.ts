@@ -9,17 +9,21 @@ export type Targeting = "manager" | "all" | "nodes" | "labels";
 
 /** What the Run form holds, as typed (text fields unparsed). */
 export interface RunFormValues {
+  /** Whether the command is a shell line or an argument vector. */
   readonly form: CommandForm;
   /** The shell line, or the argument vector with one word a line. */
   readonly command: string;
   /** Environment variables, one `NAME=VALUE` a line. */
   readonly env: string;
+  /** The working directory on the node; empty for the task's own. */
   readonly workDir: string;
   /** Time limit in seconds; empty for none. */
   readonly timeout: string;
   /** Bytes given to the command's stdin (as UTF-8); empty closes it at once. */
   readonly stdin: string;
+  /** Submitted to run in the background, rather than attached with its output here. */
   readonly async: boolean;
+  /** Where a manager runs it; a data node runs it itself whatever this says. */
   readonly targeting: Targeting;
   /** Node names, separated by commas or spaces (targeting "nodes"). */
   readonly nodes: string;
@@ -49,6 +53,7 @@ export class RunFormError extends Error {
 
 /** The task and whether it runs on several nodes, as the form asks for it. */
 export interface RunRequest {
+  /** The task to send (`RunTask` when attached, `SubmitTask` when submitted). */
   readonly spec: TaskSpec;
   /** The manager runs it on every selected node (a fan-out), so its progress is per node. */
   readonly fanOut: boolean;
