@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { ClusterNodeState, type ClusterNode, type HostFacts, type NodeStats } from "../../../gen/drce/v1/node_service_pb.js";
+import { ClusterNodeState, type ClusterNode, type HostFacts, type NodeStats, type ResourceUsage } from "../../../gen/drce/v1/node_service_pb.js";
 import { errorText, useApi, useNode } from "../api.js";
 import { HostFactsList, NodeStatsTable, UsageFigures } from "../nodes/node-figures.js";
 import { UsageChart, UsageKey } from "../nodes/usage-chart.js";
@@ -30,6 +30,7 @@ export function NodesView() {
   const [nodes, setNodes] = useState<readonly ClusterNode[] | undefined>(undefined);
   const [histories, setHistories] = useState<ReadonlyMap<string, readonly UsagePoint[]>>(new Map());
   const [ownHistory, setOwnHistory] = useState<readonly UsagePoint[]>([]);
+  const [ownUsage, setOwnUsage] = useState<ResourceUsage | undefined>(undefined);
   const [stats, setStats] = useState<NodeStats | undefined>(undefined);
   const [facts, setFacts] = useState<HostFacts | undefined>(undefined);
   const [error, setError] = useState<string | undefined>(undefined);
@@ -64,7 +65,9 @@ export function NodesView() {
     (async () => {
       for await (const message of api.nodes.watchResourceReports({ fromStart: true }, { signal: stop.signal })) {
         const report = message.report;
-        if (report !== undefined) setOwnHistory((current) => withPoint(current, usagePoint(Number(report.timeUnixMs), report.usage)));
+        if (report === undefined) continue;
+        setOwnHistory((current) => withPoint(current, usagePoint(Number(report.timeUnixMs), report.usage)));
+        setOwnUsage(report.usage);
       }
     })().catch((failure: unknown) => {
       if (!stop.signal.aborted) setError(errorText(failure));
@@ -100,7 +103,7 @@ export function NodesView() {
             <UsageKey />
           </div>
           <div>
-            <UsageFigures usage={ownHistory.length > 0 ? usageOf(ownHistory) : own?.usage} />
+            <UsageFigures usage={ownUsage ?? own?.usage} />
             {own !== undefined && <Slots node={own} />}
           </div>
         </div>
@@ -125,13 +128,6 @@ export function NodesView() {
       )}
     </section>
   );
-}
-
-/** The usage of the last point of a history, as ResourceUsage-like figures for the list. */
-function usageOf(history: readonly UsagePoint[]) {
-  const figures = history[history.length - 1]?.figures ?? [];
-  const [cpu = 0, iowait = 0, vram = 0, rram = 0, disk = 0, processes = 0, threads = 0, loadavg = 0] = figures;
-  return { $typeName: "drce.v1.ResourceUsage" as const, cpu, iowait, vram, rram, disk, processes, threads, loadavg };
 }
 
 function Slots(props: { readonly node: ClusterNode }) {
