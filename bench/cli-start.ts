@@ -2,9 +2,9 @@
  * The CLI's start-up, whole process, side by side with Node.js's own: `drce run -- true`
  * against a running node, `drce --version`, and `node -e 0`, each spawned as a user's shell
  * spawns it, in interleaved rounds so that a machine loaded by others weighs on every row
- * alike. Each round runs each command twice: once timed from spawn to exit (wall), once under
- * `/usr/bin/time` for the CPU the process used (user + system), which a loaded machine
- * distorts less than wall time. Prints the medians and their ratios to `node -e 0`.
+ * alike. Each round runs each command twice: once timed from spawn to exit (wall), once as the
+ * child of a bash whose `times` gives the CPU the process used (user + system, to the
+ * millisecond), which a loaded machine distorts less than wall time. Prints the medians and their ratios to `node -e 0`.
  *
  *   node --import tsx bench/cli-start.ts [ROUNDS] [--server URL]
  *
@@ -31,7 +31,7 @@ interface Case {
   readonly argv: readonly string[];
 }
 
-const timeProgram = "/usr/bin/time";
+const shell = "/bin/bash";
 
 /** Runs argv to its exit with output discarded and resolves with its wall time in ms; a non-zero exit fails the bench. */
 function wall(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -47,19 +47,22 @@ function wall(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> 
   });
 }
 
-/** Runs argv under /usr/bin/time and resolves with the user + system CPU it used, in ms. */
+/** Runs argv under bash and resolves with the user + system CPU it used, in ms (bash's `times`: its children's rusage, to the millisecond). */
 function cpu(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
   return new Promise((resolve, reject) => {
-    // time writes its figures as the last line of stderr, after whatever the command wrote there.
-    const child = spawn(timeProgram, ["-f", "%U %S", ...argv], { cwd: root, env, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(shell, ["-c", '"$@" >/dev/null; status=$?; times >&3; exit $status', "cpu", ...argv], { cwd: root, env, stdio: ["ignore", "ignore", "inherit", "pipe"] });
     let text = "";
-    child.stderr?.on("data", (chunk: Buffer) => (text += chunk.toString()));
+    child.stdio[3]?.on("data", (chunk: Buffer) => (text += chunk.toString()));
     child.once("error", reject);
     child.once("close", (code) => {
-      const lines = text.trimEnd().split("\n");
-      const [user, system] = (lines.at(-1) ?? "").split(/\s+/).map(Number);
-      if (code !== 0 || user === undefined || system === undefined || Number.isNaN(user + system)) reject(new Error(`${argv.join(" ")} under time: exit ${code}, ${JSON.stringify(text)}`));
-      else resolve((user + system) * 1000);
+      // The second line is the children's: "0m0.081s 0m0.013s".
+      const seconds = (text.trim().split("\n")[1] ?? "").split(/\s+/).map((field) => {
+        const match = /^(\d+)m([\d.]+)s$/.exec(field);
+        return match === null ? Number.NaN : Number(match[1]) * 60 + Number(match[2]);
+      });
+      const total = (seconds[0] ?? Number.NaN) + (seconds[1] ?? Number.NaN);
+      if (code !== 0 || Number.isNaN(total)) reject(new Error(`${argv.join(" ")} under ${shell}: exit ${code}, ${JSON.stringify(text)}`));
+      else resolve(total * 1000);
     });
   });
 }
@@ -78,7 +81,7 @@ function median(values: readonly number[]): number {
 export async function measureCliStart(cases: readonly Case[], rounds: number, env: NodeJS.ProcessEnv): Promise<Map<string, Sample[]>> {
   const samples = new Map<string, Sample[]>(cases.map((item) => [item.label, []]));
   for (const item of cases) await wall(item.argv, env);
-  const withCpu = existsSync(timeProgram);
+  const withCpu = existsSync(shell);
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? cases : [...cases].reverse();
     for (const item of order) {
@@ -117,7 +120,7 @@ async function main(): Promise<void> {
     const base = samples.get("node -e 0") ?? [];
     const baseWall = median(base.map((s) => s.wallMs));
     const baseCpu = median(base.map((s) => s.cpuMs));
-    console.log(`${rounds} interleaved rounds, medians (wall: spawn to exit; CPU: user + system under ${timeProgram})`);
+    console.log(`${rounds} interleaved rounds, medians (wall: spawn to exit; CPU: user + system, from bash's times)`);
     console.log(`${"command".padEnd(20)} ${"wall ms".padStart(8)} ${"x node".padStart(7)} ${"CPU ms".padStart(8)} ${"x node".padStart(7)}`);
     for (const [label, list] of samples) {
       const wallMs = median(list.map((s) => s.wallMs));

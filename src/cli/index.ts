@@ -11,32 +11,40 @@
  */
 import { packageVersion } from "../version.js";
 import { ExitCode } from "./exit-code-values.js";
+import type { ClientCommandName, LoadedCommand } from "./client-commands.js";
 import { processIo, type CliIo } from "./io.js";
 import { usePlainHeaders } from "./plain-headers.js";
 import { usageFailure } from "./usage-failure.js";
 
 export type { CliIo } from "./io.js";
 
-/** A command's module once loaded: its usage text and what runs it. */
-interface LoadedCommand {
-  readonly usage: string;
-  readonly main: (argv: string[], io: CliIo) => Promise<number>;
+/** A command's module once loaded, and what reports its failures (from the same build, whose error classes it knows). */
+interface Command extends LoadedCommand {
+  readonly report: (io: CliIo, command: string, error: unknown) => number | Promise<number>;
 }
 
 /**
  * A command of the table: its one-line summary, and the import of its module. Each module
- * is loaded only when its command runs (or its help is asked for), so that `drce run` does
- * not load what `drce node` needs, and `drce --version` or `drce help` load none of Connect,
- * protobuf and the generated descriptors (which build themselves when imported).
+ * is loaded only when its command runs (or its help is asked for), so that `drce --version`
+ * or `drce help` load none of Connect, protobuf and the generated descriptors (which build
+ * themselves when imported), and `drce run` not what `drce node` needs.
  */
-interface Command {
+interface CommandEntry {
   readonly summary: string;
-  readonly load: () => Promise<LoadedCommand>;
+  readonly load: () => Promise<Command>;
 }
 
 const serveUsageHint = "usage: drce serve [options]   (drce serve --help lists them)";
 
-const commands: Readonly<Record<string, Command>> = {
+/** The loader of a client command, with the failure report of the client commands' module. */
+function client(name: ClientCommandName): () => Promise<Command> {
+  return async () => {
+    const module = await import("./client-commands.js");
+    return { ...(await module.clientCommands[name]()), report: module.reportFailure };
+  };
+}
+
+const commands: Readonly<Record<string, CommandEntry>> = {
   serve: {
     summary: "start a node",
     load: async () => ({
@@ -45,32 +53,36 @@ const commands: Readonly<Record<string, Command>> = {
         const { serve } = await import("./serve.js");
         return serve(argv, io);
       },
+      report: async (io, command, error) => (await import("./report-failure.js")).reportFailure(io, command, error),
     }),
   },
-  run: { summary: "run a command attached: live output, stdin, exit status", load: async () => import("./run.js").then((m) => ({ usage: m.runUsage, main: m.runCommand })) },
-  submit: { summary: "submit a task (async by default) and print its id", load: async () => import("./submit.js").then((m) => ({ usage: m.submitUsage, main: m.submitCommand })) },
-  status: { summary: "show a task's state", load: async () => import("./status.js").then((m) => ({ usage: m.statusUsage, main: m.statusCommand })) },
-  logs: { summary: "write a task's output (-f to follow)", load: async () => import("./logs.js").then((m) => ({ usage: m.logsUsage, main: m.logsCommand })) },
-  kill: { summary: "terminate a task's process group", load: async () => import("./kill.js").then((m) => ({ usage: m.killUsage, main: m.killCommand })) },
-  fetch: { summary: "get a task's output and exit status (and delete it)", load: async () => import("./fetch.js").then((m) => ({ usage: m.fetchUsage, main: m.fetchCommand })) },
-  rm: { summary: "delete a finished task's data", load: async () => import("./rm.js").then((m) => ({ usage: m.rmUsage, main: m.rmCommand })) },
-  ls: { summary: "list the node's tasks", load: async () => import("./ls.js").then((m) => ({ usage: m.lsUsage, main: m.lsCommand })) },
-  watch: { summary: "print task state changes as they happen", load: async () => import("./watch.js").then((m) => ({ usage: m.watchUsage, main: m.watchCommand })) },
-  node: { summary: "node administration: info, usage, stats, tasks, reports", load: async () => import("./node.js").then((m) => ({ usage: m.nodeUsage, main: m.nodeCommand })) },
-  nodes: { summary: "list the data nodes: state, load, free slots, labels, host facts", load: async () => import("./nodes.js").then((m) => ({ usage: m.nodesUsage, main: m.nodesCommand })) },
+  run: { summary: "run a command attached: live output, stdin, exit status", load: client("run") },
+  submit: { summary: "submit a task (async by default) and print its id", load: client("submit") },
+  status: { summary: "show a task's state", load: client("status") },
+  logs: { summary: "write a task's output (-f to follow)", load: client("logs") },
+  kill: { summary: "terminate a task's process group", load: client("kill") },
+  fetch: { summary: "get a task's output and exit status (and delete it)", load: client("fetch") },
+  rm: { summary: "delete a finished task's data", load: client("rm") },
+  ls: { summary: "list the node's tasks", load: client("ls") },
+  watch: { summary: "print task state changes as they happen", load: client("watch") },
+  node: { summary: "node administration: info, usage, stats, tasks, reports", load: client("node") },
+  nodes: { summary: "list the data nodes: state, load, free slots, labels, host facts", load: client("nodes") },
   completion: {
     summary: "print a shell completion script (bash, zsh)",
-    load: async () =>
-      import("./completion.js").then((m) => ({
-        usage: m.completionUsage,
+    load: async () => {
+      const module = await import("./client-commands.js");
+      return {
+        usage: module.completionUsage,
         // The script lists every command's flags, from their usage texts: all are loaded.
-        main: async (argv: string[], io: CliIo) => m.completionCommand(argv, io, await loadAll()),
-      })),
+        main: async (argv, io) => module.completionCommand(argv, io, await loadAll()),
+        report: module.reportFailure,
+      };
+    },
   },
 };
 
 /** Every command's loaded module, by name, in the table's order. */
-async function loadAll(): Promise<Record<string, LoadedCommand>> {
+async function loadAll(): Promise<Record<string, Command>> {
   const loaded = await Promise.all(Object.entries(commands).map(async ([name, command]) => [name, await command.load()] as const));
   return Object.fromEntries(loaded);
 }
@@ -140,7 +152,7 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   if (command === undefined) return usageFailure(io, "", `unknown command ${JSON.stringify(name)}`);
   // Before Connect is loaded: Node.js's own Headers would load all of undici (see plain-headers.ts).
   if (name !== "serve") usePlainHeaders();
-  const { main } = await command.load();
+  const { main, report } = await command.load();
   // A reader that goes away (`drce logs x | head -1`) makes stdout fail with EPIPE: end
   // quietly with 141, as a program killed by SIGPIPE would, instead of crashing.
   const onOutputError = (error: NodeJS.ErrnoException): void => {
@@ -150,9 +162,7 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   try {
     return await main([...globals, ...args], io);
   } catch (error) {
-    // Loaded only when a command failed: it knows Connect's errors, which --version must not load.
-    const { reportFailure } = await import("./report-failure.js");
-    return reportFailure(io, name, error);
+    return report(io, name, error);
   } finally {
     io.stdout.off("error", onOutputError);
   }
