@@ -17,11 +17,13 @@
 // third of the CPU it took with every package external and nothing split. The library keeps
 // every package external, so that its users share one copy of Connect and protobuf with it.
 import { build } from "esbuild";
-import { readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
+// Before anything is read: a source saved while the build runs is newer than the build.
+const builtAt = Date.now();
 // Before packing, dist/ is made anew: a file left by an older build must not ship.
 if (process.argv.includes("--clean")) rmSync(new URL("../dist", import.meta.url), { recursive: true, force: true });
 const common = {
@@ -81,6 +83,39 @@ const library = await build({
   entryPoints: [{ in: "src/client/index.ts", out: "client" }],
   packages: "external",
 });
+// What bin/drce.js checks to tell whether the command's bundle is fresh, instead of walking
+// src/ and gen/: the files the command's bundles were made from (in node_modules, npm's own
+// record of what it installed stands for the packages: npm gives the files it unpacks the
+// times in their tarballs), those its build reads, and when the build began. A client
+// command checks the files of what it loads ("client"); serve those of the rest too.
+const clientInputs = inputsOf(command, (output) => output === "dist/drce.mjs" || staticImportsOf(command, "dist/drce.mjs").has(output));
+for (const input of inputsOf(client, () => true)) clientInputs.add(input);
+const serveInputs = inputsOf(command, () => true);
+const buildInputs = ["package.json", "tsconfig.json", "bin/build.js", ...(existsSync(new URL("../node_modules/.package-lock.json", import.meta.url)) ? ["node_modules/.package-lock.json"] : [])];
+for (const input of buildInputs) clientInputs.add(input);
+const manifest = { builtAt, client: [...clientInputs].sort(), serve: [...serveInputs].filter((input) => !clientInputs.has(input)).sort() };
+writeFileSync(new URL("../dist/drce-inputs.json", import.meta.url), `${JSON.stringify(manifest, null, 1)}\n`);
+
+/** The source files (node_modules apart) of a build's outputs that `pick` selects. */
+function inputsOf(result, pick) {
+  const inputs = new Set();
+  for (const [output, meta] of Object.entries(result.metafile.outputs)) {
+    if (!pick(output)) continue;
+    for (const input of Object.keys(meta.inputs)) if (!input.startsWith("node_modules/") && !input.includes(":")) inputs.add(input);
+  }
+  return inputs;
+}
+
+/** The outputs an output imports statically, directly or through others. */
+function staticImportsOf(result, output, seen = new Set()) {
+  for (const { path, kind } of result.metafile.outputs[output]?.imports ?? []) {
+    if (kind !== "import-statement" || seen.has(path) || result.metafile.outputs[path] === undefined) continue;
+    seen.add(path);
+    staticImportsOf(result, path, seen);
+  }
+  return seen;
+}
+
 // Chunks of earlier builds are named by other hashes; only this build's are kept.
 const outputs = new Set([command, client, library].flatMap((result) => Object.keys(result.metafile.outputs).map((path) => basename(path))));
 for (const name of readdirSync(new URL("../dist", import.meta.url))) {
