@@ -5,16 +5,17 @@
  * command, since Connect builds each request's and response's headers with `new Headers()`.
  * The command uses none of fetch (its calls go over node:http2), so it puts this class in
  * the global's place before it loads Connect. It follows the Fetch standard's header list:
- * names are tokens compared without case, values are trimmed of HTTP whitespace and may hold
- * no NUL, CR or LF, iteration is in name order with the values of a name joined by ", ",
- * except `set-cookie`'s, which are given one by one.
+ * names are tokens compared without case; values are trimmed of HTTP whitespace and may
+ * hold no NUL, CR or LF nor a character above 255; iteration is in name order, the values
+ * of a name joined by ", ", except `set-cookie`'s, which are given one by one.
  */
 
 // RFC 9110's token: the characters a field name may hold.
 const tokenPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // The Fetch standard's HTTP whitespace, trimmed off both ends of a value.
 const edgeWhitespace = /^[\t\n\r ]+|[\t\n\r ]+$/g;
-const forbiddenInValue = /[\0\r\n]/;
+// NUL, CR and LF, and what is not a byte (a ByteString's characters are below 256).
+const forbiddenInValue = /[\0\r\n]|[^\x00-\xff]/;
 
 /** What a Headers is made from: another Headers, [name, value] pairs, or a record of names to values. */
 export type PlainHeadersInit = ConstructorParameters<typeof Headers>[0];
