@@ -20,6 +20,7 @@ import { build } from "esbuild";
 import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
+import { writeClientLoader } from "./client-code-cache.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 // Before anything is read: a source saved while the build runs is newer than the build.
@@ -70,14 +71,18 @@ const builtinsRequired = {
 // One file, not split: a client command's start reads it and nothing else (each further
 // chunk is a module Node.js resolves, reads and links: half a millisecond of CPU apiece, and
 // chunks shared with the server's code made eighteen). Its commands' modules are evaluated
-// only when they run, as esbuild compiles a dynamic import within one file.
+// only when they run, as esbuild compiles a dynamic import within one file. A script, not
+// an ES module, so that it is loaded with a V8 code cache (see client-code-cache.js).
 const client = await build({
   ...common,
   entryPoints: [{ in: "src/cli/client-commands.ts", out: "drce-client" }],
+  format: "cjs",
+  outExtension: { ".js": ".cjs" },
   external: serverPackages,
   plugins: [builtinsRequired],
-  banner: { js: 'import { createRequire as __drceCreateRequire } from "node:module";\nconst __drceRequire = __drceCreateRequire(import.meta.url);' },
+  banner: { js: "const __drceRequire = require;" },
 });
+const clientLoader = writeClientLoader(new URL("../dist/", import.meta.url));
 const library = await build({
   ...common,
   entryPoints: [{ in: "src/client/index.ts", out: "client" }],
@@ -91,7 +96,7 @@ const library = await build({
 const clientInputs = inputsOf(command, (output) => output === "dist/drce.mjs" || staticImportsOf(command, "dist/drce.mjs").has(output));
 for (const input of inputsOf(client, () => true)) clientInputs.add(input);
 const serveInputs = inputsOf(command, () => true);
-const buildInputs = ["package.json", "tsconfig.json", "bin/build.js", ...(existsSync(new URL("../node_modules/.package-lock.json", import.meta.url)) ? ["node_modules/.package-lock.json"] : [])];
+const buildInputs = ["package.json", "tsconfig.json", "bin/build.js", "bin/client-code-cache.js", ...(existsSync(new URL("../node_modules/.package-lock.json", import.meta.url)) ? ["node_modules/.package-lock.json"] : [])];
 for (const input of buildInputs) clientInputs.add(input);
 const manifest = { builtAt, client: [...clientInputs].sort(), serve: [...serveInputs].filter((input) => !clientInputs.has(input)).sort() };
 writeFileSync(new URL("../dist/drce-inputs.json", import.meta.url), `${JSON.stringify(manifest, null, 1)}\n`);
@@ -118,6 +123,7 @@ function staticImportsOf(result, output, seen = new Set()) {
 
 // Chunks of earlier builds are named by other hashes; only this build's are kept.
 const outputs = new Set([command, client, library].flatMap((result) => Object.keys(result.metafile.outputs).map((path) => basename(path))));
+for (const name of clientLoader) outputs.add(name);
 for (const name of readdirSync(new URL("../dist", import.meta.url))) {
-  if (name.endsWith(".mjs") && !outputs.has(name)) rmSync(new URL(`../dist/${name}`, import.meta.url), { force: true });
+  if (/\.(mjs|cjs|v8cache)$/.test(name) && !outputs.has(name)) rmSync(new URL(`../dist/${name}`, import.meta.url), { force: true });
 }
