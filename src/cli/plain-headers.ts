@@ -1,7 +1,7 @@
 /**
  * A `Headers` class for the drce command, in place of Node.js's own. Node.js 20 makes its
  * `Headers` global from undici the first time it is touched, and that loads undici's whole
- * fetch implementation: 25-35 ms of CPU, a third of what `node -e 0` costs, in every client
+ * fetch implementation: 27-40 ms, a third of what `node -e 0` costs, in every client
  * command, since Connect builds each request's and response's headers with `new Headers()`.
  * The command uses none of fetch (its calls go over node:http2), so it puts this class in
  * the global's place before it loads Connect. It follows the Fetch standard's header list:
