@@ -8,13 +8,15 @@
 // tsconfig.types.json) before packing.
 //
 // The command's start is what a user waits for at each `drce run`, so its build differs from
-// the library's in two ways. What only `drce serve` needs (the server, ZeroMQ, SSH, metrics,
-// logging) is split into chunks beside it, loaded when it serves, so that a client command
-// does not load them; and Connect and protobuf, which every command loads, are compiled in
+// the library's. dist/drce.mjs is a dispatcher that loads a command's code when it runs; what
+// only `drce serve` needs (the server, ZeroMQ, SSH, metrics, logging) is split into chunks
+// beside it, loaded when it serves; the client commands are one script of their own,
+// dist/drce-client.cjs, loaded with a V8 code cache; and Connect and protobuf are compiled in
 // (resolving their hundred-odd modules at each start cost a third of a client command's CPU).
+// It also writes dist/drce-inputs.json, by which bin/drce.js tells whether dist/ is fresh.
 // The other packages stay imports of node_modules (zeromq and ssh2 carry native code; a new
-// package with native code goes in that list too). Both together: `drce --version` takes a
-// third of the CPU it took with every package external and nothing split. The library keeps
+// package with native code goes in that list too). The split and the compiled-in packages
+// first made `drce --version` take a third of the CPU it took with every package external. The library keeps
 // every package external, so that its users share one copy of Connect and protobuf with it.
 import { build } from "esbuild";
 import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
