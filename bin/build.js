@@ -8,20 +8,25 @@
 // tsconfig.types.json) before packing.
 //
 // The command's start is what a user waits for at each `drce run`, so its build differs from
-// the library's in two ways. What only `drce serve` needs (the server, ZeroMQ, SSH, metrics,
-// logging) is split into chunks beside it, loaded when it serves, so that a client command
-// does not load them; and Connect and protobuf, which every command loads, are compiled in
+// the library's. dist/drce.mjs is a dispatcher that loads a command's code when it runs; what
+// only `drce serve` needs (the server, ZeroMQ, SSH, metrics, logging) is split into chunks
+// beside it, loaded when it serves; the client commands are one script of their own,
+// dist/drce-client.cjs, loaded with a V8 code cache; and Connect and protobuf are compiled in
 // (resolving their hundred-odd modules at each start cost a third of a client command's CPU).
+// It also writes dist/drce-inputs.json, by which bin/drce.js tells whether dist/ is fresh.
 // The other packages stay imports of node_modules (zeromq and ssh2 carry native code; a new
-// package with native code goes in that list too). Both together: `drce --version` takes a
-// third of the CPU it took with every package external and nothing split. The library keeps
+// package with native code goes in that list too). The split and the compiled-in packages
+// first made `drce --version` take a third of the CPU it took with every package external. The library keeps
 // every package external, so that its users share one copy of Connect and protobuf with it.
 import { build } from "esbuild";
-import { copyFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
+import { writeClientLoader } from "./client-code-cache.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
+// Before anything is read: a source saved while the build runs is newer than the build.
+const builtAt = Date.now();
 // Before packing, dist/ is made anew: a file left by an older build must not ship.
 if (process.argv.includes("--clean")) rmSync(new URL("../dist", import.meta.url), { recursive: true, force: true });
 const common = {
@@ -36,6 +41,14 @@ const common = {
   tsconfig: "tsconfig.json",
   logLevel: "warning",
 };
+const serverPackages = ["zeromq", "ssh2", "systeminformation", "pino", "prom-client"];
+// The client commands are a file of their own: imports of their module leave this build.
+const clientCommandsApart = {
+  name: "client-commands-apart",
+  setup(plugin) {
+    plugin.onResolve({ filter: /\/client-commands\.js$/ }, () => ({ path: "./drce-client.mjs", external: true }));
+  },
+};
 const command = await build({
   ...common,
   entryPoints: [
@@ -43,17 +56,80 @@ const command = await build({
     { in: "src/executor/spawner-main.ts", out: "spawner-main" },
   ],
   splitting: true,
-  external: ["zeromq", "ssh2", "systeminformation", "pino", "prom-client"],
+  external: serverPackages,
+  plugins: [clientCommandsApart],
 });
+// Node.js's built-in modules are required, not imported: an import of one goes through an
+// ES module facade that reads every export, and so loads what its lazy getters would load
+// only when used (net.BlockList, fs.ReadStream's streams): 6 ms of CPU over the eleven the
+// client loads.
+const builtinsRequired = {
+  name: "builtins-required",
+  setup(plugin) {
+    plugin.onResolve({ filter: /^node:/ }, (args) => ({ path: args.path, namespace: "builtin" }));
+    plugin.onLoad({ filter: /.*/, namespace: "builtin" }, (args) => ({ contents: `module.exports = __drceRequire(${JSON.stringify(args.path)});`, loader: "js" }));
+  },
+};
+// One file, not split: a client command's start reads it and nothing else (each further
+// chunk is a module Node.js resolves, reads and links: half a millisecond of CPU apiece, and
+// chunks shared with the server's code made eighteen). Its commands' modules are evaluated
+// only when they run, as esbuild compiles a dynamic import within one file. A script, not
+// an ES module, so that it is loaded with a V8 code cache (see client-code-cache.js).
+const client = await build({
+  ...common,
+  entryPoints: [{ in: "src/cli/client-commands.ts", out: "drce-client" }],
+  format: "cjs",
+  outExtension: { ".js": ".cjs" },
+  external: serverPackages,
+  plugins: [builtinsRequired],
+  banner: { js: "const __drceRequire = require;" },
+});
+const clientLoader = writeClientLoader(new URL("../dist/", import.meta.url));
 const library = await build({
   ...common,
   entryPoints: [{ in: "src/client/index.ts", out: "client" }],
   packages: "external",
 });
+// What bin/drce.js checks to tell whether the command's bundle is fresh, instead of walking
+// src/ and gen/: the files the command's bundles were made from (in node_modules, npm's own
+// record of what it installed stands for the packages: npm gives the files it unpacks the
+// times in their tarballs), those its build reads, and when the build began. A client
+// command checks the files of what it loads ("client"); serve those of the rest too.
+const clientInputs = inputsOf(command, (output) => output === "dist/drce.mjs" || staticImportsOf(command, "dist/drce.mjs").has(output));
+for (const input of inputsOf(client, () => true)) clientInputs.add(input);
+const serveInputs = inputsOf(command, () => true);
+// A node compiles the native spawner from the copy in dist/native/ (below): a changed source makes serve's bundle stale.
+serveInputs.add("src/executor/native/spawner.c");
+const buildInputs = ["package.json", "tsconfig.json", "bin/build.js", "bin/client-code-cache.js", ...(existsSync(new URL("../node_modules/.package-lock.json", import.meta.url)) ? ["node_modules/.package-lock.json"] : [])];
+for (const input of buildInputs) clientInputs.add(input);
+const manifest = { builtAt, client: [...clientInputs].sort(), serve: [...serveInputs].filter((input) => !clientInputs.has(input)).sort() };
+writeFileSync(new URL("../dist/drce-inputs.json", import.meta.url), `${JSON.stringify(manifest, null, 1)}\n`);
+
+/** The source files (node_modules apart) of a build's outputs that `pick` selects. */
+function inputsOf(result, pick) {
+  const inputs = new Set();
+  for (const [output, meta] of Object.entries(result.metafile.outputs)) {
+    if (!pick(output)) continue;
+    for (const input of Object.keys(meta.inputs)) if (!input.startsWith("node_modules/") && !input.includes(":")) inputs.add(input);
+  }
+  return inputs;
+}
+
+/** The outputs an output imports statically, directly or through others. */
+function staticImportsOf(result, output, seen = new Set()) {
+  for (const { path, kind } of result.metafile.outputs[output]?.imports ?? []) {
+    if (kind !== "import-statement" || seen.has(path) || result.metafile.outputs[path] === undefined) continue;
+    seen.add(path);
+    staticImportsOf(result, path, seen);
+  }
+  return seen;
+}
+
 // Chunks of earlier builds are named by other hashes; only this build's are kept.
-const outputs = new Set([command, library].flatMap((result) => Object.keys(result.metafile.outputs).map((path) => basename(path))));
+const outputs = new Set([command, client, library].flatMap((result) => Object.keys(result.metafile.outputs).map((path) => basename(path))));
+for (const name of clientLoader) outputs.add(name);
 for (const name of readdirSync(new URL("../dist", import.meta.url))) {
-  if (name.endsWith(".mjs") && !outputs.has(name)) rmSync(new URL(`../dist/${name}`, import.meta.url), { force: true });
+  if (/\.(mjs|cjs|v8cache)$/.test(name) && !outputs.has(name)) rmSync(new URL(`../dist/${name}`, import.meta.url), { force: true });
 }
 // The native spawner is compiled from its source on the machine a node runs on (where it has
 // a C compiler; src/executor/native-spawner-build.ts): the source ships beside the bundles.

@@ -1,7 +1,7 @@
 /**
  * The `drce` command: dispatches to its subcommands and maps failures to exit codes once.
  *
- * Exit codes (see exit-codes.ts for the full table):
+ * Exit codes (see exit-code-values.ts for the full table):
  *   0      success                        1    local file error
  *   2      usage error                    3    unknown task id or alias (NotFound)
  *   124    task expired                   125  node/RPC error, task refused or crashed
@@ -10,55 +10,82 @@
  *   run, submit --sync and fetch otherwise exit with the task's own exit status.
  */
 import { packageVersion } from "../version.js";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { LocalError, UsageError } from "./errors.js";
-import { ExitCode, exitCodeForError } from "./exit-codes.js";
-import { completionCommand, completionUsage } from "./completion.js";
-import { fetchCommand, fetchUsage } from "./fetch.js";
+import { ExitCode } from "./exit-code-values.js";
+import type { ClientCommandName, LoadedCommand } from "./client-commands.js";
 import { processIo, type CliIo } from "./io.js";
-import { killCommand, killUsage } from "./kill.js";
-import { logsCommand, logsUsage } from "./logs.js";
-import { lsCommand, lsUsage } from "./ls.js";
-import { nodeCommand, nodeUsage } from "./node.js";
-import { nodesCommand, nodesUsage } from "./nodes.js";
-import { rmCommand, rmUsage } from "./rm.js";
-import { runCommand, runUsage } from "./run.js";
-import { statusCommand, statusUsage } from "./status.js";
-import { submitCommand, submitUsage } from "./submit.js";
-import { watchCommand, watchUsage } from "./watch.js";
+import { usePlainHeaders } from "./plain-headers.js";
+import { usageFailure } from "./usage-failure.js";
 
 export type { CliIo } from "./io.js";
 
-interface Command {
+/** A command's module once loaded, and what reports its failures (from the same build, whose error classes it knows). */
+interface Command extends LoadedCommand {
+  readonly report: (io: CliIo, command: string, error: unknown) => number | Promise<number>;
+}
+
+/**
+ * A command of the table: its one-line summary, and the import of its module. Each module
+ * is loaded only when its command runs (or its help is asked for), so that `drce --version`
+ * or `drce help` load none of Connect, protobuf and the generated descriptors (which build
+ * themselves when imported), and `drce run` not what `drce node` needs.
+ */
+interface CommandEntry {
   readonly summary: string;
-  readonly usage: string;
-  readonly main: (argv: string[], io: CliIo) => Promise<number>;
+  readonly load: () => Promise<Command>;
 }
 
 const serveUsageHint = "usage: drce serve [options]   (drce serve --help lists them)";
 
-const commands: Readonly<Record<string, Command>> = {
+/** The loader of a client command, with the failure report of the client commands' module. */
+function client(name: ClientCommandName): () => Promise<Command> {
+  return async () => {
+    const module = await import("./client-commands.js");
+    return { ...(await module.clientCommands[name]()), report: module.reportFailure };
+  };
+}
+
+const commands: Readonly<Record<string, CommandEntry>> = {
   serve: {
     summary: "start a node",
-    usage: serveUsageHint,
-    main: async (argv, io) => {
-      const { serve } = await import("./serve.js");
-      return serve(argv, io);
+    load: async () => ({
+      usage: serveUsageHint,
+      main: async (argv, io) => {
+        const { serve } = await import("./serve.js");
+        return serve(argv, io);
+      },
+      report: async (io, command, error) => (await import("./report-failure.js")).reportFailure(io, command, error),
+    }),
+  },
+  run: { summary: "run a command attached: live output, stdin, exit status", load: client("run") },
+  submit: { summary: "submit a task (async by default) and print its id", load: client("submit") },
+  status: { summary: "show a task's state", load: client("status") },
+  logs: { summary: "write a task's output (-f to follow)", load: client("logs") },
+  kill: { summary: "terminate a task's process group", load: client("kill") },
+  fetch: { summary: "get a task's output and exit status (and delete it)", load: client("fetch") },
+  rm: { summary: "delete a finished task's data", load: client("rm") },
+  ls: { summary: "list the node's tasks", load: client("ls") },
+  watch: { summary: "print task state changes as they happen", load: client("watch") },
+  node: { summary: "node administration: info, usage, stats, tasks, reports", load: client("node") },
+  nodes: { summary: "list the data nodes: state, load, free slots, labels, host facts", load: client("nodes") },
+  completion: {
+    summary: "print a shell completion script (bash, zsh)",
+    load: async () => {
+      const module = await import("./client-commands.js");
+      return {
+        usage: module.completionUsage,
+        // The script lists every command's flags, from their usage texts: all are loaded.
+        main: async (argv, io) => module.completionCommand(argv, io, await loadAll()),
+        report: module.reportFailure,
+      };
     },
   },
-  run: { summary: "run a command attached: live output, stdin, exit status", usage: runUsage, main: runCommand },
-  submit: { summary: "submit a task (async by default) and print its id", usage: submitUsage, main: submitCommand },
-  status: { summary: "show a task's state", usage: statusUsage, main: statusCommand },
-  logs: { summary: "write a task's output (-f to follow)", usage: logsUsage, main: logsCommand },
-  kill: { summary: "terminate a task's process group", usage: killUsage, main: killCommand },
-  fetch: { summary: "get a task's output and exit status (and delete it)", usage: fetchUsage, main: fetchCommand },
-  rm: { summary: "delete a finished task's data", usage: rmUsage, main: rmCommand },
-  ls: { summary: "list the node's tasks", usage: lsUsage, main: lsCommand },
-  watch: { summary: "print task state changes as they happen", usage: watchUsage, main: watchCommand },
-  node: { summary: "node administration: info, usage, stats, tasks, reports", usage: nodeUsage, main: nodeCommand },
-  nodes: { summary: "list the data nodes: state, load, free slots, labels, host facts", usage: nodesUsage, main: nodesCommand },
-  completion: { summary: "print a shell completion script (bash, zsh)", usage: completionUsage, main: (argv, io) => completionCommand(argv, io, commands) },
 };
+
+/** Every command's loaded module, by name, in the table's order. */
+async function loadAll(): Promise<Record<string, Command>> {
+  const loaded = await Promise.all(Object.entries(commands).map(async ([name, command]) => [name, await command.load()] as const));
+  return Object.fromEntries(loaded);
+}
 
 /** The top-level help text. */
 export function mainUsage(): string {
@@ -98,7 +125,8 @@ const globalFlags = new Set(["--json"]);
 
 /**
  * Runs the `drce` command line (without the node and script words) and returns the exit
- * code. Failures are written to io.stderr, never thrown.
+ * code. Failures are written to io.stderr, never thrown. A client command (any but `serve`)
+ * first puts its own `Headers` class (plain-headers.ts) in place of the global one.
  */
 export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
   const globals: string[] = [];
@@ -122,6 +150,9 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   if (name === "version") return print(io, version());
   const command = commands[name];
   if (command === undefined) return usageFailure(io, "", `unknown command ${JSON.stringify(name)}`);
+  // Before Connect is loaded: Node.js's own Headers would load all of undici (see plain-headers.ts).
+  if (name !== "serve") usePlainHeaders();
+  const { main, report } = await command.load();
   // A reader that goes away (`drce logs x | head -1`) makes stdout fail with EPIPE: end
   // quietly with 141, as a program killed by SIGPIPE would, instead of crashing.
   const onOutputError = (error: NodeJS.ErrnoException): void => {
@@ -129,9 +160,9 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   };
   io.stdout.on("error", onOutputError);
   try {
-    return await command.main([...globals, ...args], io);
+    return await main([...globals, ...args], io);
   } catch (error) {
-    return reportFailure(io, name, error);
+    return report(io, name, error);
   } finally {
     io.stdout.off("error", onOutputError);
   }
@@ -139,10 +170,11 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
 
 async function help(io: CliIo, topic: string | undefined): Promise<number> {
   if (topic === undefined) return print(io, mainUsage());
-  if (topic === "serve") return commands["serve"]?.main(["--help"], io) ?? 0;
   const command = commands[topic];
   if (command === undefined) return usageFailure(io, "", `no help for ${JSON.stringify(topic)}: unknown command`);
-  return print(io, command.usage);
+  const loaded = await command.load();
+  if (topic === "serve") return loaded.main(["--help"], io);
+  return print(io, loaded.usage);
 }
 
 async function print(io: CliIo, text: string, stream: NodeJS.WritableStream = io.stdout): Promise<number> {
@@ -150,35 +182,3 @@ async function print(io: CliIo, text: string, stream: NodeJS.WritableStream = io
   return ExitCode.Ok;
 }
 
-async function usageFailure(io: CliIo, command: string, message: string): Promise<number> {
-  const prefix = command === "" ? "drce" : `drce ${command}`;
-  io.stderr.write(`${prefix}: ${message}\nTry 'drce help${command === "" ? "" : ` ${command}`}'.\n`);
-  return ExitCode.Usage;
-}
-
-/** Maps a command's failure to a message on stderr and an exit code, once. */
-function reportFailure(io: CliIo, command: string, error: unknown): number | Promise<number> {
-  if (error instanceof UsageError) return usageFailure(io, command, error.message);
-  if (error instanceof LocalError) {
-    io.stderr.write(`drce: ${error.message}\n`);
-    return ExitCode.LocalFailure;
-  }
-  if ((error as NodeJS.ErrnoException | undefined)?.code === "EPIPE") return ExitCode.BrokenPipe;
-  if (error instanceof ConnectError) {
-    io.stderr.write(`drce: ${codeName(error.code)}: ${describeConnectError(error)}\n`);
-    return exitCodeForError(error);
-  }
-  io.stderr.write(`drce: ${error instanceof Error ? error.message : String(error)}\n`);
-  return ExitCode.NodeError;
-}
-
-/** "not_found", "unavailable", ...: the Connect protocol's names of the codes. */
-function codeName(code: Code): string {
-  return (Code[code] ?? String(code)).replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
-}
-
-function describeConnectError(error: ConnectError): string {
-  const legacy = error.metadata.get("drce-error-code");
-  const message = error.rawMessage || "(no message)";
-  return legacy === null || legacy === "" || legacy === "0" ? message : `${message} (error ${legacy})`;
-}
