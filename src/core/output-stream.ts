@@ -164,6 +164,9 @@ export async function* streamOutputOf(
             atYield = true;
             yield { kind: "output", chunk: { stream, offset: piece.offset, data: piece.data } };
             atYield = false;
+            // A lent chunk's message is encoded once its consumer asks for the next event: its
+            // buffer goes back to the spools for later output.
+            if (lendBuffers) live.recycle(piece.data);
             if (signal.aborted) return;
             position[stream] = piece.offset + piece.data.length;
             progressed = true;

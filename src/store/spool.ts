@@ -4,6 +4,12 @@ import { Writable } from "node:stream";
 import { isNoSpace, type SpaceGuard } from "./space-reserve.js";
 import { encodeTailHeader, tailHeaderBytes } from "./tail-ring.js";
 
+/** Spool buffers nobody holds any more, for the next batches of any spool. */
+const spareBuffers: Buffer[] = [];
+/** At most this many spare buffers are kept (a few MiB): the rest go to the garbage collector. */
+const spareLimit = 4;
+/** Memory two queued pieces share (a write cut at the head): never recycled. */
+const sharedMemory = new WeakSet<ArrayBufferLike>();
 /** Writes below this, arriving while the file is idle, are copied into a buffer of their own size. */
 const smallWriteBytes = 64 * 1024;
 
@@ -183,7 +189,10 @@ export class OutputSpool extends Writable {
     while (count < queue.length && (count === 0 || bytes + queue[count]!.data.length <= maxBytes)) bytes += queue[count++]!.data.length;
     const pieces = queue.splice(0, count).map((piece) => piece.data);
     let data = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, bytes);
+    // Copied into one: the pieces' buffers serve later batches.
+    if (pieces.length > 1) for (const piece of pieces) this.recycle(piece);
     if (data.length > maxBytes) {
+      sharedMemory.add(data.buffer);
       queue.unshift({ offset: offset + maxBytes, data: data.subarray(maxBytes) });
       data = data.subarray(0, maxBytes);
     }
@@ -198,6 +207,19 @@ export class OutputSpool extends Writable {
     this.liveBytes = 0;
     this.liveFromStart = false;
     this.releaseWriters();
+  }
+
+  /**
+   * Gives back the buffer of a chunk {@link takeLive} handed out, once its reader is done with
+   * it (its message is encoded): later batches are copied into it instead of into fresh memory,
+   * which would drive the garbage collector through a gigabyte of it per gigabyte sent. A
+   * chunk whose memory is shared, or not one of the spool's buffers, is left alone.
+   */
+  recycle(data: Uint8Array): void {
+    const memory = data.buffer;
+    if (memory.byteLength !== OutputSpool.batchBytes || sharedMemory.has(memory) || spareBuffers.length >= spareLimit) return;
+    if (spareBuffers.some((spare) => spare.buffer === memory)) return;
+    spareBuffers.push(Buffer.from(memory, 0, OutputSpool.batchBytes));
   }
 
   private releaseWriters(): void {
@@ -258,8 +280,7 @@ export class OutputSpool extends Writable {
       this.sealed.push({ data: copy, done: [] });
     } else {
       for (let copied = 0; copied < chunk.length; ) {
-        // A batch is never reused: the file's write and the attached reader may hold it at once, each for as long as it takes.
-        const batch = (this.batch ??= Buffer.allocUnsafeSlow(OutputSpool.batchBytes));
+        const batch = (this.batch ??= spareBuffers.pop() ?? Buffer.allocUnsafeSlow(OutputSpool.batchBytes));
         const n = chunk.copy(batch, this.batchUsed, copied);
         copied += n;
         this.batchUsed += n;
@@ -295,7 +316,8 @@ export class OutputSpool extends Writable {
       if (piece === undefined) break;
       if (this.failure === undefined) {
         try {
-          await this.append(piece.data);
+          // A piece no reader was handed is done with once in the file.
+          if (!(await this.append(piece.data))) this.recycle(piece.data);
           // Backpressure past the head: a write completes once the attached reader has room
           // again (a piece that ends no waiting write is in the head, or mid-write).
           while (piece.done.length > 0 && this.live !== undefined && this.total > this.headCap && this.liveBytes >= OutputSpool.liveQueueBytes) {
@@ -381,6 +403,8 @@ export class OutputSpool extends Writable {
     if (this.unflushed >= OutputSpool.flushEveryBytes && this.flushing === undefined) this.flushInBackground();
     if (data.length > 0 && this.live !== undefined) {
       // The spool's own copy (see accept): no writer reuses it.
+      // Two pieces of one buffer (cut at the head) are never recycled: one reader's done with the first while the second waits.
+      if (queued) sharedMemory.add(chunk.buffer);
       this.live.push({ offset, data });
       this.liveBytes += data.length;
       this.liveDecided = offset + data.length;
