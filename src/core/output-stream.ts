@@ -28,13 +28,6 @@ async function readChunk(handle: FileHandle, offset: number, available: number, 
   return data.subarray(0, bytesRead);
 }
 
-/**
- * Largest chunk an attached reader takes from the live queue in one message: one of the
- * spool's buffers, sized so that the message's encoding fits in one MiB (see
- * OutputSpool.batchBytes).
- */
-const liveMessageBytes = OutputSpool.batchBytes;
-
 /** Chunks below this are read into buffers of their own (Node's small-buffer pool serves them). */
 const ownBufferBelow = 64 * 1024;
 
@@ -99,9 +92,8 @@ const storedLayout = async (context: CoreContext, record: TaskRecord, stream: St
 /**
  * Streams a task's output from offsets; with follow, until the task is final. Offsets are
  * those of the streams as the command wrote them; where the kept copy was cut, a gap event
- * says where and how much. The `attached` reader (RunTask's) takes the bytes from the spools'
- * live queues instead (past the head always, so it gets every byte whatever the cap; in the
- * head while it keeps up, reading the file only when it fell behind).
+ * says where and how much. The `attached` reader (RunTask's) takes the bytes past the head
+ * from the spools' live queues instead, so it gets every byte whatever the cap.
  */
 export async function* streamOutputOf(
   context: CoreContext,
@@ -156,17 +148,12 @@ export async function* streamOutputOf(
       let heldUntil: number | undefined;
       for (const stream of ["stdout", "stderr"] as const) {
         const live = spools !== undefined && (attached || run.live) ? spools[stream] : undefined;
-        if (attached && live?.attached === true && live.rejoinLive(position[stream])) {
-          // The attached reader's bytes wait in the spool's live queue, as the command wrote
-          // them (past the head always; in the head too while it keeps up), one message's
-          // worth at a time: no file is read back for it.
-          for (let piece = live.takeLive(liveMessageBytes); piece !== undefined; piece = signal.aborted ? undefined : live.takeLive(liveMessageBytes)) {
+        if (attached && live?.attached === true && position[stream] >= live.headBytes) {
+          // Past the head, the attached reader's bytes wait in the spool's live queue.
+          for (let piece = live.takeLive(); piece !== undefined; piece = signal.aborted ? undefined : live.takeLive()) {
             atYield = true;
             yield { kind: "output", chunk: { stream, offset: piece.offset, data: piece.data } };
             atYield = false;
-            // A lent chunk's message is encoded once its consumer asks for the next event: its
-            // buffer goes back to the spools for later output.
-            if (lendBuffers) live.recycle(piece.data);
             if (signal.aborted) return;
             position[stream] = piece.offset + piece.data.length;
             progressed = true;

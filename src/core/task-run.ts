@@ -139,9 +139,8 @@ export class TaskRun {
   useSpools(spools: Spools): void {
     this.#spools = spools;
     if (this.attached) {
-      // From the first byte: the caller is fed from memory, not by reading the files back.
-      spools.stdout.attachLive(true);
-      spools.stderr.attachLive(true);
+      spools.stdout.attachLive();
+      spools.stderr.attachLive();
       this.#attachedSpools = spools;
     }
   }

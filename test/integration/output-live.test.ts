@@ -7,11 +7,10 @@ import { until } from "../helpers/node.js";
 import { memoryOf, resetPeakMemory, spawnNodeProcess, type NodeProcess } from "../helpers/node-process.js";
 
 /*
- * An attached caller (RunTask, `drce run`) is fed its output from memory as the command
- * writes it, while the spool is written for later readers. Whatever the caller's pace, it
- * gets every byte in order and then the result; a slow one costs the node a bounded amount
- * of memory (it reads the spool once it has fallen behind); a follower that joins late reads
- * what it missed from the spool and the rest as it comes.
+ * An attached caller (RunTask, `drce run`) reads its output from the spool as the command
+ * writes it. Whatever the caller's pace, it gets every byte in order and then the result; a
+ * slow one costs the node a bounded amount of memory (what it has not read waits on disk);
+ * a follower that joins late reads what it missed and the rest as it comes.
  */
 
 const MiB = 1024 * 1024;
