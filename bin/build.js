@@ -23,6 +23,8 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync
 import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeClientLoader } from "./client-code-cache.js";
+import { descriptorLiterals } from "./descriptor-literals.js";
+import { lazyBuiltins, lazyBuiltinsBanner } from "./lazy-builtins.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 // Before anything is read: a source saved while the build runs is newer than the build.
@@ -59,17 +61,6 @@ const command = await build({
   external: serverPackages,
   plugins: [clientCommandsApart],
 });
-// Node.js's built-in modules are required, not imported: an import of one goes through an
-// ES module facade that reads every export, and so loads what its lazy getters would load
-// only when used (net.BlockList, fs.ReadStream's streams): 6 ms of CPU over the eleven the
-// client loads.
-const builtinsRequired = {
-  name: "builtins-required",
-  setup(plugin) {
-    plugin.onResolve({ filter: /^node:/ }, (args) => ({ path: args.path, namespace: "builtin" }));
-    plugin.onLoad({ filter: /.*/, namespace: "builtin" }, (args) => ({ contents: `module.exports = __drceRequire(${JSON.stringify(args.path)});`, loader: "js" }));
-  },
-};
 // One file, not split: a client command's start reads it and nothing else (each further
 // chunk is a module Node.js resolves, reads and links: half a millisecond of CPU apiece, and
 // chunks shared with the server's code made eighteen). Its commands' modules are evaluated
@@ -81,8 +72,9 @@ const client = await build({
   format: "cjs",
   outExtension: { ".js": ".cjs" },
   external: serverPackages,
-  plugins: [builtinsRequired],
-  banner: { js: "const __drceRequire = require;" },
+  // Built-ins are loaded when first used (lazy-builtins.js); the descriptors come decoded (descriptor-literals.js).
+  plugins: [lazyBuiltins(), descriptorLiterals()],
+  banner: { js: lazyBuiltinsBanner },
 });
 const clientLoader = writeClientLoader(new URL("../dist/", import.meta.url));
 const library = await build({
@@ -100,7 +92,7 @@ for (const input of inputsOf(client, () => true)) clientInputs.add(input);
 const serveInputs = inputsOf(command, () => true);
 // A node compiles the native spawner from the copy in dist/native/ (below): a changed source makes serve's bundle stale.
 serveInputs.add("src/executor/native/spawner.c");
-const buildInputs = ["package.json", "tsconfig.json", "bin/build.js", "bin/client-code-cache.js", ...(existsSync(new URL("../node_modules/.package-lock.json", import.meta.url)) ? ["node_modules/.package-lock.json"] : [])];
+const buildInputs = ["package.json", "tsconfig.json", "bin/build.js", "bin/client-code-cache.js", "bin/lazy-builtins.js", "bin/descriptor-literals.js", ...(existsSync(new URL("../node_modules/.package-lock.json", import.meta.url)) ? ["node_modules/.package-lock.json"] : [])];
 for (const input of buildInputs) clientInputs.add(input);
 const manifest = { builtAt, client: [...clientInputs].sort(), serve: [...serveInputs].filter((input) => !clientInputs.has(input)).sort() };
 writeFileSync(new URL("../dist/drce-inputs.json", import.meta.url), `${JSON.stringify(manifest, null, 1)}\n`);
