@@ -5,6 +5,11 @@
 // command runs are not compiled again at each start. The cache is named by a hash of the
 // bundle (V8 checks only a cached script's length), and V8 refuses one made by another
 // Node.js version or with other flags: the bundle is then compiled as if there were none.
+//
+// The cache is saved after a whole `drce run -- true` (makeCodeCache below), against a small
+// server of this file that answers as a node does, so that it holds the bytecode of the call
+// too (Connect's client, the transport, the run's output and end), not only of the modules'
+// evaluation: functions V8 compiles lazily were otherwise compiled at each run.
 import { createHash } from "node:crypto";
 import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -18,10 +23,72 @@ export function writeClientLoader(dist) {
   const hash = createHash("sha256").update(readFileSync(bundle)).digest("hex").slice(0, 16);
   const cacheName = `drce-client-${hash}.v8cache`;
   writeFileSync(new URL("drce-client.mjs", dist), loaderSource(cacheName));
-  const made = spawnSync(process.execPath, ["--input-type=module", "-e", `const m = await import(${JSON.stringify(new URL("drce-client.mjs", dist).href)}); await m.clientCommands.run(); m.writeCodeCache();`], { stdio: ["ignore", "inherit", "inherit"] });
+  const made = spawnSync(process.execPath, ["--input-type=module", "-e", `const { makeCodeCache } = await import(${JSON.stringify(import.meta.url)}); await makeCodeCache(${JSON.stringify(new URL("drce-client.mjs", dist).href)});`], { stdio: ["ignore", "inherit", "inherit"] });
   // Without a cache the bundle still runs: it is compiled at each start, as an ES module is.
   if (made.status !== 0) rmSync(new URL(cacheName, dist), { force: true });
   return ["drce-client.mjs", cacheName];
+}
+
+/**
+ * Loads the client bundle, runs `drce run -- true` with it against a server that answers as
+ * a node does (accepted, one line of output, finished with exit 0), and saves the code
+ * cache. A run that fails still leaves the cache of what it compiled.
+ */
+export async function makeCodeCache(loaderUrl) {
+  const loader = await import(loaderUrl);
+  const http2 = await import("node:http2");
+  const { Readable, Writable } = await import("node:stream");
+  const server = http2.createServer();
+  let inputDone;
+  const inputEnded = new Promise((resolve) => (inputDone = resolve));
+  server.on("stream", (stream, headers) => {
+    const path = headers[":path"];
+    stream.on("error", () => undefined); // the run may end its calls first; the cache is what counts
+    if (path === "/drce.v1.TaskService/SendTaskInput") {
+      stream.resume();
+      stream.on("end", () => {
+        stream.respond({ ":status": 200, "content-type": "application/connect+proto" });
+        stream.end(Buffer.concat([envelope(0, Buffer.alloc(0)), envelope(2, Buffer.from("{}"))]));
+        inputDone();
+      });
+      return;
+    }
+    stream.resume();
+    stream.respond({ ":status": 200, "content-type": "application/connect+proto" });
+    // RunTaskResponse: accepted (1) { id (1) }, output (2) { stream (1) STDOUT, data (3) },
+    // result (3) { id (1), state (3) FINISHED }; the field numbers of task_service.proto.
+    stream.write(envelope(0, Buffer.from([0x0a, 0x03, 0x0a, 0x01, 0x74])));
+    const timer = setTimeout(inputDone, 2000);
+    void inputEnded.then(() => {
+      clearTimeout(timer);
+      stream.end(Buffer.concat([
+        envelope(0, Buffer.from([0x12, 0x05, 0x08, 0x01, 0x1a, 0x01, 0x0a])),
+        envelope(0, Buffer.from([0x1a, 0x05, 0x0a, 0x01, 0x74, 0x18, 0x01])),
+        envelope(2, Buffer.from("{}")),
+      ]));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const sink = () => new Writable({ write: (_chunk, _encoding, done) => done() });
+  const io = { stdin: Readable.from([]), stdout: sink(), stderr: sink(), env: {} };
+  try {
+    const run = await loader.clientCommands.run();
+    await run.main(["--server", `http://127.0.0.1:${server.address().port}`, "--connect-timeout", "5", "--", "true"], io);
+  } catch {
+    // Whatever ran is compiled: the cache holds it.
+  } finally {
+    server.close();
+    loader.writeCodeCache();
+  }
+  process.exit(0);
+}
+
+/** A Connect streaming envelope: flags, big-endian length, bytes. */
+function envelope(flags, bytes) {
+  const head = Buffer.alloc(5);
+  head.writeUInt8(flags, 0);
+  head.writeUInt32BE(bytes.length, 1);
+  return Buffer.concat([head, bytes]);
 }
 
 function loaderSource(cacheName) {
@@ -41,7 +108,11 @@ try {
 }
 const script = new vm.Script(\`(function (exports, require, module, __filename, __dirname) {\${readFileSync(file, "utf8")}\\n})\`, { filename: file, ...(cachedData === undefined ? {} : { cachedData }) });
 const module = { exports: {} };
-script.runInThisContext()(module.exports, createRequire(file), module, file, fileURLToPath(new URL(".", import.meta.url)));
+// Made at the first package the bundle requires: a client command requires none (built-ins
+// come through process.getBuiltinModule), and making it costs 4 ms of CPU.
+let required;
+const require = (id) => (required ??= createRequire(file))(id);
+script.runInThisContext()(module.exports, require, module, file, fileURLToPath(new URL(".", import.meta.url)));
 
 export const { clientCommands, completionCommand, completionUsage, reportFailure } = module.exports;
 
