@@ -36,6 +36,11 @@ export function writeClientLoader(dist) {
  */
 export async function makeCodeCache(loaderUrl) {
   const loader = await import(loaderUrl);
+  // A run that waits for something this server never sends must not hold the build up.
+  setTimeout(() => {
+    loader.writeCodeCache();
+    process.exit(0);
+  }, 20_000).unref();
   const http2 = await import("node:http2");
   const { Readable, Writable } = await import("node:stream");
   const server = http2.createServer();
