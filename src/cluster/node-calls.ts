@@ -1,8 +1,9 @@
 import type { Client } from "@connectrpc/connect";
 import type { TaskService } from "../../gen/drce/v1/task_service_pb.js";
 import type { StreamName } from "../domain/task.js";
-import type { KeptOutput, TaskView } from "../domain/view.js";
+import type { TaskView } from "../domain/view.js";
 import type { ManagerContext } from "./manager-context.js";
+import { memoryOutput } from "./remote-output.js";
 
 /** Calls on the node that holds a single-node task. */
 export interface NodeCalls {
@@ -10,15 +11,6 @@ export interface NodeCalls {
   onNode<T>(node: string, id: string, call: (client: Client<typeof TaskService>) => Promise<T>): Promise<T>;
   /** Adds a node's whole kept output of both streams to a view, for a legacy "whole" reply. */
   wholeOutput(node: string, id: string, view: TaskView): Promise<TaskView>;
-}
-
-/** A kept output held in memory (the remote bytes a legacy "whole" reply carries). */
-function memoryOutput(bytes: Uint8Array): KeptOutput {
-  return {
-    size: bytes.length,
-    read: async (position, length) => bytes.subarray(position, Math.min(bytes.length, position + length)),
-    close: async () => undefined,
-  };
 }
 
 /** Creates the calls on single-node tasks' nodes over the manager's context. */

@@ -9,6 +9,8 @@ import type { InputPipes } from "./input-pipes.js";
 import type { ManagerContext } from "./manager-context.js";
 import type { MergedViews } from "./merged-views.js";
 import type { NodeCalls } from "./node-calls.js";
+import type { PlacementEntry } from "./placement-record.js";
+import { withRemoteOutputs } from "./remote-output.js";
 
 /** The calls on an existing task that the manager routes by id or alias to the node(s) holding it. */
 export type RoutedCalls = Pick<TaskCore, "check" | "terminate" | "fetch" | "remove" | "watchEvents" | "writeInput" | "endInput">;
@@ -30,11 +32,25 @@ export function createRoutedCalls(context: ManagerContext, parts: RoutedCallPart
   const { calls, views, pipes } = parts;
   const { onNode, wholeOutput } = calls;
 
+  /** A fanned-out task's view with every node's whole output, read from the nodes as a legacy reply is sent. */
+  const wholeOutputs = (view: TaskView, id: string, released?: () => Promise<void>): Promise<TaskView> =>
+    withRemoteOutputs(view, id, { clientOf: (node) => context.tasksOf(node), gather: (node, nodeView) => wholeOutput(node, id, nodeView), logger: context.logger, ...(released === undefined ? {} : { released }) });
+
+  /** Deletes a fanned-out task on its nodes; its entry goes once every node answered. */
+  const removeAll = async (entry: PlacementEntry, id: string): Promise<TaskView> => {
+    const view = await views.fanOutCall(entry, id, async (client) => (await client.deleteTask({ task: id })).result);
+    if (id === entry.id && view.nodes?.every((item) => item.view !== undefined || item.status === "not-started") === true) await record.remove(entry.id);
+    return view;
+  };
+
   return {
     async check(ref, extended, output = "inline") {
       const entry = context.entryOf(ref);
       const id = context.idOf(entry, ref);
-      if (entry.kind === "all") return views.fanOutCall(entry, id, async (client) => (await client.getTask({ task: id, extended })).result);
+      if (entry.kind === "all") {
+        const view = await views.fanOutCall(entry, id, async (client) => (await client.getTask({ task: id, extended })).result);
+        return output === "whole" ? wholeOutputs(view, id) : view;
+      }
       const node = entry.nodes[0]!;
       const view = context.viewAndNote(node, (await onNode(node, id, (client) => client.getTask({ task: id, extended }))).result);
       return { ...(output === "whole" ? await wholeOutput(node, id, view) : view), placedOn: node };
@@ -72,7 +88,14 @@ export function createRoutedCalls(context: ManagerContext, parts: RoutedCallPart
       const entry = context.entryOf(ref);
       const id = context.idOf(entry, ref);
       if (entry.kind === "all") {
-        const view = await views.fanOutCall(entry, id, async (client) => (await client.fetchTask({ task: id, delete: remove })).result);
+        const whole = output === "whole";
+        // A "whole" fetch deletes once the nodes' outputs were read (the reply was sent), not before.
+        const view = await views.fanOutCall(entry, id, async (client) => (await client.fetchTask({ task: id, delete: remove && !whole })).result);
+        if (whole) {
+          // As on a node, a task not yet final on every node is not deleted.
+          const final = view.nodes?.every((item) => item.status === "not-started" || (item.view !== undefined && isFinalState(item.view.status.state))) === true;
+          return wholeOutputs(view, id, remove && final ? async () => void (await removeAll(entry, id)) : undefined);
+        }
         if (remove && id === entry.id && view.nodes?.every((item) => item.view !== undefined || item.status === "not-started") === true) await record.remove(entry.id);
         return view;
       }
@@ -93,11 +116,7 @@ export function createRoutedCalls(context: ManagerContext, parts: RoutedCallPart
     async remove(ref) {
       const entry = context.entryOf(ref);
       const id = context.idOf(entry, ref);
-      if (entry.kind === "all") {
-        const view = await views.fanOutCall(entry, id, async (client) => (await client.deleteTask({ task: id })).result);
-        if (id === entry.id && view.nodes?.every((item) => item.view !== undefined || item.status === "not-started") === true) await record.remove(entry.id);
-        return view;
-      }
+      if (entry.kind === "all") return removeAll(entry, id);
       const node = entry.nodes[0]!;
       let reply;
       try {
