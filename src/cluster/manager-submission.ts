@@ -45,7 +45,7 @@ export function createSubmission(context: ManagerContext, parts: SubmissionParts
       // The node answers a repeated submission itself: the same task, waited for when sync.
       const reply = await calls.onNode(node, spec.id, (client) => client.submitTask({ task: specToProto(forNode(spec)) }, signal === undefined ? {} : { signal }));
       const view = context.viewAndNote(node, reply.result);
-      return { view: { ...(output === "whole" ? await calls.wholeOutput(node, spec.id, view) : view), placedOn: node }, existing: true };
+      return { view: { ...(output === "whole" ? await calls.streamedOutput(node, spec.id, view) : view), placedOn: node }, existing: true };
     }
     if (spec.mode === TaskMode.Sync) await fanOuts.get(entry.id)?.done;
     return { view: await shown(await views.fanOutCall(entry, spec.id, async (client) => (await client.getTask({ task: spec.id })).result), spec.id, output), existing: true };
@@ -67,6 +67,6 @@ export function createSubmission(context: ManagerContext, parts: SubmissionParts
     const { entry: final, reply } = await forwarding.forwardOne(entry, spec, (client) => client.submitTask({ task: specToProto(forNode(spec)) }, signal === undefined ? {} : { signal }));
     const node = final.nodes[0]!;
     const view = context.viewAndNote(node, reply.result);
-    return { view: { ...(output === "whole" ? await calls.wholeOutput(node, spec.id, view) : view), placedOn: node }, existing: reply.existing };
+    return { view: { ...(output === "whole" ? await calls.streamedOutput(node, spec.id, view) : view), placedOn: node }, existing: reply.existing };
   };
 }

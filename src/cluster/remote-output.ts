@@ -149,6 +149,49 @@ export interface RemoteOutputsOptions {
   readonly logger: Logger;
 }
 
+/** Counts the remote outputs of one reply, and runs `released` once the last of them closed. */
+class ReleaseCount {
+  private open = 0;
+  private made = false;
+
+  constructor(
+    private readonly id: string,
+    private readonly options: RemoteOutputsOptions,
+  ) {}
+
+  /** A new remote output's close hook. */
+  readonly opened = (): (() => void) => {
+    this.open++;
+    this.made = true;
+    return () => {
+      if (--this.open > 0 || this.options.released === undefined) return;
+      this.options.released().catch((error: unknown) => this.options.logger.error({ task: this.id, err: String(error) }, "a task's outputs were sent, but what was to follow them failed"));
+    };
+  };
+
+  /** With no remote output made, nothing is read later: what follows the outputs follows now, before the reply. */
+  async settle(): Promise<void> {
+    if (!this.made) await this.options.released?.().catch((error: unknown) => this.options.logger.error({ task: this.id, err: String(error) }, "a task's outputs were read, but what was to follow them failed"));
+  }
+}
+
+/** One node's view of a task with its whole kept output (see {@link withRemoteOutputs}). */
+async function attach(node: string, view: TaskView, id: string, options: RemoteOutputsOptions, count: ReleaseCount): Promise<TaskView> {
+  if (view.stdout === undefined && view.stderr === undefined) return view;
+  if ((view.stdoutMore === true && keptSizeOf(view, "stdout") === undefined) || (view.stderrMore === true && keptSizeOf(view, "stderr") === undefined)) return options.gather(node, view);
+  const outputs: { -readonly [K in "stdoutFile" | "stderrFile"]?: KeptOutput } = {};
+  for (const stream of ["stdout", "stderr"] as const) {
+    const file = stream === "stdout" ? "stdoutFile" : "stderrFile";
+    if (view[stream === "stdout" ? "stdoutMore" : "stderrMore"] !== true) {
+      outputs[file] = memoryOutput(view[stream] ?? new Uint8Array(0));
+      continue;
+    }
+    const otherEnd = stream === "stdout" ? view.status.stderrSize : view.status.stdoutSize;
+    outputs[file] = remoteOutput({ client: options.clientOf(node), id, stream, size: keptSizeOf(view, stream)!, otherEnd }, count.opened());
+  }
+  return { ...view, ...outputs };
+}
+
 /**
  * A fanned-out task's merged view with each node item's whole kept output, for a legacy
  * reply: a stream whose inline bytes are all it has is kept as they are; a longer one of a
@@ -156,36 +199,16 @@ export interface RemoteOutputsOptions {
  * by node in the reply's order; a running task's is gathered (its size is not fixed yet).
  */
 export async function withRemoteOutputs(view: TaskView, id: string, options: RemoteOutputsOptions): Promise<TaskView> {
-  let open = 0;
-  let made = false;
-  // Called as each remote output closes; the last one runs `released`.
-  const release = (): void => {
-    if (--open > 0 || options.released === undefined) return;
-    options.released().catch((error: unknown) => options.logger.error({ task: id, err: String(error) }, "the fan-out's outputs were sent, but what was to follow them failed"));
-  };
-  const items = await Promise.all(
-    (view.nodes ?? []).map(async (item) => {
-      const nodeView = item.view;
-      if (nodeView === undefined || (nodeView.stdout === undefined && nodeView.stderr === undefined)) return item;
-      if ((nodeView.stdoutMore === true && keptSizeOf(nodeView, "stdout") === undefined) || (nodeView.stderrMore === true && keptSizeOf(nodeView, "stderr") === undefined)) {
-        return { ...item, view: await options.gather(item.node, nodeView) };
-      }
-      const outputs: { -readonly [K in "stdoutFile" | "stderrFile"]?: KeptOutput } = {};
-      for (const stream of ["stdout", "stderr"] as const) {
-        const inline = nodeView[stream] ?? new Uint8Array(0);
-        if (nodeView[stream === "stdout" ? "stdoutMore" : "stderrMore"] !== true) {
-          outputs[stream === "stdout" ? "stdoutFile" : "stderrFile"] = memoryOutput(inline);
-          continue;
-        }
-        open++;
-        made = true;
-        const otherEnd = stream === "stdout" ? nodeView.status.stderrSize : nodeView.status.stdoutSize;
-        outputs[stream === "stdout" ? "stdoutFile" : "stderrFile"] = remoteOutput({ client: options.clientOf(item.node), id, stream, size: keptSizeOf(nodeView, stream)!, otherEnd }, release);
-      }
-      return { ...item, view: { ...nodeView, ...outputs } };
-    }),
-  );
-  // Nothing to read later: what follows the outputs follows now, before the reply.
-  if (!made) await options.released?.().catch((error: unknown) => options.logger.error({ task: id, err: String(error) }, "the fan-out's outputs were read, but what was to follow them failed"));
+  const count = new ReleaseCount(id, options);
+  const items = await Promise.all((view.nodes ?? []).map(async (item) => (item.view === undefined ? item : { ...item, view: await attach(item.node, item.view, id, options, count) })));
+  await count.settle();
   return { ...view, nodes: items };
+}
+
+/** A one-node task's view with its whole kept output, read from its node as a legacy reply is sent (as {@link withRemoteOutputs}). */
+export async function withRemoteOutput(node: string, view: TaskView, id: string, options: RemoteOutputsOptions): Promise<TaskView> {
+  const count = new ReleaseCount(id, options);
+  const shown = await attach(node, view, id, options, count);
+  await count.settle();
+  return shown;
 }

@@ -30,7 +30,7 @@ export interface RoutedCallParts {
 export function createRoutedCalls(context: ManagerContext, parts: RoutedCallParts): RoutedCalls {
   const { record, states, fanOuts } = context;
   const { calls, views, pipes } = parts;
-  const { onNode, wholeOutput } = calls;
+  const { onNode, wholeOutput, streamedOutput } = calls;
 
   /** A fanned-out task's view with every node's whole output, read from the nodes as a legacy reply is sent. */
   const wholeOutputs = (view: TaskView, id: string, released?: () => Promise<void>): Promise<TaskView> =>
@@ -53,7 +53,7 @@ export function createRoutedCalls(context: ManagerContext, parts: RoutedCallPart
       }
       const node = entry.nodes[0]!;
       const view = context.viewAndNote(node, (await onNode(node, id, (client) => client.getTask({ task: id, extended }))).result);
-      return { ...(output === "whole" ? await wholeOutput(node, id, view) : view), placedOn: node };
+      return { ...(output === "whole" ? await streamedOutput(node, id, view) : view), placedOn: node };
     },
     async terminate(ref, terminateOptions: TerminateOptions) {
       const entry = context.entryOf(ref);
@@ -102,15 +102,24 @@ export function createRoutedCalls(context: ManagerContext, parts: RoutedCallPart
       const node = entry.nodes[0]!;
       // A "whole" fetch reads the rest of the output before the node deletes it.
       const view = context.viewAndNote(node, (await onNode(node, id, (client) => client.fetchTask({ task: id, delete: remove && output !== "whole" }))).result);
+      const forgotten = (): Promise<void> => {
+        states.forget(node, entry.ids);
+        return record.remove(entry.id);
+      };
       let shown: TaskView = view;
+      if (output === "whole" && remove && isFinalState(view.status.state)) {
+        // The output is read from the node as the reply is sent; the task is deleted once it was.
+        const deleted = async (): Promise<void> => {
+          await onNode(node, id, (client) => client.deleteTask({ task: id }));
+          if (id === entry.id) await forgotten();
+        };
+        return { ...(await streamedOutput(node, id, view, deleted)), placedOn: node };
+      }
       if (output === "whole") {
-        shown = await wholeOutput(node, id, view);
+        shown = await streamedOutput(node, id, view);
         if (remove) await onNode(node, id, (client) => client.deleteTask({ task: id }));
       }
-      if (remove && id === entry.id) {
-        states.forget(node, entry.ids);
-        await record.remove(entry.id);
-      }
+      if (remove && id === entry.id) await forgotten();
       return { ...shown, placedOn: node };
     },
     async remove(ref) {
