@@ -161,3 +161,33 @@ describe("a legacy reply of a task placed on one node, 128 MiB through a manager
     expect(await res.json()).toMatchObject([{ id: 7300, state: 3, error_code: 0 }]);
   });
 });
+
+describe("a legacy reply through a manager whose node dies while it is sent", () => {
+  it("breaks off short of its Content-Length, never ends as a short valid reply, and the manager answers on", { timeout: 300_000 }, async () => {
+    const command = `head -c ${64 * MiB} /dev/urandom`;
+    const set = await measured(message(0, 7302, { session: { tmode: 1 }, command }, { role: 1, nodes: ["n3"] }));
+    expect(set.stdout.map((item) => item.bytes)).toEqual([64 * MiB]);
+
+    // A fetch read slowly: the manager reads the node's output as the caller takes the reply, so most of it is still on the node.
+    const res = await fetch(`${cluster.url}/drce`, { method: "POST", body: message(3, 7302, { type: 0 }) });
+    const declared = Number(res.headers.get("content-length"));
+    expect(declared).toBeGreaterThan(64 * MiB);
+    const reader = res.body!.getReader();
+    let received = 0;
+    while (received < MiB) received += (await reader.read()).value?.length ?? 0;
+    const member = cluster.members.get("n3")!;
+    member.child.kill();
+    await member.child.exited;
+    let broke = false;
+    try {
+      for (let next = await reader.read(); next.done !== true; next = await reader.read()) received += next.value.length;
+    } catch {
+      broke = true;
+    }
+    expect(broke).toBe(true);
+    expect(received).toBeLessThan(declared);
+    // The manager itself is unharmed: it answers for the task, naming the node that is gone.
+    const [item] = (await (await fetch(`${cluster.url}/drce`, { method: "POST", body: message(1, 7302, { type: 0 }) })).json()) as Item[];
+    expect(item).toMatchObject({ id: 7302, error_code: 5000 });
+  });
+});
