@@ -93,9 +93,10 @@ export function createLastStates(options: LastStatesOptions): LastStates {
 
   const write = async (): Promise<void> => {
     scheduled = false;
-    if (pending.length === 0 || handle === undefined) return;
     const batch = pending;
     pending = [];
+    // Without an open log (it could not be made at start) the states live in memory only.
+    if (batch.length === 0 || handle === undefined) return;
     try {
       await handle.write(`${batch.join("\n")}\n`);
       lines += batch.length;
@@ -137,7 +138,11 @@ export function createLastStates(options: LastStatesOptions): LastStates {
           // A line a crash cut short (the log is not fsynced): the states before it stand.
         }
       }
-      await compact();
+      try {
+        await compact();
+      } catch (error) {
+        logger.error({ err: String(error), file }, "the manager's last known task states could not be written; they are kept in memory only");
+      }
       return views;
     },
     note(node, view) {

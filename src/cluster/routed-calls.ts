@@ -94,7 +94,10 @@ export function createRoutedCalls(context: ManagerContext, parts: RoutedCallPart
         if (whole) {
           // As on a node, a task not yet final on every node is not deleted.
           const final = view.nodes?.every((item) => item.status === "not-started" || (item.view !== undefined && isFinalState(item.view.status.state))) === true;
-          return wholeOutputs(view, id, remove && final ? async () => void (await removeAll(entry, id)) : undefined);
+          if (!remove || !final) return wholeOutputs(view, id);
+          return wholeOutputs(view, id, async () => {
+            await removeAll(entry, id);
+          });
         }
         if (remove && id === entry.id && view.nodes?.every((item) => item.view !== undefined || item.status === "not-started") === true) await record.remove(entry.id);
         return view;
