@@ -18,7 +18,7 @@ const MiB = 1024 * 1024;
  * Growth of the manager's peak RSS allowed while it sends a reply: less than the 192 MiB the
  * three outputs make (the reply itself is 256 MiB), so that holding them whole cannot pass.
  * The first large reply grows the manager's heap once (the garbage of its chunks between two
- * collections, 110-140 MiB measured); a second one mostly reuses it (10-60 MiB measured, the
+ * collections, 100-140 MiB measured); a second one mostly reuses it (10-60 MiB measured, the
  * more the busier the machine) and is held to a tighter bound.
  */
 const firstGrowthBound = 192 * MiB;
