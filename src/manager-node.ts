@@ -5,6 +5,7 @@ import { nodeTimeoutOf } from "./cluster/cluster-options.js";
 import { readClusterTls } from "./cluster/cluster-tls.js";
 import { createDirectTransport, type FleetTransport } from "./cluster/fleet-transport.js";
 import { createManagerCore, type ManagerCore } from "./cluster/manager-core.js";
+import { createLastStates } from "./cluster/last-states.js";
 import { createMembership, type Membership } from "./cluster/membership.js";
 import { createPlacementRecord } from "./cluster/placement-record.js";
 import { createPlacer } from "./cluster/placement.js";
@@ -78,6 +79,7 @@ export async function createManagerNode(options: ManagerNodeOptions): Promise<Ma
     members: membership,
     transport,
     record,
+    lastStates: createLastStates({ dir: join(config.dataDir, "cluster"), logger }),
     placer: createPlacer({ mode: config.mode, weights: config.weights }),
     eventHistory: config.eventHistory,
     logger,
@@ -106,11 +108,11 @@ export async function createManagerNode(options: ManagerNodeOptions): Promise<Ma
     onDispatch: (listener) => void listeners.push(listener),
     async recover() {
       await membership.start();
-      const { loaded } = await core.init();
+      const { loaded, states } = await core.init();
       void (async () => {
         for await (const event of core.events.watch(0, following.signal)) stats.record(event);
       })().catch(() => undefined); // ends with the manager's shutdown, the only way the watch stops
-      logger.info({ nodes: membership.members().length, listed: config.nodes.length, placements: loaded, mode: config.mode }, "manager ready");
+      logger.info({ nodes: membership.members().length, listed: config.nodes.length, placements: loaded, lastStates: states, mode: config.mode }, "manager ready");
     },
   };
 }

@@ -6,6 +6,7 @@ import type { TaskStatus } from "../domain/task.js";
 import type { TaskView } from "../domain/view.js";
 import type { Logger } from "../logger.js";
 import type { FleetTransport } from "./fleet-transport.js";
+import type { LastStates } from "./last-states.js";
 import type { Membership } from "./membership.js";
 import type { PlacementRecord } from "./placement-record.js";
 
@@ -19,6 +20,8 @@ export interface ForwardedStatesOptions {
   readonly logger: Logger;
   /** Called when a node reports that it deleted a task the record says it holds (its retention, or a call to it). */
   readonly onDeleted?: (node: string, id: string) => void;
+  /** Where the last states are kept across restarts; in memory only without it. */
+  readonly kept?: LastStates;
 }
 
 /**
@@ -39,10 +42,16 @@ export interface ForwardedStates {
   noteView(node: string, view: TaskView): void;
   /** Forgets a deleted task tree on a node. */
   forget(node: string, ids: readonly string[]): void;
+  /**
+   * Reads the kept last states back (those of tasks the placement record still routes), so
+   * that a call for a task on a node that is away answers with its last known state after a
+   * restart too. Called once the record is loaded, before {@link start}.
+   */
+  load(): Promise<number>;
   /** Starts following the nodes that are up, and each node once it comes up. */
   start(): void;
-  /** Stops following. */
-  close(): void;
+  /** Stops following and writes the last states still pending. */
+  close(): Promise<void>;
 }
 
 /** Creates the manager's knowledge of forwarded tasks. */
@@ -62,6 +71,8 @@ export function createForwardedStates(options: ForwardedStatesOptions): Forwarde
     const kept: TaskView = view === undefined ? { status: { ...(before?.status ?? {}), ...status }, timeMs, subtasks: before?.subtasks ?? [] } : { status: view.status, timeMs: view.timeMs, subtasks: [], ...(view.fields === undefined ? {} : { fields: view.fields }) };
     byId.set(status.id, kept);
     if (before?.status.state !== kept.status.state || before.status.exitStatus !== kept.status.exitStatus) {
+      // Only a change of state is written: a poll of a running task changes nothing a caller is told of it.
+      options.kept?.note(node, kept);
       events.append((seq): TaskEvent => ({ seq, status: kept.status, timeMs: kept.timeMs, at: Date.now(), node }));
     }
   };
@@ -116,6 +127,28 @@ export function createForwardedStates(options: ForwardedStatesOptions): Forwarde
     noteView,
     forget(node, ids) {
       for (const id of ids) views.get(node)?.delete(id);
+      options.kept?.forget(node, ids);
+    },
+    async load() {
+      if (options.kept === undefined) return 0;
+      let restored = 0;
+      for (const [node, byId] of await options.kept.load()) {
+        const gone: string[] = [];
+        for (const [id, view] of byId) {
+          if (!held(node, id)) {
+            gone.push(id);
+            continue;
+          }
+          let mine = views.get(node);
+          if (mine === undefined) views.set(node, (mine = new Map()));
+          // A state seen since the start is newer than the kept one.
+          if (!mine.has(id)) mine.set(id, view);
+          restored++;
+        }
+        // Tasks the record no longer routes (swept while their last line was written) leave the log.
+        options.kept.forget(node, gone);
+      }
+      return restored;
     },
     start() {
       for (const member of members.members()) if (member.state === "up") startFollowing(member.name);
@@ -128,10 +161,11 @@ export function createForwardedStates(options: ForwardedStatesOptions): Forwarde
         }
       });
     },
-    close() {
+    async close() {
       closed = true;
       for (const controller of following.values()) controller.abort();
       following.clear();
+      await options.kept?.close();
     },
   };
 }

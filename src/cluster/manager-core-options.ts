@@ -1,5 +1,6 @@
 import type { Logger } from "../logger.js";
 import type { FleetTransport } from "./fleet-transport.js";
+import type { LastStates } from "./last-states.js";
 import type { Membership } from "./membership.js";
 import type { Placer } from "./placement.js";
 import type { PlacementRecord } from "./placement-record.js";
@@ -13,6 +14,8 @@ export interface ManagerCoreOptions {
   /** Task events kept for watchers that resume. */
   readonly eventHistory: number;
   readonly logger: Logger;
+  /** Where the last known states of forwarded tasks are kept across restarts; in memory only without it. */
+  readonly lastStates?: LastStates;
   /** Called with each forwarding's node and the milliseconds from the request to the node's reply (acceptance). */
   readonly onDispatch?: (node: string, ms: number) => void;
 }

@@ -12,6 +12,8 @@ import { createManagerStreams } from "./manager-streams.js";
 import { createSubmission } from "./manager-submission.js";
 import { createMergedViews } from "./merged-views.js";
 import { createNodeCalls } from "./node-calls.js";
+import type { PlacementEntry } from "./placement-record.js";
+import { createRecordReconcile } from "./record-reconcile.js";
 import { createRoutedCalls } from "./routed-calls.js";
 
 export type { ManagerCoreOptions } from "./manager-core-options.js";
@@ -22,8 +24,8 @@ export interface ManagerCore extends TaskCore {
   readonly events: SequenceLog<TaskEvent>;
   /** Execution slots over the cluster: tasks running on the nodes (the manager queues none itself). */
   readonly slots: { readonly active: number; readonly queued: number };
-  /** Loads the placement record and starts following the nodes. */
-  init(): Promise<{ loaded: number }>;
+  /** Loads the placement record and the last known states, starts following the nodes and reconciling the record with them. */
+  init(): Promise<{ loaded: number; states: number }>;
   /** Stops forwarding: fan-outs stop starting nodes, the calls in flight are let go. */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -40,19 +42,23 @@ export interface ManagerCore extends TaskCore {
  */
 export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
   const { members, transport, record, logger } = options;
+  const startedAt = Date.now();
+  /** Removes the entry of a tree its nodes deleted, and what is known of it there. */
+  const sweep = (entry: PlacementEntry): Promise<void> =>
+    record
+      .remove(entry.id)
+      .then(() => {
+        for (const name of entry.nodes) states.forget(name, entry.ids);
+      })
+      .catch((error: unknown) => logger.error({ task: entry.id, err: String(error) }, "a swept task's placement entry could not be removed; it stays, and calls for the task get NotFound from its nodes"));
   // A tree every node of which deleted its root (their retention swept it) leaves the record too.
   const onDeleted = (node: string, id: string): void => {
     const entry = record.find(id);
     if (entry === undefined || entry.id !== id || context.fanOuts.has(id)) return;
     if (!entry.nodes.every((name) => name === node || states.status(name, id)?.state === TaskState.Deleted)) return;
-    record
-      .remove(id)
-      .then(() => {
-        for (const name of entry.nodes) states.forget(name, entry.ids);
-      })
-      .catch((error: unknown) => logger.error({ task: id, err: String(error) }, "a swept task's placement entry could not be removed; it stays, and calls for the task get NotFound from its nodes"));
+    void sweep(entry);
   };
-  const states = createForwardedStates({ members, transport, record, eventHistory: options.eventHistory, logger, onDeleted });
+  const states = createForwardedStates({ members, transport, record, eventHistory: options.eventHistory, logger, onDeleted, ...(options.lastStates === undefined ? {} : { kept: options.lastStates }) });
   const shutdown = new AbortController();
   const context = createManagerContext(options, states, shutdown.signal);
   const pipes = createInputPipes(transport);
@@ -61,6 +67,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
   const forwarding = createForwarding(context);
   const fanOut = createFanOut(context, views);
   const routed = createRoutedCalls(context, { calls, views, pipes });
+  const reconcile = createRecordReconcile(context, { sweep, startedAt });
 
   return {
     events: states.events,
@@ -71,9 +78,12 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
     },
     async init() {
       const loaded = await record.load((file, error) => logger.error({ file, err: String(error) }, "a placement record entry could not be read; its task is not routed"));
+      const kept = await states.load();
       states.start();
       for (const entry of record.entries()) if (entry.kind === "all" && entry.rollout !== undefined) fanOut.resume(entry);
-      return { loaded };
+      // After the resumed rollouts, so that their entries are not taken for deleted ones.
+      reconcile.start();
+      return { loaded, states: kept };
     },
     async shutdown(graceMs) {
       shutdown.abort();
@@ -82,7 +92,7 @@ export function createManagerCore(options: ManagerCoreOptions): ManagerCore {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.all(running), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
       clearTimeout(timer);
-      states.close();
+      await states.close();
     },
     submit: createSubmission(context, { forwarding, fanOut, calls, views }),
     list: views.list,

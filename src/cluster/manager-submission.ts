@@ -4,13 +4,14 @@ import { DrceError, ErrorCode } from "../domain/errors.js";
 import { specDigest } from "../domain/spec-json.js";
 import { TaskMode } from "../domain/states.js";
 import type { TaskSpec } from "../domain/task.js";
-import type { OutputMode } from "../domain/view.js";
+import type { OutputMode, TaskView } from "../domain/view.js";
 import type { FanOut } from "./fan-out.js";
 import type { Forwarding } from "./forwarding.js";
 import type { ManagerContext } from "./manager-context.js";
 import type { MergedViews } from "./merged-views.js";
 import type { NodeCalls } from "./node-calls.js";
 import type { PlacementEntry } from "./placement-record.js";
+import { withRemoteOutputs } from "./remote-output.js";
 import { assignIds, forNode, treeIds } from "./submitted-tree.js";
 
 /** The parts a submission goes through. */
@@ -33,6 +34,10 @@ export function createSubmission(context: ManagerContext, parts: SubmissionParts
   const { record, fanOuts } = context;
   const { forwarding, fanOut, calls, views } = parts;
 
+  /** A fanned-out task's view as the output mode asks: for "whole", every node's output, read from the nodes as the reply is sent. */
+  const shown = (view: TaskView, id: string, output: OutputMode): Promise<TaskView> | TaskView =>
+    output === "whole" ? withRemoteOutputs(view, id, { clientOf: (node) => context.tasksOf(node), gather: (node, nodeView) => calls.wholeOutput(node, id, nodeView), logger: context.logger }) : view;
+
   /** An existing task's answer to a repeated identical submission. */
   const resubmitted = async (entry: PlacementEntry, spec: TaskSpec, signal: AbortSignal | undefined, output: OutputMode): Promise<SubmitOutcome> => {
     if (entry.kind === "one") {
@@ -40,10 +45,10 @@ export function createSubmission(context: ManagerContext, parts: SubmissionParts
       // The node answers a repeated submission itself: the same task, waited for when sync.
       const reply = await calls.onNode(node, spec.id, (client) => client.submitTask({ task: specToProto(forNode(spec)) }, signal === undefined ? {} : { signal }));
       const view = context.viewAndNote(node, reply.result);
-      return { view: { ...(output === "whole" ? await calls.wholeOutput(node, spec.id, view) : view), placedOn: node }, existing: true };
+      return { view: { ...(output === "whole" ? await calls.streamedOutput(node, spec.id, view) : view), placedOn: node }, existing: true };
     }
     if (spec.mode === TaskMode.Sync) await fanOuts.get(entry.id)?.done;
-    return { view: await views.fanOutCall(entry, spec.id, async (client) => (await client.getTask({ task: spec.id })).result), existing: true };
+    return { view: await shown(await views.fanOutCall(entry, spec.id, async (client) => (await client.getTask({ task: spec.id })).result), spec.id, output), existing: true };
   };
 
   return async (input, signal, output = "inline") => {
@@ -58,10 +63,10 @@ export function createSubmission(context: ManagerContext, parts: SubmissionParts
     }
     for (const id of treeIds(spec).slice(1)) if (record.find(id) !== undefined) throw new DrceError("exists", `task id ${id} is already used`, { legacyCode: ErrorCode.CreateTask });
     const entry = await forwarding.place(spec, digest);
-    if (entry.kind === "all") return { view: await fanOut.submit(entry, spec, signal), existing: false };
+    if (entry.kind === "all") return { view: await shown(await fanOut.submit(entry, spec, signal), spec.id, output), existing: false };
     const { entry: final, reply } = await forwarding.forwardOne(entry, spec, (client) => client.submitTask({ task: specToProto(forNode(spec)) }, signal === undefined ? {} : { signal }));
     const node = final.nodes[0]!;
     const view = context.viewAndNote(node, reply.result);
-    return { view: { ...(output === "whole" ? await calls.wholeOutput(node, spec.id, view) : view), placedOn: node }, existing: reply.existing };
+    return { view: { ...(output === "whole" ? await calls.streamedOutput(node, spec.id, view) : view), placedOn: node }, existing: reply.existing };
   };
 }

@@ -1,29 +1,27 @@
 import type { Client } from "@connectrpc/connect";
 import type { TaskService } from "../../gen/drce/v1/task_service_pb.js";
 import type { StreamName } from "../domain/task.js";
-import type { KeptOutput, TaskView } from "../domain/view.js";
+import type { TaskView } from "../domain/view.js";
 import type { ManagerContext } from "./manager-context.js";
+import { memoryOutput, withRemoteOutput } from "./remote-output.js";
 
 /** Calls on the node that holds a single-node task. */
 export interface NodeCalls {
   /** Runs a unary call on the node of a single-node task: the node's own error as its error, no answer as unreachable. */
   onNode<T>(node: string, id: string, call: (client: Client<typeof TaskService>) => Promise<T>): Promise<T>;
-  /** Adds a node's whole kept output of both streams to a view, for a legacy "whole" reply. */
+  /** Adds a node's whole kept output of both streams to a view, read into memory. */
   wholeOutput(node: string, id: string, view: TaskView): Promise<TaskView>;
-}
-
-/** A kept output held in memory (the remote bytes a legacy "whole" reply carries). */
-function memoryOutput(bytes: Uint8Array): KeptOutput {
-  return {
-    size: bytes.length,
-    read: async (position, length) => bytes.subarray(position, Math.min(bytes.length, position + length)),
-    close: async () => undefined,
-  };
+  /**
+   * Adds a node's whole kept output of both streams to a view, for a legacy "whole" reply:
+   * read from the node as the reply is sent when the task has ended (its kept sizes are known),
+   * else read into memory. `released` runs once the reply was sent (at once when nothing is left to read).
+   */
+  streamedOutput(node: string, id: string, view: TaskView, released?: () => Promise<void>): Promise<TaskView>;
 }
 
 /** Creates the calls on single-node tasks' nodes over the manager's context. */
 export function createNodeCalls(context: ManagerContext): NodeCalls {
-  return {
+  const calls: NodeCalls = {
     async onNode(node, id, call) {
       let client: Client<typeof TaskService>;
       try {
@@ -46,5 +44,8 @@ export function createNodeCalls(context: ManagerContext): NodeCalls {
       }
       return { ...view, stdoutFile: memoryOutput(Buffer.concat(parts.stdout)), stderrFile: memoryOutput(Buffer.concat(parts.stderr)) };
     },
+    streamedOutput: (node, id, view, released) =>
+      withRemoteOutput(node, view, id, { clientOf: (name) => context.tasksOf(name), gather: (name, nodeView) => calls.wholeOutput(name, id, nodeView), logger: context.logger, ...(released === undefined ? {} : { released }) }),
   };
+  return calls;
 }

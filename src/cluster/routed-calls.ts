@@ -9,6 +9,8 @@ import type { InputPipes } from "./input-pipes.js";
 import type { ManagerContext } from "./manager-context.js";
 import type { MergedViews } from "./merged-views.js";
 import type { NodeCalls } from "./node-calls.js";
+import type { PlacementEntry } from "./placement-record.js";
+import { withRemoteOutputs } from "./remote-output.js";
 
 /** The calls on an existing task that the manager routes by id or alias to the node(s) holding it. */
 export type RoutedCalls = Pick<TaskCore, "check" | "terminate" | "fetch" | "remove" | "watchEvents" | "writeInput" | "endInput">;
@@ -28,16 +30,30 @@ export interface RoutedCallParts {
 export function createRoutedCalls(context: ManagerContext, parts: RoutedCallParts): RoutedCalls {
   const { record, states, fanOuts } = context;
   const { calls, views, pipes } = parts;
-  const { onNode, wholeOutput } = calls;
+  const { onNode, wholeOutput, streamedOutput } = calls;
+
+  /** A fanned-out task's view with every node's whole output, read from the nodes as a legacy reply is sent. */
+  const wholeOutputs = (view: TaskView, id: string, released?: () => Promise<void>): Promise<TaskView> =>
+    withRemoteOutputs(view, id, { clientOf: (node) => context.tasksOf(node), gather: (node, nodeView) => wholeOutput(node, id, nodeView), logger: context.logger, ...(released === undefined ? {} : { released }) });
+
+  /** Deletes a fanned-out task on its nodes; its entry goes once every node answered. */
+  const removeAll = async (entry: PlacementEntry, id: string): Promise<TaskView> => {
+    const view = await views.fanOutCall(entry, id, async (client) => (await client.deleteTask({ task: id })).result);
+    if (id === entry.id && view.nodes?.every((item) => item.view !== undefined || item.status === "not-started") === true) await record.remove(entry.id);
+    return view;
+  };
 
   return {
     async check(ref, extended, output = "inline") {
       const entry = context.entryOf(ref);
       const id = context.idOf(entry, ref);
-      if (entry.kind === "all") return views.fanOutCall(entry, id, async (client) => (await client.getTask({ task: id, extended })).result);
+      if (entry.kind === "all") {
+        const view = await views.fanOutCall(entry, id, async (client) => (await client.getTask({ task: id, extended })).result);
+        return output === "whole" ? wholeOutputs(view, id) : view;
+      }
       const node = entry.nodes[0]!;
       const view = context.viewAndNote(node, (await onNode(node, id, (client) => client.getTask({ task: id, extended }))).result);
-      return { ...(output === "whole" ? await wholeOutput(node, id, view) : view), placedOn: node };
+      return { ...(output === "whole" ? await streamedOutput(node, id, view) : view), placedOn: node };
     },
     async terminate(ref, terminateOptions: TerminateOptions) {
       const entry = context.entryOf(ref);
@@ -72,32 +88,47 @@ export function createRoutedCalls(context: ManagerContext, parts: RoutedCallPart
       const entry = context.entryOf(ref);
       const id = context.idOf(entry, ref);
       if (entry.kind === "all") {
-        const view = await views.fanOutCall(entry, id, async (client) => (await client.fetchTask({ task: id, delete: remove })).result);
+        const whole = output === "whole";
+        // A "whole" fetch deletes once the nodes' outputs were read (the reply was sent), not before.
+        const view = await views.fanOutCall(entry, id, async (client) => (await client.fetchTask({ task: id, delete: remove && !whole })).result);
+        if (whole) {
+          // As on a node, a task not yet final on every node is not deleted.
+          const final = view.nodes?.every((item) => item.status === "not-started" || (item.view !== undefined && isFinalState(item.view.status.state))) === true;
+          if (!remove || !final) return wholeOutputs(view, id);
+          return wholeOutputs(view, id, async () => {
+            await removeAll(entry, id);
+          });
+        }
         if (remove && id === entry.id && view.nodes?.every((item) => item.view !== undefined || item.status === "not-started") === true) await record.remove(entry.id);
         return view;
       }
       const node = entry.nodes[0]!;
       // A "whole" fetch reads the rest of the output before the node deletes it.
       const view = context.viewAndNote(node, (await onNode(node, id, (client) => client.fetchTask({ task: id, delete: remove && output !== "whole" }))).result);
+      const forgotten = (): Promise<void> => {
+        states.forget(node, entry.ids);
+        return record.remove(entry.id);
+      };
       let shown: TaskView = view;
+      if (output === "whole" && remove && isFinalState(view.status.state)) {
+        // The output is read from the node as the reply is sent; the task is deleted once it was.
+        const deleted = async (): Promise<void> => {
+          await onNode(node, id, (client) => client.deleteTask({ task: id }));
+          if (id === entry.id) await forgotten();
+        };
+        return { ...(await streamedOutput(node, id, view, deleted)), placedOn: node };
+      }
       if (output === "whole") {
-        shown = await wholeOutput(node, id, view);
+        shown = await streamedOutput(node, id, view);
         if (remove) await onNode(node, id, (client) => client.deleteTask({ task: id }));
       }
-      if (remove && id === entry.id) {
-        states.forget(node, entry.ids);
-        await record.remove(entry.id);
-      }
+      if (remove && id === entry.id) await forgotten();
       return { ...shown, placedOn: node };
     },
     async remove(ref) {
       const entry = context.entryOf(ref);
       const id = context.idOf(entry, ref);
-      if (entry.kind === "all") {
-        const view = await views.fanOutCall(entry, id, async (client) => (await client.deleteTask({ task: id })).result);
-        if (id === entry.id && view.nodes?.every((item) => item.view !== undefined || item.status === "not-started") === true) await record.remove(entry.id);
-        return view;
-      }
+      if (entry.kind === "all") return removeAll(entry, id);
       const node = entry.nodes[0]!;
       let reply;
       try {
