@@ -65,6 +65,9 @@ export interface PlacementRecordOptions {
   readonly onCheckpointError?: (error: unknown) => void;
 }
 
+/** Entry files a checkpoint makes durable at once. */
+const checkpointBatch = 32;
+
 /** One change of the record as its journal keeps it. */
 type JournalRecord = { readonly put: PlacementEntry } | { readonly remove: string };
 
@@ -156,7 +159,9 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
       else await removeFile(id);
     }
     if (durable) {
-      if (writes.length > 0) await writeFilesAtomic(writes);
+      // In batches: a checkpoint's thousands of fdatasyncs queued at once would hold the thread
+      // pool, and the journal's next group commit would wait behind all of them.
+      for (let at = 0; at < writes.length; at += checkpointBatch) await writeFilesAtomic(writes.slice(at, at + checkpointBatch));
       await fsyncDir(dir);
       return;
     }
