@@ -140,9 +140,11 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
   // and the checkpoints that make them durable, so that a file never goes back to an older state.
   // The newest appended state of each id whose file may be behind or not yet durable (its JSON, null once removed).
   const newest = new Map<string, string | null>();
-  // Ids changed since the last checkpoint began; ids acknowledged but not yet written to their files.
+  // Ids changed since the last checkpoint began (the next one makes their files durable).
   const unflushed = new Set<string>();
+  // Ids whose change was acknowledged and whose file is not written yet.
   const behind = new Set<string>();
+  // Ids a checkpoint under way is making durable.
   const checkpointed = new Set<string>();
   let fileWrites: Promise<void> = Promise.resolve();
   let catchingUp = false;
