@@ -1,9 +1,10 @@
 /*
  * The time a manager adds to one forwarded task: one data node and one manager listing it
  * (`drce serve`, each its own process on loopback, as bench/fanout.ts starts them), then
- * SubmitTask of `true`, sync and async, sent to the node directly and through the manager,
- * alternating task by task so that the load other programs put on the machine moves both
- * alike. Prints the medians and p90s of each and what the manager adds at the median.
+ * SubmitTask of `true`, sync and async, and RunTask of `true` (as `drce run -- true` sends
+ * it), sent to the node directly and through the manager, alternating task by task so that
+ * the load other programs put on the machine moves both alike. Prints the medians and p90s
+ * of each and what the manager adds at the median.
  *
  * Run: node --import tsx bench/manager-overhead.ts [--tasks N] [--profile DIR]
  *   --tasks: tasks of each kind (default 200); --profile: `node --cpu-prof` on the manager
@@ -38,6 +39,18 @@ async function submitTrue(client: Client<typeof TaskService>, mode: TaskMode): P
   return ms;
 }
 
+/** One RunTask of `true`, from the call to the end of its stream, in ms. */
+async function runTrue(client: Client<typeof TaskService>): Promise<number> {
+  const started = performance.now();
+  let state = TaskState.UNSPECIFIED;
+  for await (const message of client.runTask({ task: create(TaskSpecSchema, { command: "true" }) })) {
+    if (message.event.case === "result") state = message.event.value.state;
+  }
+  const ms = performance.now() - started;
+  if (state !== TaskState.FINISHED) throw new Error(`RunTask true ended in state ${state}`);
+  return ms;
+}
+
 /** The manager's forwarding time so far (its dispatch histogram): seconds summed, and the count. */
 async function dispatched(url: string): Promise<{ sum: number; count: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -63,7 +76,7 @@ async function waitForNode(url: string): Promise<void> {
 const work = await mkdtemp(join(tmpdir(), "drce-bench-manager-"));
 let node: BenchNode | undefined;
 let manager: BenchNode | undefined;
-const figures: Record<string, number[]> = { directSync: [], managerSync: [], directAsync: [], managerAsync: [] };
+const figures: Record<string, number[]> = { directSync: [], managerSync: [], directAsync: [], managerAsync: [], directRun: [], managerRun: [] };
 // Mean ms from the manager's forwarding to the node's reply, per mode: what the node took as the manager saw it.
 const forwardMs: Record<string, number> = {};
 try {
@@ -78,6 +91,8 @@ try {
     await submitTrue(through, TaskMode.SYNC);
     await submitTrue(direct, TaskMode.ASYNC);
     await submitTrue(through, TaskMode.ASYNC);
+    await runTrue(direct);
+    await runTrue(through);
   }
   let before = await dispatched(manager.url);
   for (let i = 0; i < tasks; i++) {
@@ -93,6 +108,13 @@ try {
   }
   after = await dispatched(manager.url);
   forwardMs["async"] = ((after.sum - before.sum) * 1000) / (after.count - before.count);
+  before = after;
+  for (let i = 0; i < tasks; i++) {
+    figures["directRun"]!.push(await runTrue(direct));
+    figures["managerRun"]!.push(await runTrue(through));
+  }
+  after = await dispatched(manager.url);
+  forwardMs["run"] = ((after.sum - before.sum) * 1000) / (after.count - before.count);
 } finally {
   await manager?.stop();
   await node?.stop();
@@ -100,6 +122,7 @@ try {
 }
 const summary = Object.fromEntries(Object.entries(figures).map(([name, values]) => [name, { median: quantile(values, 0.5), p90: quantile(values, 0.9), mean: values.reduce((a, b) => a + b, 0) / values.length }]));
 for (const [name, { median, p90, mean }] of Object.entries(summary)) log(`${name.padEnd(13)} median ${median.toFixed(2)} ms, p90 ${p90.toFixed(2)} ms, mean ${mean.toFixed(2)} ms`);
-log(`the manager adds ${(summary["managerSync"]!.median - summary["directSync"]!.median).toFixed(2)} ms sync, ${(summary["managerAsync"]!.median - summary["directAsync"]!.median).toFixed(2)} ms async at the median`);
-log(`forwarded calls as the manager timed them (mean): ${forwardMs["sync"]?.toFixed(2)} ms sync, ${forwardMs["async"]?.toFixed(2)} ms async`);
+const adds = (kind: string): string => (summary[`manager${kind}`]!.median - summary[`direct${kind}`]!.median).toFixed(2);
+log(`the manager adds ${adds("Sync")} ms sync, ${adds("Async")} ms async, ${adds("Run")} ms to RunTask at the median`);
+log(`forwarded calls as the manager timed them (mean): ${forwardMs["sync"]?.toFixed(2)} ms sync, ${forwardMs["async"]?.toFixed(2)} ms async, ${forwardMs["run"]?.toFixed(2)} ms RunTask (to its first event)`);
 console.log(JSON.stringify({ tasks, ...summary, forwardMs }));

@@ -73,7 +73,13 @@ export async function createManagerNode(options: ManagerNodeOptions): Promise<Ma
   const tls = readClusterTls(config);
   const transport = createDirectTransport({ token: config.token, ...(tls === undefined ? {} : { tls }), connectTimeoutMs: Math.max(1000, config.heartbeatMs) });
   const membership = createMembership({ dataDir: config.dataDir, listed: config.nodes, heartbeatMs: config.heartbeatMs, nodeTimeoutMs, transport, logger });
-  const record = createPlacementRecord({ dir: join(config.dataDir, "cluster", "placements") });
+  // Each placement is durable once its journal record is: one shared fdatasync instead of a file's create and syncs.
+  const record = createPlacementRecord({
+    dir: join(config.dataDir, "cluster", "placements"),
+    journalDir: join(config.dataDir, "cluster", "placements-journal"),
+    onCheckpointError: (error) => logger.error({ err: String(error) }, "a checkpoint of the placement record failed; its journal keeps every change, and the next checkpoint tries again"),
+  });
+  starts.started("placement record", () => record.close());
   const listeners: ((node: string, ms: number) => void)[] = [];
   const core = createManagerCore({
     members: membership,

@@ -14,6 +14,39 @@ import { mergeFanOut, nodeResultOf } from "./node-results.js";
 import type { PlacementEntry } from "./placement-record.js";
 import { assignIds, forNode } from "./submitted-tree.js";
 
+/**
+ * The signal of a node's run call: aborted when one of `signals` aborts before the node's
+ * result came (the caller left, the gather time passed: the node then terminates the task),
+ * never after it, so that the rest of the node's stream is read to its end rather than cut.
+ */
+function guardUntilResult(signals: readonly AbortSignal[]): { readonly signal: AbortSignal; resulted(): void; dispose(): void } {
+  const controller = new AbortController();
+  let settled = false;
+  const abort = (event: Event): void => {
+    if (!settled) controller.abort((event.target as AbortSignal).reason);
+  };
+  for (const signal of signals) {
+    if (signal.aborted) controller.abort(signal.reason);
+    else signal.addEventListener("abort", abort, { once: true });
+  }
+  return {
+    signal: controller.signal,
+    resulted: () => void (settled = true),
+    dispose() {
+      for (const signal of signals) signal.removeEventListener("abort", abort);
+      // A run that stops before its result (its reader went away, or it failed) stops the node's run too.
+      if (!settled) controller.abort(new DrceError("unavailable", "the run through the manager ended before the node's result"));
+    },
+  };
+}
+
+/** Reads a node's run stream to its end after its result, off the caller's path. */
+function drain(iterator: AsyncIterator<unknown>): void {
+  void (async () => {
+    for (let next = await iterator.next(); next.done !== true; next = await iterator.next());
+  })().catch(() => undefined); // after its result, a node's stream holds nothing a caller waits for: its end, or its failure, changes no answer
+}
+
 /** The parts an attached run goes through. */
 export interface RunParts {
   readonly forwarding: Forwarding;
@@ -35,25 +68,36 @@ export function createManagerRuns(context: ManagerContext, parts: RunParts): Man
   const { forwarding, fanOut, views } = parts;
 
   async function* runOne(entry: PlacementEntry, spec: TaskSpec, signal: AbortSignal): AsyncGenerator<RunEvent> {
-    // Opening the stream is the forwarding: a node that provably never got it is replaced.
-    let node = entry.nodes[0]!;
-    const { entry: final, reply: stream } = await forwarding.forwardOne(entry, spec, async (client) => {
-      const iterator = client.runTask({ task: specToProto(forNode(spec)) }, { signal })[Symbol.asyncIterator]();
-      const first = await iterator.next();
-      return { iterator, first };
-    });
-    node = final.nodes[0]!;
+    const call = guardUntilResult([signal]);
     try {
-      for (let next = stream.first; next.done !== true; next = await stream.iterator.next()) {
-        const event = next.value.event;
-        if (event.case === "accepted") yield { kind: "accepted", view: { ...context.viewAndNote(node, event.value), placedOn: node } };
-        else if (event.case === "output") yield { kind: "output", chunk: chunkFromProto(event.value) };
-        else if (event.case === "gap") yield { kind: "gap", gap: gapFromProto(event.value) };
-        else if (event.case === "result") yield { kind: "result", view: { ...context.viewAndNote(node, event.value), placedOn: node } };
+      // Opening the stream is the forwarding: a node that provably never got it is replaced.
+      let node = entry.nodes[0]!;
+      const { entry: final, reply: stream } = await forwarding.forwardOne(entry, spec, async (client) => {
+        const iterator = client.runTask({ task: specToProto(forNode(spec)) }, { signal: call.signal })[Symbol.asyncIterator]();
+        const first = await iterator.next();
+        return { iterator, first };
+      });
+      node = final.nodes[0]!;
+      try {
+        for (let next = stream.first; next.done !== true; next = await stream.iterator.next()) {
+          const event = next.value.event;
+          if (event.case === "accepted") yield { kind: "accepted", view: { ...context.viewAndNote(node, event.value), placedOn: node } };
+          else if (event.case === "output") yield { kind: "output", chunk: chunkFromProto(event.value) };
+          else if (event.case === "gap") yield { kind: "gap", gap: gapFromProto(event.value) };
+          else if (event.case === "result") {
+            // The result is the node's last message: the reply ends with it, not with the node's stream.
+            call.resulted();
+            drain(stream.iterator);
+            yield { kind: "result", view: { ...context.viewAndNote(node, event.value), placedOn: node } };
+            return;
+          }
+        }
+      } catch (error) {
+        if (signal.aborted) throw error;
+        throw context.mapNodeFailure(node, spec.id, error);
       }
-    } catch (error) {
-      if (signal.aborted) throw error;
-      throw context.mapNodeFailure(node, spec.id, error);
+    } finally {
+      call.dispose();
     }
   }
 
@@ -70,25 +114,33 @@ export function createManagerRuns(context: ManagerContext, parts: RunParts): Man
       entry,
       spec,
       async (node, nodeSignal) => {
-        const call = AbortSignal.any([nodeSignal, signal]);
+        const call = guardUntilResult([nodeSignal, signal]);
         const startedAt = performance.now();
         let last: TaskView | undefined;
         try {
-          for await (const message of context.tasksOf(node).runTask({ task: proto }, { signal: call })) {
-            const event = message.event;
+          const iterator = context.tasksOf(node).runTask({ task: proto }, { signal: call.signal })[Symbol.asyncIterator]();
+          for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) {
+            const event = next.value.event;
             if (event.case === "accepted") {
               members.placed(node);
               options.onDispatch?.(node, performance.now() - startedAt);
               last = context.viewAndNote(node, event.value);
             } else if (event.case === "output") push({ kind: "output", chunk: chunkFromProto(event.value), node });
             else if (event.case === "gap") push({ kind: "gap", gap: gapFromProto(event.value), node });
-            else if (event.case === "result") last = context.viewAndNote(node, event.value);
+            else if (event.case === "result") {
+              // The node's share is over with its result; the end of its stream is read off the fan-out's path.
+              call.resulted();
+              drain(iterator);
+              return nodeResultOf(node, context.viewAndNote(node, event.value));
+            }
           }
           if (last === undefined) throw new DrceError("internal", `node ${node} ended the run without a result`);
           return nodeResultOf(node, last);
         } catch (error) {
-          const result = fanOut.startFailure(node, spec.id, error, call);
+          const result = fanOut.startFailure(node, spec.id, error, call.signal);
           return last === undefined ? result : { ...result, view: last };
+        } finally {
+          call.dispose();
         }
       },
       (result) => push({ kind: "node-result", result }),
