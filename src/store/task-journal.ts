@@ -29,7 +29,7 @@ export interface TaskJournalOptions {
   /** The tasks root directory, whose file system a checkpoint makes durable. */
   readonly root: string;
   /** Journal bytes past which a checkpoint starts (default 8 MiB). */
-  readonly checkpointBytes?: number;
+  readonly checkpointBytes?: number | undefined;
   /** The longest a record waits for its checkpoint, in ms (default 10 s). */
   readonly checkpointDelayMs?: number;
   /** Where a failed background checkpoint is reported (the segments are kept for the next one). */

@@ -59,6 +59,8 @@ export interface TaskStoreOptions {
    * Default false.
    */
   readonly journal?: boolean;
+  /** Journal bytes past which a checkpoint starts (see task-journal.ts); default 8 MiB. */
+  readonly journalCheckpointBytes?: number | undefined;
   /** Where a failure of the journal's background checkpoint is reported. */
   readonly onJournalError?: ((error: unknown) => void) | undefined;
 }
@@ -264,7 +266,7 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
     }
   };
   const space = options.space ?? noSpaceReserve;
-  const journal: TaskJournal | undefined = options.journal === true ? createTaskJournal({ dataDir: options.dataDir, root, crashAt: options.crashAt, onError: options.onJournalError }) : undefined;
+  const journal: TaskJournal | undefined = options.journal === true ? createTaskJournal({ dataDir: options.dataDir, root, crashAt: options.crashAt, onError: options.onJournalError, checkpointBytes: options.journalCheckpointBytes }) : undefined;
   const wrap = async <T>(what: string, action: () => Promise<T>, reserve = false): Promise<T> => {
     for (;;) {
       try {
