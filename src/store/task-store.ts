@@ -1,5 +1,5 @@
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
@@ -225,16 +225,33 @@ function readSmallFile(path: string, buffer: Buffer): string {
   return readFileSync(path, "utf8");
 }
 
-let tempCounter = 0;
-
 /**
- * Writes a temp file beside `path` (named as an atomic write's, so that a restart removes
- * it), synchronously and without fsync: microseconds in the page cache. Returns its path.
+ * Overwrites a status file in place, synchronously and without fsync: one write at offset
+ * zero, padded with spaces (which JSON allows after a value) to the file's current length
+ * so that nothing of the older status is left after it. Where a temp file and a rename cost a
+ * new inode, its blocks and a rename for ext4 to flush, this rewrites a block the file has. A
+ * write the process dies in is one system call, whole or not begun; one that a crash of the OS
+ * tears is replaced from the journal's durable record at the next start (the write comes
+ * after that record is durable).
  */
-function writeTempFile(path: string, data: string): string {
-  const temp = join(dirname(path), `.${path.slice(dirname(path).length + 1)}.${process.pid}.${(tempCounter = (tempCounter + 1) % 1e9)}.tmp`);
-  writeWhole(temp, data);
-  return temp;
+function overwriteStatusFile(path: string, data: string): void {
+  const fd = openSync(path, "r+", 0o600);
+  try {
+    const size = fstatSync(fd).size;
+    const bytes = Buffer.from(data.length >= size ? data : data.padEnd(size, " "));
+    for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Makes a directory (mode 0700) unless it is there already. */
+function makeDir(path: string): void {
+  try {
+    mkdirSync(path, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
 }
 
 /** Writes a file whole, synchronously and without fsync. */
@@ -369,8 +386,12 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
       const durable = createDurable ?? true;
       if (journal !== undefined) {
         await wrap("creating a task", async () => {
+          // Two plain calls: a recursive one tries work/ first and fails, then makes both.
           if (diskSyncing()) await mkdir(join(dir, "work"), { recursive: true, mode: 0o700 });
-          else mkdirSync(join(dir, "work"), { recursive: true, mode: 0o700 });
+          else {
+            makeDir(dir);
+            makeDir(join(dir, "work"));
+          }
           const requestJson = JSON.stringify(request);
           const statusJson = JSON.stringify(status);
           // The files first, unsynced: a restarted process finds them (the page cache keeps
@@ -414,7 +435,6 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
           async () => {
             const path = join(dir, "status.json");
             const statusJson = JSON.stringify(status);
-            const temp = writeTempFile(path, statusJson);
             // A final status is acknowledged once its output files, its returned files and the
             // directory entries that name them are durable too; those syncs run alongside the
             // record's group commit.
@@ -428,17 +448,9 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
                 ]
               : [];
             const appended = journal.append({ kind: "status", status }, statusJson);
-            // The file is renamed into place once the record is durable, never before: a status
-            // file on disk is then always one a replay would give too.
-            const applied = (async () => {
-              try {
-                await Promise.all([durable ? appended : undefined, ...outputs]);
-                await rename(temp, path);
-              } catch (error) {
-                rmSync(temp, { force: true });
-                throw error;
-              }
-            })();
+            // The file is rewritten once the record is durable, never before: a status file on
+            // disk is then always one a replay would give too.
+            const applied = Promise.all([durable ? appended : undefined, ...outputs]).then(() => overwriteStatusFile(path, statusJson));
             if (!durable) appended.catch(() => undefined); // a later durable record of the task reports the journal's failure
             journal.applying(applied, [dir, path]);
             await applied;
