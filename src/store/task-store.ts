@@ -3,7 +3,7 @@ import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } 
 import { dirname, join } from "node:path";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
-import { isFinalState } from "../domain/states.js";
+import { isFinalState, TaskState } from "../domain/states.js";
 import type { FileResult, StreamName, TaskStatus } from "../domain/task.js";
 import type { KeptOutput } from "../domain/view.js";
 import { openKept } from "./kept-output.js";
@@ -245,6 +245,35 @@ function overwriteStatusFile(path: string, data: string): void {
   }
 }
 
+/**
+ * A journaled final status checked against the output it states: its record and its output
+ * files' fsyncs run side by side, so a crash of the OS can leave the record durable and a
+ * stream shorter than the status says (the task was never acknowledged as ended then). Such a
+ * task is reported crashed, with the output that was kept, rather than as a result whose output
+ * is not all there. A stream past its cap keeps less than its size, and is not compared.
+ */
+function withOutputKept(status: TaskStatus, dir: string): TaskStatus {
+  if (!isFinalState(status.state)) return status;
+  const sizeOf = (stream: StreamName): number => {
+    try {
+      return statSync(join(dir, stream)).size;
+    } catch {
+      return 0;
+    }
+  };
+  const stdout = status.stdoutTruncated ? status.stdoutSize : sizeOf("stdout");
+  const stderr = status.stderrTruncated ? status.stderrSize : sizeOf("stderr");
+  if (stdout >= status.stdoutSize && stderr >= status.stderrSize) return status;
+  return {
+    ...status,
+    state: TaskState.Crashed,
+    errorCode: ErrorCode.ExecuteTask,
+    errorMessage: "the node stopped before the task's output was durable; the output kept is served",
+    stdoutSize: Math.min(stdout, status.stdoutSize),
+    stderrSize: Math.min(stderr, status.stderrSize),
+  };
+}
+
 /** Makes a directory (mode 0700) unless it is there already. */
 function makeDir(path: string): void {
   try {
@@ -349,9 +378,10 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
         if (journaled !== undefined) {
           // The journal's record is the newest acknowledged state: the directory's is older,
           // or lost with a crash of the OS before a checkpoint made it durable.
-          const journaledText = JSON.stringify(journaled.status);
+          const journaledStatus = withOutputKept(journaled.status, dir);
+          const journaledText = JSON.stringify(journaledStatus);
           if (journaledText !== statusText) await writeFileAtomic(join(dir, "status.json"), journaledText, { durable: false });
-          status = compactStatus(journaled.status);
+          status = compactStatus(journaledStatus);
         }
         const final = isFinalState(status!.state);
         let request: StoredRequest | undefined;
@@ -372,9 +402,11 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
         const dir = taskDir(id);
         mkdirSync(join(dir, "work"), { recursive: true, mode: 0o700 });
         if (journaled.request !== undefined) await writeFileAtomic(join(dir, "request.json"), JSON.stringify(journaled.request), { durable: false });
-        await writeFileAtomic(join(dir, "status.json"), JSON.stringify(journaled.status), { durable: false });
-        const final = isFinalState(journaled.status.state);
-        loaded.push({ status: compactStatus(journaled.status), request: allRequests || !final ? (journaled.request as StoredRequest | undefined) : undefined });
+        // Its output went with the directory: an end it states is reported crashed, as above.
+        const status = withOutputKept(journaled.status, dir);
+        await writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable: false });
+        const final = isFinalState(status.state);
+        loaded.push({ status: compactStatus(status), request: allRequests || !final ? (journaled.request as StoredRequest | undefined) : undefined });
       }
       // What was replayed is made durable in the directories, and its segments retired,
       // before the node takes new work: a crash from here on replays them again, harmlessly.

@@ -137,6 +137,26 @@ describe("the journaled task store", () => {
     reopened.close();
   });
 
+  it("reports crashed a journaled end whose output is shorter on disk than it states, and keeps an end whose output is whole", async () => {
+    const dataDir = newDataDir();
+    const store = await createTaskStore({ dataDir, journal: true });
+    for (const id of ["short", "whole"]) {
+      await store.create(request(id), testStatus({ id, state: TaskState.New }));
+      writeFileSync(store.outputPath(id, "stdout"), "0123456789");
+      await store.saveStatus(testStatus({ id, state: TaskState.Finished, stdoutSize: 10 }));
+    }
+    store.close();
+    // As a crash of the OS may leave it: the record durable, the output's fsync not done.
+    writeFileSync(join(dataDir, "tasks", "short", "stdout"), "0123");
+    const reopened = await createTaskStore({ dataDir, journal: true });
+    const loaded = new Map((await reopened.load()).map((task) => [task.status.id, task.status]));
+    expect(loaded.get("short")).toMatchObject({ state: TaskState.Crashed, errorCode: 107, stdoutSize: 4 });
+    expect(loaded.get("short")?.errorMessage).toMatch(/output was durable/);
+    expect(statusOnDisk(dataDir, "short").state).toBe(TaskState.Crashed);
+    expect(loaded.get("whole")).toMatchObject({ state: TaskState.Finished, stdoutSize: 10 });
+    reopened.close();
+  });
+
   it("folds records into each task's last state, its request kept from its acceptance", () => {
     const records = [
       encodeTaskRecord({ kind: "accepted", request: request("r"), status: testStatus({ id: "r", state: TaskState.New }) }),
