@@ -3,7 +3,7 @@
 // sync throughput against raw spawns measured in the same run, and the submit latency of
 // async `true` tasks with 32 in flight, with the node's CPU (main thread and its other
 // threads, from /proc) per task of each part.
-// Usage: node --import tsx bench/store-figures.ts [ROUNDS]
+// Usage: node --import tsx bench/store-figures.ts [ROUNDS] [SCALE] (SCALE multiplies the task counts: 200, 1000, 2000)
 import { readFile } from "node:fs/promises";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -13,6 +13,8 @@ import { TaskMode, TaskSpecSchema } from "../gen/drce/v1/task_pb.js";
 import { quantile, runConcurrent, runJsonChild, startBenchNode, type BenchNode } from "./lib.js";
 
 const rounds = Number(process.argv[2] ?? 2);
+const scale = Number(process.argv[3] ?? 1);
+const [oneCount, manyCount, asyncCount] = [200, 1000, 2000].map((count) => Math.max(20, Math.round(count * scale))) as [number, number, number];
 const trueSpec = (mode: TaskMode = TaskMode.SYNC) => create(TaskSpecSchema, { command: "true", mode });
 
 /** The node process's CPU ms so far (all its threads), from /proc. */
@@ -34,31 +36,31 @@ for (let round = 0; round < rounds; round++) {
   const work = await mkdtemp(join(tmpdir(), "drce-store-figures-"));
   const node = await startBenchNode({ dataDir: join(work, "data") });
   try {
-    await runConcurrent(200, 32, async () => void (await node.client.submitTask({ task: trueSpec() })));
-    const one = await measure(node, 200, async () => {
+    await runConcurrent(oneCount, 32, async () => void (await node.client.submitTask({ task: trueSpec() })));
+    const one = await measure(node, oneCount, async () => {
       const samples: number[] = [];
-      for (let i = 0; i < 200; i++) {
+      for (let i = 0; i < oneCount; i++) {
         const t = performance.now();
         await node.client.submitTask({ task: trueSpec() });
         samples.push(performance.now() - t);
       }
       return samples;
     });
-    const many = await measure(node, 1000, async () => {
-      await runConcurrent(1000, 32, async () => void (await node.client.submitTask({ task: trueSpec() })));
+    const many = await measure(node, manyCount, async () => {
+      await runConcurrent(manyCount, 32, async () => void (await node.client.submitTask({ task: trueSpec() })));
       return [];
     });
-    const raw = (await runJsonChild<{ tasksPerSecond: number }>(["bench/raw-spawn.ts", "throughput", "1000", "32"])).tasksPerSecond;
-    const asyncRun = await measure(node, 2000, async () => {
+    const raw = (await runJsonChild<{ tasksPerSecond: number }>(["bench/raw-spawn.ts", "throughput", String(manyCount), "32"])).tasksPerSecond;
+    const asyncRun = await measure(node, asyncCount, async () => {
       const samples: number[] = [];
-      await runConcurrent(2000, 32, async () => {
+      await runConcurrent(asyncCount, 32, async () => {
         const t = performance.now();
         await node.client.submitTask({ task: trueSpec(TaskMode.ASYNC) });
         samples.push(performance.now() - t);
       });
       return samples;
     });
-    const tps = (1000 * 1000) / many.ms;
+    const tps = (manyCount * 1000) / many.ms;
     console.log(
       [
         `round ${round + 1}:`,

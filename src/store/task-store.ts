@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statfsSync, statSync, writeSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DrceError, ErrorCode } from "../domain/errors.js";
@@ -313,6 +313,14 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
   };
   const space = options.space ?? noSpaceReserve;
   const journal: TaskJournal | undefined = options.journal === true ? createTaskJournal({ dataDir: options.dataDir, root, crashAt: options.crashAt, onError: options.onJournalError, checkpointBytes: options.journalCheckpointBytes }) : undefined;
+  // A journaled status rewrites blocks its file has, so a run may fill the disk without any
+  // status write failing (and the reserve stays whole): a start with less than a reserve's
+  // worth free is a full disk for the journal's records to come, as the reserve says.
+  if (journal !== undefined && space.targetBytes > 0) {
+    const fs = statfsSync(options.dataDir);
+    const free = (process.geteuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize;
+    if (free < space.targetBytes) space.markFull("ENOSPC", "starting the task journal");
+  }
   const wrap = async <T>(what: string, action: () => Promise<T>, reserve = false): Promise<T> => {
     for (;;) {
       try {
