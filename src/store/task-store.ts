@@ -69,7 +69,9 @@ export interface TaskStoreOptions {
  * The on-disk task store: a directory per task holding `request.json`, `status.json`,
  * `stdout`, `stderr`, returned files under `files/`, and the default working directory
  * `work/`. Every JSON write is atomic (temp file, rename); a durable one also fsyncs the
- * file and its directory, and directory fsyncs of concurrent writes are shared.
+ * file and its directory, and directory fsyncs of concurrent writes are shared. With the
+ * journal ({@link TaskStoreOptions.journal}), a durable write is a journal record instead,
+ * and the directory is written without fsyncs and made durable by the journal's checkpoints.
  */
 export interface TaskStore {
   /** The tasks root directory. */
