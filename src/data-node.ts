@@ -81,7 +81,14 @@ export async function createDataNode(options: DataNodeOptions): Promise<DataNode
       else logger.info({ reserveBytes: change.reserveBytes }, "the data directory's disk has room again: new tasks are accepted");
     },
   });
-  const store = await createTaskStore({ dataDir: config.dataDir, crashAt: options.crashAt ?? process.env["DRCE_TEST_CRASH_AT"], space });
+  // Task states are durable through the journal's group commits (see task-journal.ts).
+  const store = await createTaskStore({
+    dataDir: config.dataDir,
+    crashAt: options.crashAt ?? process.env["DRCE_TEST_CRASH_AT"],
+    space,
+    journal: true,
+    onJournalError: (error) => internalErrors.report("task", "the task journal's checkpoint failed; its segments are kept for the next one", error),
+  });
   starts.started("store", () => store.close());
 
   const cgroups = config.cgroups ? await detectCgroups() : undefined;

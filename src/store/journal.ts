@@ -1,4 +1,4 @@
-import { closeSync, fdatasync, fsync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, fsync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statfsSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { crc32 } from "node:zlib";
@@ -63,6 +63,29 @@ export interface Journal {
 /** A journal's failure to write or sync its segment files; the record it concerns is not durable. */
 export class JournalError extends Error {
   override name = "JournalError";
+  /** The system error's code (ENOSPC, EIO, ...) when a system call failed. */
+  readonly code: string | undefined;
+  constructor(message: string, options?: { cause?: unknown; code?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = options?.code;
+  }
+}
+
+/** The bytes free for this process on the file system of `path` (unbounded when it cannot be told). */
+function roomFor(path: string): number {
+  try {
+    const fs = statfsSync(path);
+    return fs.bavail * fs.bsize;
+  } catch {
+    // No statfs here: the zeros are tried, and given up at the first short write.
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+/** Whether a system call failed for lack of room (the disk or the quota). */
+function isNoRoom(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "ENOSPC" || code === "EDQUOT";
 }
 
 const magic = Buffer.from("DRCEJNL1");
@@ -181,8 +204,9 @@ export function openJournal(options: JournalOptions): Journal {
   /**
    * Makes the file of a new segment: a retired segment kept as the spare is renamed to it
    * (its blocks are allocated already; its old frames fail the new number's checksum), else
-   * a new file, written with zeros when preallocating. Synchronous: it happens when a
-   * segment fills, once per megabytes of records.
+   * a new file, written with zeros when preallocating (on a disk without room for them, it
+   * grows as records come instead). Synchronous: it happens when a segment fills, once per
+   * megabytes of records.
    */
   let nextSequence = (found.at(-1) ?? 0) + 1;
   const makeSegment = (): Segment => {
@@ -191,7 +215,6 @@ export function openJournal(options: JournalOptions): Journal {
     const header = Buffer.alloc(headerBytes);
     magic.copy(header);
     header.writeBigUInt64LE(BigInt(sequence), 8);
-    let fd: number;
     let reused = false;
     try {
       renameSync(join(dir, spareName), path);
@@ -199,25 +222,60 @@ export function openJournal(options: JournalOptions): Journal {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
     }
-    if (reused) {
-      fd = openSync(path, "r+");
-    } else {
-      fd = openSync(path, "w+", 0o600);
-      if (preallocate) {
+    const fd = openSync(path, reused ? "r+" : "w+", 0o600);
+    try {
+      // Zeros only where they leave the disk room for far more than themselves: a segment
+      // must not take the last free space (the task store's reserve is kept for statuses).
+      if (!reused && preallocate && roomFor(dir) >= 8 * segmentBytes) {
         const zeros = Buffer.alloc(Math.min(segmentBytes, 1024 * 1024));
-        for (let at = 0; at < segmentBytes; at += zeros.length) writeSync(fd, zeros, 0, Math.min(zeros.length, segmentBytes - at), at);
+        try {
+          for (let at = 0; at < segmentBytes; ) {
+            const wrote = writeSync(fd, zeros, 0, Math.min(zeros.length, segmentBytes - at), at);
+            // A short write is the disk filling up.
+            if (wrote < Math.min(zeros.length, segmentBytes - at)) throw Object.assign(new Error("ENOSPC: the disk filled up"), { code: "ENOSPC" });
+            at += wrote;
+          }
+        } catch (error) {
+          if (!isNoRoom(error)) throw error;
+          ftruncateSync(fd, 0);
+        }
       }
+      writeSync(fd, header, 0, headerBytes, 0);
+    } catch (error) {
+      closeSync(fd);
+      rmSync(path, { force: true });
+      throw error;
     }
-    writeSync(fd, header, 0, headerBytes, 0);
     return { sequence, path, fd, offset: headerBytes, bytes: 0, seed: crc32(sequenceBytes(sequence)) };
   };
 
-  let current = makeSegment();
-  live.push(current);
-  // The new segment's name and (when preallocated) its blocks are made durable before the
-  // first group commit resolves: that commit waits for this.
-  let ready: Promise<void> | undefined = Promise.all([current.fd !== undefined ? fdatasyncAsync(current.fd) : undefined, syncDir()]).then(() => undefined);
-  ready.catch(() => undefined); // its failure is reported by the first group commit, which waits for it
+  // The segment records go to; undefined until one could be made (a full disk at open: the
+  // first append makes it, or fails with the disk's error).
+  let current: Segment | undefined;
+  // What the next group commit waits for besides its fdatasyncs: the new segments' names
+  // and (when preallocated) their zeros made durable.
+  let ready: Promise<void> | undefined;
+  /** Makes a new segment the current one; the one before it is closed once its records are durable. */
+  const begin = (): Segment => {
+    const next = makeSegment();
+    if (current !== undefined) toClose.add(current);
+    live.push(next);
+    const made = next.fd !== undefined ? fdatasyncAsync(next.fd) : undefined;
+    const named = Promise.all([made, syncDir()]).then(() => undefined);
+    ready = ready === undefined ? named : Promise.all([ready, named]).then(() => undefined);
+    ready.catch(() => undefined); // its failure is reported by the next group commit, which waits for it
+    current = next;
+    return next;
+  };
+  // Segments filled (or sealed by a checkpoint) whose fd stays open until a group commit
+  // that covers their last records has run.
+  const toClose = new Set<Segment>();
+  try {
+    begin();
+  } catch (error) {
+    // A disk without room for a segment still opens: the first append tries again.
+    if (!isNoRoom(error)) throw error;
+  }
   const liveBytes = (): number => live.reduce((sum, segment) => sum + segment.bytes, 0);
 
   let waiting: Group = { segments: new Set(), waiters: [] };
@@ -245,8 +303,8 @@ export function openJournal(options: JournalOptions): Journal {
       await Promise.all([before, ...[...group.segments].map((segment) => (segment.fd !== undefined ? fdatasyncAsync(segment.fd) : undefined))]);
       for (const waiter of group.waiters) waiter.resolve();
     } catch (error) {
-      const failure = new JournalError(`the journal could not make records durable in ${dir} (${(error as NodeJS.ErrnoException).code ?? "EIO"})`, { cause: error });
-      for (const waiter of group.waiters) waiter.reject(failure);
+      const failed = failure("make records durable", error);
+      for (const waiter of group.waiters) waiter.reject(failed);
     } finally {
       syncing = false;
       closeRetired();
@@ -256,9 +314,6 @@ export function openJournal(options: JournalOptions): Journal {
     }
   };
 
-  // Segments filled (or sealed by a checkpoint) whose fd stays open until a group commit
-  // that covers their last records has run.
-  const toClose = new Set<Segment>();
   const closeRetired = (): void => {
     for (const segment of toClose) {
       if (waiting.segments.has(segment) || segment.fd === undefined) continue;
@@ -268,37 +323,36 @@ export function openJournal(options: JournalOptions): Journal {
     }
   };
 
-  const roll = (): void => {
-    toClose.add(current);
-    const next = makeSegment();
-    live.push(next);
-    const made = next.fd !== undefined ? fdatasyncAsync(next.fd) : undefined;
-    // The new name must be durable before a record in it is acknowledged.
-    const named = Promise.all([made, syncDir()]).then(() => undefined);
-    ready = ready === undefined ? named : Promise.all([ready, named]).then(() => undefined);
-    ready.catch(() => undefined); // its failure is reported by the next group commit, which waits for it
-    current = next;
+  const failure = (what: string, error: unknown): JournalError => {
+    const code = (error as NodeJS.ErrnoException).code ?? "EIO";
+    return new JournalError(`the journal could not ${what} in ${dir} (${code})`, { cause: error, code });
   };
 
   const append = (record: Uint8Array): Promise<void> => {
     if (closed) return Promise.reject(new JournalError("the journal is closed"));
     if (record.length === 0) return Promise.reject(new RangeError("a journal record cannot be empty"));
     if (record.length > maxRecordBytes) return Promise.reject(new RangeError(`a journal record cannot exceed ${maxRecordBytes} bytes`));
-    if (current.offset + frameBytes + record.length > segmentBytes && current.bytes > 0) roll();
+    let segment: Segment;
+    try {
+      segment = current === undefined || (current.offset + frameBytes + record.length > segmentBytes && current.bytes > 0) ? begin() : current;
+    } catch (error) {
+      return Promise.reject(failure("begin a segment", error));
+    }
     const frame = Buffer.allocUnsafe(frameBytes + record.length);
     frame.writeUInt32LE(record.length, 0);
-    frame.writeUInt32LE(crc32(record, current.seed), 4);
+    frame.writeUInt32LE(crc32(record, segment.seed), 4);
     frame.set(record, frameBytes);
     try {
       // A write into the page cache: microseconds, and kept by the OS if the process dies.
-      for (let done = 0; done < frame.length; ) done += writeSync(current.fd!, frame, done, frame.length - done, current.offset + done);
+      // A write that fails leaves the offset where it was: the next record overwrites it.
+      for (let done = 0; done < frame.length; ) done += writeSync(segment.fd!, frame, done, frame.length - done, segment.offset + done);
     } catch (error) {
-      return Promise.reject(new JournalError(`the journal could not write a record in ${dir} (${(error as NodeJS.ErrnoException).code ?? "EIO"})`, { cause: error }));
+      return Promise.reject(failure("write a record", error));
     }
-    current.offset += frame.length;
-    current.bytes += frame.length;
+    segment.offset += frame.length;
+    segment.bytes += frame.length;
     const durable = new Promise<void>((resolve, reject) => {
-      waiting.segments.add(current);
+      waiting.segments.add(segment);
       waiting.waiters.push({ resolve, reject });
       // The commit starts after the records of this turn of the event loop are written, so
       // that a burst of appends (one network read's worth of calls) shares its first wait too.
@@ -317,7 +371,11 @@ export function openJournal(options: JournalOptions): Journal {
   const checkpoint = (flush: () => Promise<void>): Promise<void> => {
     // The segments are sealed at the call: what was appended before it is what `flush`
     // must have made durable, and what is appended after it goes to the new segment.
-    if (current.bytes > 0) roll();
+    if (current !== undefined && current.bytes > 0) {
+      // The next append begins a new segment (made then: on a full disk, this may fail).
+      toClose.add(current);
+      current = undefined;
+    }
     const sealed = live.filter((segment) => segment !== current && !claimed.has(segment));
     for (const segment of sealed) claimed.add(segment);
     const appended = lastDurable;

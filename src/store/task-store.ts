@@ -1,9 +1,9 @@
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statfsSync, statSync, writeSync } from "node:fs";
 import { mkdir, open, readdir, readFile, rm, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DrceError, ErrorCode } from "../domain/errors.js";
 import type { StoredSpec } from "../domain/spec-json.js";
-import { isFinalState } from "../domain/states.js";
+import { isFinalState, TaskState } from "../domain/states.js";
 import type { FileResult, StreamName, TaskStatus } from "../domain/task.js";
 import type { KeptOutput } from "../domain/view.js";
 import { openKept } from "./kept-output.js";
@@ -11,6 +11,7 @@ import { OutputSpool } from "./spool.js";
 import { mergeCrashedTail, removeTail, type MergedTail } from "./tail-ring.js";
 import { createDirSyncGroup, diskSyncing, fsyncDir, syncFile, writeFileAtomic, writeFilesAtomic } from "./atomic.js";
 import { isNoSpace, noSpaceReserve, type SpaceReserve } from "./space-reserve.js";
+import { createTaskJournal, type ReplayedTask, type TaskJournal } from "./task-journal.js";
 
 /** What `request.json` holds: the redacted request and its digest. */
 export interface StoredRequest {
@@ -50,13 +51,27 @@ export interface TaskStoreOptions {
    * Default: none (such a write fails).
    */
   readonly space?: SpaceReserve | undefined;
+  /**
+   * Whether task states are kept durable by the journal in `<dataDir>/journal/` (see
+   * task-journal.ts): a task's acceptance and each status are journal records made durable
+   * by group commit, the task's directory is written without fsyncs and made durable in bulk
+   * by the journal's checkpoints. Otherwise every JSON write is its own durable atomic write.
+   * Default false.
+   */
+  readonly journal?: boolean;
+  /** Journal bytes past which a checkpoint starts (see task-journal.ts); default 8 MiB. */
+  readonly journalCheckpointBytes?: number | undefined;
+  /** Where a failure of the journal's background checkpoint is reported. */
+  readonly onJournalError?: ((error: unknown) => void) | undefined;
 }
 
 /**
  * The on-disk task store: a directory per task holding `request.json`, `status.json`,
  * `stdout`, `stderr`, returned files under `files/`, and the default working directory
  * `work/`. Every JSON write is atomic (temp file, rename); a durable one also fsyncs the
- * file and its directory, and directory fsyncs of concurrent writes are shared.
+ * file and its directory, and directory fsyncs of concurrent writes are shared. With the
+ * journal ({@link TaskStoreOptions.journal}), a durable write is a journal record instead,
+ * and the directory is written without fsyncs and made durable by the journal's checkpoints.
  */
 export interface TaskStore {
   /** The tasks root directory. */
@@ -212,6 +227,75 @@ function readSmallFile(path: string, buffer: Buffer): string {
   return readFileSync(path, "utf8");
 }
 
+/**
+ * Overwrites a status file in place, synchronously and without fsync: one write at offset
+ * zero, padded with spaces (which JSON allows after a value) to the file's current length
+ * so that nothing of the older status is left after it. Where a temp file and a rename cost a
+ * new inode, its blocks and a rename for ext4 to flush, this rewrites a block the file has. A
+ * write the process dies in is one system call, whole or not begun; one that a crash of the OS
+ * tears is replaced from the journal's durable record at the next start (the write comes
+ * after that record is durable).
+ */
+function overwriteStatusFile(path: string, data: string): void {
+  const fd = openSync(path, "r+", 0o600);
+  try {
+    const size = fstatSync(fd).size;
+    const bytes = Buffer.from(data.length >= size ? data : data.padEnd(size, " "));
+    for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A journaled final status checked against the output it states: its record and its output
+ * files' fsyncs run side by side, so a crash of the OS can leave the record durable and a
+ * stream shorter than the status says (the task was never acknowledged as ended then). Such a
+ * task is reported crashed, with the output that was kept, rather than as a result whose output
+ * is not all there. A stream past its cap keeps less than its size, and is not compared.
+ */
+function withOutputKept(status: TaskStatus, dir: string): TaskStatus {
+  if (!isFinalState(status.state)) return status;
+  const sizeOf = (stream: StreamName): number => {
+    try {
+      return statSync(join(dir, stream)).size;
+    } catch {
+      return 0;
+    }
+  };
+  const stdout = status.stdoutTruncated ? status.stdoutSize : sizeOf("stdout");
+  const stderr = status.stderrTruncated ? status.stderrSize : sizeOf("stderr");
+  if (stdout >= status.stdoutSize && stderr >= status.stderrSize) return status;
+  return {
+    ...status,
+    state: TaskState.Crashed,
+    errorCode: ErrorCode.ExecuteTask,
+    errorMessage: "the node stopped before the task's output was durable; the output kept is served",
+    stdoutSize: Math.min(stdout, status.stdoutSize),
+    stderrSize: Math.min(stderr, status.stderrSize),
+  };
+}
+
+/** Makes a directory (mode 0700) unless it is there already. */
+function makeDir(path: string): void {
+  try {
+    mkdirSync(path, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+}
+
+/** Writes a file whole, synchronously and without fsync. */
+function writeWhole(path: string, data: string): void {
+  const bytes = Buffer.from(data);
+  const fd = openSync(path, "w", 0o600);
+  try {
+    for (let offset = 0; offset < bytes.length; ) offset += writeSync(fd, bytes, offset, bytes.length - offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Output files up to this size are read synchronously (see readOutput). */
 const smallOutputBytes = 256 * 1024;
 
@@ -230,6 +314,15 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
     }
   };
   const space = options.space ?? noSpaceReserve;
+  const journal: TaskJournal | undefined = options.journal === true ? createTaskJournal({ dataDir: options.dataDir, root, crashAt: options.crashAt, onError: options.onJournalError, checkpointBytes: options.journalCheckpointBytes }) : undefined;
+  // A journaled status rewrites blocks its file has, so a run may fill the disk without any
+  // status write failing (and the reserve stays whole): a start with less than a reserve's
+  // worth free is a full disk for the journal's records to come, as the reserve says.
+  if (journal !== undefined && space.targetBytes > 0) {
+    const fs = statfsSync(options.dataDir);
+    const free = (process.geteuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize;
+    if (free < space.targetBytes) space.markFull("ENOSPC", "starting the task journal");
+  }
   const wrap = async <T>(what: string, action: () => Promise<T>, reserve = false): Promise<T> => {
     for (;;) {
       try {
@@ -248,9 +341,15 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
   return {
     root,
     space,
-    close: () => space.close(),
+    close: () => {
+      space.close();
+      void journal?.close().catch((error: unknown) => options.onJournalError?.(error)); // at shutdown: the next start replays what it did not retire
+    },
     async load(loadOptions) {
       const allRequests = (loadOptions?.requests ?? "all") === "all";
+      // The journal's last word on each task it names, applied over the directories below.
+      const replay = journal?.takeReplay() ?? new Map<string, ReplayedTask>();
+      const replayed = replay.size > 0;
       const names = await readdir(root);
       const loaded: LoadedTask[] = [];
       // Synchronous reads: at start-up nothing else waits for the event loop, and for
@@ -261,10 +360,22 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
       for (const name of names) {
         if (name.startsWith(".")) continue;
         const dir = taskDir(name);
-        let status: TaskStatus;
+        const journaled = replay.get(name);
+        replay.delete(name);
+        if (journaled?.deleted === true) {
+          // Deleted, by a node that died before the removal was durable: it stays deleted.
+          await rm(dir, { recursive: true, force: true });
+          continue;
+        }
+        let status: TaskStatus | undefined;
+        let statusText: string | undefined;
         try {
-          status = compactStatus(JSON.parse(read(join(dir, "status.json"))) as TaskStatus);
+          statusText = read(join(dir, "status.json"));
+          status = compactStatus(JSON.parse(statusText) as TaskStatus);
         } catch {
+          status = undefined;
+        }
+        if (status === undefined && journaled === undefined) {
           // No status: the crash came between mkdir and the first write; the task was
           // never acknowledged, so its directory is removed.
           await rm(dir, { recursive: true, force: true });
@@ -273,22 +384,72 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
         // A node that died during a status write leaves its temp file; that task's status on
         // disk is not final then (the final write is the last), so only those directories
         // are searched, not every finished task's.
-        if (!isFinalState(status.state)) removeTempFiles(dir);
+        if (status === undefined || !isFinalState(status.state)) removeTempFiles(dir);
+        if (journaled !== undefined) {
+          // The journal's record is the newest acknowledged state: the directory's is older,
+          // or lost with a crash of the OS before a checkpoint made it durable.
+          const journaledStatus = withOutputKept(journaled.status, dir);
+          const journaledText = JSON.stringify(journaledStatus);
+          if (journaledText !== statusText) await writeFileAtomic(join(dir, "status.json"), journaledText, { durable: false });
+          status = compactStatus(journaledStatus);
+        }
+        const final = isFinalState(status!.state);
         let request: StoredRequest | undefined;
-        if (allRequests || !isFinalState(status.state)) {
+        if (allRequests || !final || journaled?.request !== undefined) {
           try {
             request = JSON.parse(read(join(dir, "request.json"))) as StoredRequest;
           } catch {
-            request = undefined;
+            request = journaled?.request as StoredRequest | undefined;
+            if (request !== undefined) await writeFileAtomic(join(dir, "request.json"), JSON.stringify(request), { durable: false });
           }
+          if (!allRequests && final) request = undefined;
         }
-        loaded.push({ status, request });
+        loaded.push({ status: status!, request });
       }
+      // Tasks the journal holds whose directory a crash of the OS lost before a checkpoint.
+      for (const [id, journaled] of replay) {
+        if (journaled.deleted) continue;
+        const dir = taskDir(id);
+        mkdirSync(join(dir, "work"), { recursive: true, mode: 0o700 });
+        if (journaled.request !== undefined) await writeFileAtomic(join(dir, "request.json"), JSON.stringify(journaled.request), { durable: false });
+        // Its output went with the directory: an end it states is reported crashed, as above.
+        const status = withOutputKept(journaled.status, dir);
+        await writeFileAtomic(join(dir, "status.json"), JSON.stringify(status), { durable: false });
+        const final = isFinalState(status.state);
+        loaded.push({ status: compactStatus(status), request: allRequests || !final ? (journaled.request as StoredRequest | undefined) : undefined });
+      }
+      // What was replayed is made durable in the directories, and its segments retired,
+      // before the node takes new work: a crash from here on replays them again, harmlessly.
+      if (replayed) await journal!.checkpoint();
       return loaded;
     },
     async create(request, status, createDurable) {
       const dir = taskDir(status.id);
       const durable = createDurable ?? true;
+      if (journal !== undefined) {
+        await wrap("creating a task", async () => {
+          // Two plain calls: a recursive one tries work/ first and fails, then makes both.
+          if (diskSyncing()) await mkdir(join(dir, "work"), { recursive: true, mode: 0o700 });
+          else {
+            makeDir(dir);
+            makeDir(join(dir, "work"));
+          }
+          const requestJson = JSON.stringify(request);
+          const statusJson = JSON.stringify(status);
+          // The files first, unsynced: a restarted process finds them (the page cache keeps
+          // them); the record after them makes the acceptance durable, and a crash of the OS
+          // before a checkpoint finds the files again through the record's replay.
+          writeWhole(join(dir, "request.json"), requestJson);
+          writeWhole(join(dir, "status.json"), statusJson);
+          const appended = journal.append({ kind: "accepted", request, status }, statusJson, requestJson);
+          journal.applying(appended, [root, dir, join(dir, "request.json"), join(dir, "status.json")]);
+          // Without durability, the record is made durable by the task's next durable one.
+          if (durable) await appended;
+          else appended.catch(() => undefined); // a later durable record of the task reports the journal's failure
+        });
+        crash("accepted");
+        return;
+      }
       await wrap("creating a task", async () => {
         // Synchronous: microseconds in the page cache, against a thread pool round trip;
         // unless an fsync runs, when creating a directory may wait for the journal.
@@ -310,6 +471,37 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
     async saveStatus(status, point, saveDurable) {
       const durable = saveDurable ?? true;
       const dir = taskDir(status.id);
+      if (journal !== undefined) {
+        await wrap(
+          "saving a task status",
+          async () => {
+            const path = join(dir, "status.json");
+            const statusJson = JSON.stringify(status);
+            // A final status is acknowledged once its output files, its returned files and the
+            // directory entries that name them are durable too; those syncs run alongside the
+            // record's group commit.
+            const final = isFinalState(status.state);
+            const outputs = final
+              ? [
+                  syncFile(join(dir, "stdout")),
+                  syncFile(join(dir, "stderr")),
+                  ...status.files.map((_, index) => syncFile(join(dir, "files", String(index)))),
+                  ...(status.files.length > 0 ? [syncDirIfPresent(join(dir, "files")), syncDirIfPresent(dir)] : []),
+                ]
+              : [];
+            const appended = journal.append({ kind: "status", status }, statusJson);
+            // The file is rewritten once the record is durable, never before: a status file on
+            // disk is then always one a replay would give too.
+            const applied = Promise.all([durable ? appended : undefined, ...outputs]).then(() => overwriteStatusFile(path, statusJson));
+            if (!durable) appended.catch(() => undefined); // a later durable record of the task reports the journal's failure
+            journal.applying(applied, [dir, path]);
+            await applied;
+          },
+          true,
+        );
+        crash(point);
+        return;
+      }
       await wrap("saving a task status", async () => {
         const pending = durable && volatile.has(status.id);
         // The status must not become durable before what it describes: a final status's output
@@ -347,6 +539,17 @@ export async function createTaskStore(options: TaskStoreOptions): Promise<TaskSt
     },
     async remove(id) {
       volatile.delete(id);
+      if (journal !== undefined) {
+        await wrap("deleting a task", async () => {
+          // The record is written before the directory goes: a node that dies in between
+          // finds the deletion at its replay, and finishes it.
+          const appended = journal.append({ kind: "deleted", id });
+          const removed = Promise.all([appended, rm(taskDir(id), { recursive: true, force: true })]);
+          journal.applying(removed, [root]);
+          await removed;
+        });
+        return;
+      }
       await wrap("deleting a task", () => rm(taskDir(id), { recursive: true, force: true }));
     },
     taskDir,

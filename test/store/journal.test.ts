@@ -1,10 +1,10 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { openJournal, readSegment } from "../../src/store/journal.js";
+import { JournalError, openJournal, readSegment } from "../../src/store/journal.js";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const dirs: string[] = [];
@@ -200,5 +200,39 @@ describe("the journal after its process is killed", { timeout: 90_000 }, () => {
     expect(replayed).toEqual(replayed.map((_, i) => first + i));
     for (const n of acked) expect(n <= applied || replayed.includes(n), `record ${n}`).toBe(true);
     expect(applied).toBeGreaterThan(0);
+  });
+});
+
+describe("the journal on a small disk", () => {
+  it("grows its segments instead of taking the disk's room with zeros, and reports a full disk as ENOSPC", async (context) => {
+    const mountPoint = mkdtempSync(join(tmpdir(), "drce-journal-full-"));
+    try {
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint], { stdio: "ignore" });
+    } catch {
+      rmSync(mountPoint, { recursive: true, force: true });
+      if (process.env["CI"] === "true") throw new Error("mounting a tmpfs is not permitted here (needs root)");
+      return context.skip();
+    }
+    try {
+      const dir = join(mountPoint, "journal");
+      const journal = openJournal({ dir, segmentBytes: 512 * 1024 });
+      // No zeros: the disk is too small for eight segments' worth.
+      expect(statSync(join(dir, segments(dir)[0]!)).size).toBe(16);
+      await journal.append(Buffer.from("fits"));
+      const filled: Promise<void>[] = [];
+      for (let i = 0; i < 300; i++) filled.push(journal.append(Buffer.alloc(8192, 1)));
+      const results = await Promise.allSettled(filled);
+      const refused = results.find((result) => result.status === "rejected") as PromiseRejectedResult | undefined;
+      expect(refused?.reason).toBeInstanceOf(JournalError);
+      expect((refused?.reason as JournalError).code).toBe("ENOSPC");
+      await journal.close();
+      // What was acknowledged reads back whole, the refused records are not there.
+      const replayed = openJournal({ dir, segmentBytes: 512 * 1024 }).replay();
+      expect(Buffer.from(replayed[0]!).toString()).toBe("fits");
+      expect(replayed.length).toBe(1 + results.filter((result) => result.status === "fulfilled").length);
+    } finally {
+      execFileSync("umount", [mountPoint], { stdio: "ignore" });
+      rmSync(mountPoint, { recursive: true, force: true });
+    }
   });
 });
