@@ -1,13 +1,16 @@
 import { connect as netConnect, type Socket } from "node:net";
-import ssh2 from "ssh2";
-import type { ConnectConfig } from "ssh2";
+import type { Client, ConnectConfig } from "ssh2";
 import { DrceError, ErrorCode } from "../../domain/errors.js";
 import { hostKeyRefused, type HostKeyPolicy } from "./host-key-policy.js";
 import { describeTarget, redactSecrets, type SshTarget } from "./ssh-target.js";
 
-const { Client } = ssh2;
 /** An ssh2 client. */
-export type SshClient = InstanceType<typeof Client>;
+export type SshClient = Client;
+
+// ssh2 is loaded by the first connection, not at start: its modules (and the crypto it sets
+// up) take about 16 MB of an idle node's memory, and most nodes never open an SSH session.
+let ssh2Client: Promise<typeof Client> | undefined;
+const loadSshClient = (): Promise<typeof Client> => (ssh2Client ??= import("ssh2").then((loaded) => loaded.default.Client));
 
 /** Options of {@link openSshConnection}. */
 export interface SshConnectionOptions {
@@ -70,6 +73,8 @@ export function openSshConnection(target: SshTarget, options: SshConnectionOptio
 
   const handshake = async (): Promise<SshClient> => {
     const where = describeTarget(target);
+    // Before the TCP connect: a socket the server closes while ssh2 loads would go unseen.
+    const Client = await loadSshClient();
     const sock = await new Promise<Socket>((resolve, reject) => {
       const opened = netConnect({ host: target.host, port: target.port });
       const timer = setTimeout(() => {
