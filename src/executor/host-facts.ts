@@ -55,8 +55,8 @@ export interface HostDisk {
  * or zero rather than failing the whole answer.
  */
 export async function readHostFacts(): Promise<HostFacts> {
-  // Loaded at the first read, not at start: systeminformation's modules take about 11 MB of
-  // an idle node's memory, and most nodes are never asked for their facts.
+  // Loaded at the first read, not at start: its modules are megabytes of an idle node's
+  // memory (BENCHMARKS.md, "Idle memory"), and most nodes are never asked for their facts.
   const { default: si } = await import("systeminformation");
   // Each part on its own: a container without lscpu or df still tells its OS and memory.
   const [os, cpu, mem, fs] = await Promise.all([

@@ -7,10 +7,19 @@ import { describeTarget, redactSecrets, type SshTarget } from "./ssh-target.js";
 /** An ssh2 client. */
 export type SshClient = Client;
 
-// ssh2 is loaded by the first connection, not at start: its modules (and the crypto it sets
-// up) take about 16 MB of an idle node's memory, and most nodes never open an SSH session.
+// ssh2 is loaded by the first connection, not at start: it is megabytes of an idle node's
+// memory (BENCHMARKS.md, "Idle memory"), and most nodes never open an SSH session.
+// A load that failed is tried again by the next connection, and fails this one as the
+// DrceError every handshake failure is.
 let ssh2Client: Promise<typeof Client> | undefined;
-const loadSshClient = (): Promise<typeof Client> => (ssh2Client ??= import("ssh2").then((loaded) => loaded.default.Client));
+const loadSshClient = (): Promise<typeof Client> =>
+  (ssh2Client ??= import("ssh2").then(
+    (loaded) => loaded.default.Client,
+    (error: unknown) => {
+      ssh2Client = undefined;
+      throw new DrceError("unavailable", "the SSH client (ssh2) cannot be loaded on this node", { cause: error });
+    },
+  ));
 
 /** Options of {@link openSshConnection}. */
 export interface SshConnectionOptions {
