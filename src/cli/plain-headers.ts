@@ -3,7 +3,7 @@
  * `Headers` global from undici the first time it is touched, and that loads undici's whole
  * fetch implementation: 27-40 ms, a third of what `node -e 0` costs, in every client
  * command, since Connect builds each request's and response's headers with `new Headers()`,
- * and 13 MB of a serving node's memory. The client commands use none of fetch (their calls
+ * and memory a serving node never uses (BENCHMARKS.md, "Idle memory"). The client commands use none of fetch (their calls
  * go over node:http2), and a node only for its notifications (fetch keeps its own class),
  * so the command puts this class in the global's place before it loads Connect. It follows the Fetch standard's header list:
  * names are tokens compared without case; values are trimmed of HTTP whitespace and may
