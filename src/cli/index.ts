@@ -125,8 +125,8 @@ const globalFlags = new Set(["--json"]);
 
 /**
  * Runs the `drce` command line (without the node and script words) and returns the exit
- * code. Failures are written to io.stderr, never thrown. A client command (any but `serve`)
- * first puts its own `Headers` class (plain-headers.ts) in place of the global one.
+ * code. Failures are written to io.stderr, never thrown. A command (`serve` too) first puts
+ * its own `Headers` class (plain-headers.ts) in place of the global one.
  */
 export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
   const globals: string[] = [];
@@ -151,7 +151,7 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   const command = commands[name];
   if (command === undefined) return usageFailure(io, "", `unknown command ${JSON.stringify(name)}`);
   // Before Connect is loaded: Node.js's own Headers would load all of undici (see plain-headers.ts).
-  if (name !== "serve") usePlainHeaders();
+  usePlainHeaders();
   const { main, report } = await command.load();
   // A reader that goes away (`drce logs x | head -1`) makes stdout fail with EPIPE: end
   // quietly with 141, as a program killed by SIGPIPE would, instead of crashing.

@@ -2,9 +2,10 @@
  * A `Headers` class for the drce command, in place of Node.js's own. Node.js 20 makes its
  * `Headers` global from undici the first time it is touched, and that loads undici's whole
  * fetch implementation: 27-40 ms, a third of what `node -e 0` costs, in every client
- * command, since Connect builds each request's and response's headers with `new Headers()`.
- * The command uses none of fetch (its calls go over node:http2), so it puts this class in
- * the global's place before it loads Connect. It follows the Fetch standard's header list:
+ * command, since Connect builds each request's and response's headers with `new Headers()`,
+ * and memory a serving node never uses (BENCHMARKS.md, "Idle memory"). The client commands use none of fetch (their calls
+ * go over node:http2), and a node only for its notifications (fetch keeps its own class),
+ * so the command puts this class in the global's place before it loads Connect. It follows the Fetch standard's header list:
  * names are tokens compared without case; values are trimmed of HTTP whitespace and may
  * hold no NUL, CR or LF nor a character above 255; iteration is in name order, the values
  * of a name joined by ", ", except `set-cookie`'s, which are given one by one.
@@ -125,7 +126,7 @@ export class PlainHeaders implements Headers {
 /**
  * Puts {@link PlainHeaders} in place of the global `Headers`, before anything touched it (a
  * later touch would find this class and never load undici). Only the drce command does this,
- * for its client commands: a node serves through the same Connect code and keeps Node.js's.
+ * for every command, `serve` included; a program that embeds drce's modules keeps Node.js's.
  */
 export function usePlainHeaders(): void {
   Object.defineProperty(globalThis, "Headers", { value: PlainHeaders, writable: true, configurable: true, enumerable: false });

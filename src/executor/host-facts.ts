@@ -1,5 +1,4 @@
 import { hostname } from "node:os";
-import si from "systeminformation";
 
 /** The static facts of the host a node runs on: what a manager wants to know to place tasks. */
 export interface HostFacts {
@@ -50,12 +49,15 @@ export interface HostDisk {
 }
 
 /**
- * Reads the host's static facts with systeminformation. It reads /proc and /sys and runs a
+ * Reads the host's static facts with systeminformation, loaded at the first call. It reads /proc and /sys and runs a
  * few short commands (lscpu, df), a few hundred milliseconds in all: call it once and keep
  * the answer (see {@link cachedHostFacts}). A part that cannot be read leaves its facts empty
  * or zero rather than failing the whole answer.
  */
 export async function readHostFacts(): Promise<HostFacts> {
+  // Loaded at the first read, not at start: its modules are megabytes of an idle node's
+  // memory (BENCHMARKS.md, "Idle memory"), and most nodes are never asked for their facts.
+  const { default: si } = await import("systeminformation");
   // Each part on its own: a container without lscpu or df still tells its OS and memory.
   const [os, cpu, mem, fs] = await Promise.all([
     si.osInfo().catch(() => undefined), // the facts it would give stay empty

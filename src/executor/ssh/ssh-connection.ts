@@ -1,13 +1,25 @@
 import { connect as netConnect, type Socket } from "node:net";
-import ssh2 from "ssh2";
-import type { ConnectConfig } from "ssh2";
+import type { Client, ConnectConfig } from "ssh2";
 import { DrceError, ErrorCode } from "../../domain/errors.js";
 import { hostKeyRefused, type HostKeyPolicy } from "./host-key-policy.js";
 import { describeTarget, redactSecrets, type SshTarget } from "./ssh-target.js";
 
-const { Client } = ssh2;
 /** An ssh2 client. */
-export type SshClient = InstanceType<typeof Client>;
+export type SshClient = Client;
+
+// ssh2 is loaded by the first connection, not at start: it is megabytes of an idle node's
+// memory (BENCHMARKS.md, "Idle memory"), and most nodes never open an SSH session.
+// A load that failed is tried again by the next connection, and fails this one as the
+// DrceError every handshake failure is.
+let ssh2Client: Promise<typeof Client> | undefined;
+const loadSshClient = (): Promise<typeof Client> =>
+  (ssh2Client ??= import("ssh2").then(
+    (loaded) => loaded.default.Client,
+    (error: unknown) => {
+      ssh2Client = undefined;
+      throw new DrceError("unavailable", "the SSH client (ssh2) cannot be loaded on this node", { cause: error });
+    },
+  ));
 
 /** Options of {@link openSshConnection}. */
 export interface SshConnectionOptions {
@@ -70,6 +82,8 @@ export function openSshConnection(target: SshTarget, options: SshConnectionOptio
 
   const handshake = async (): Promise<SshClient> => {
     const where = describeTarget(target);
+    // Before the TCP connect: a socket the server closes while ssh2 loads would go unseen.
+    const Client = await loadSshClient();
     const sock = await new Promise<Socket>((resolve, reject) => {
       const opened = netConnect({ host: target.host, port: target.port });
       const timer = setTimeout(() => {
