@@ -129,6 +129,18 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 /** fdatasyncs an existing file (missing files are ignored: nothing to make durable). */
 export async function syncFile(path: string): Promise<void> {
+  await syncExisting(path, fdatasyncAsync);
+}
+
+/**
+ * fsyncs an existing path, file or directory, inode and all; a path gone meanwhile has
+ * nothing to make durable.
+ */
+export async function syncPath(path: string): Promise<void> {
+  await syncExisting(path, (fd) => counted(() => fsyncRaw(fd)));
+}
+
+async function syncExisting(path: string, sync: (fd: number) => Promise<void>): Promise<void> {
   let fd: number;
   try {
     fd = openSync(path, "r");
@@ -137,7 +149,7 @@ export async function syncFile(path: string): Promise<void> {
     throw error;
   }
   try {
-    await fdatasyncAsync(fd);
+    await sync(fd);
   } finally {
     closeSync(fd);
   }

@@ -1,12 +1,11 @@
 import { execFile } from "node:child_process";
-import { closeSync, fsync, openSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { TaskStatus } from "../domain/task.js";
+import { syncPath } from "./atomic.js";
 import { openJournal, type Journal } from "./journal.js";
 
 const execFileAsync = promisify(execFile);
-const fsyncAsync = promisify(fsync);
 
 /** What a task-state record says; its JSON is what the journal holds. */
 export type TaskJournalRecord =
@@ -104,22 +103,6 @@ export function foldTaskRecords(records: readonly Uint8Array[]): Map<string, Rep
   return tasks;
 }
 
-/** fsyncs a path, file or directory; a path gone meanwhile has nothing to make durable. */
-async function fsyncPath(path: string): Promise<void> {
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw error;
-  }
-  try {
-    await fsyncAsync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /**
  * Makes the file system that holds `root` durable: syncfs(2), through `sync --file-system`
  * (one call for every file a checkpoint covers, where an fsync each would take the thread
@@ -134,7 +117,7 @@ async function syncFileSystem(root: string, paths: () => Iterable<string>): Prom
     // Only a missing `sync` (or one without --file-system) falls back; a failing sync is a failure.
     if (code !== "ENOENT" && !/unrecognized option|invalid option/.test(String((error as { stderr?: unknown }).stderr ?? ""))) throw error;
   }
-  for (const path of paths()) await fsyncPath(path);
+  for (const path of paths()) await syncPath(path);
 }
 
 /** Opens the task journal in `<dataDir>/journal/` and starts its background checkpoints. */
