@@ -19,10 +19,9 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { ClusterNodeState, NodeService } from "../gen/drce/v1/node_service_pb.js";
 import { PlacementMode, TaskSpecSchema } from "../gen/drce/v1/task_pb.js";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
-import { quantile, root, sleep, startBenchNode, type BenchNode } from "./lib.js";
+import { quantile, root, startBenchNode, waitForCluster, type BenchNode } from "./lib.js";
 
 const option = (name: string, fallback: number): number => {
   const at = process.argv.indexOf(name);
@@ -41,21 +40,6 @@ interface Trace {
   readonly lastNodeResult: number;
   readonly result: number;
   readonly end: number;
-}
-
-/** Polls the manager's node list until every node is up, or fails at the deadline. */
-async function waitForCluster(url: string, count: number): Promise<void> {
-  const client = createClient(NodeService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const up = await client
-      .listNodes({})
-      .then((reply) => reply.nodes.filter((node) => node.state === ClusterNodeState.UP).length)
-      .catch(() => 0); // not answering yet: the loop polls again until the deadline
-    if (up === count) return;
-    if (Date.now() > deadline) throw new Error(`only ${up} of ${count} nodes are up at the manager after 60 s`);
-    await sleep(100);
-  }
 }
 
 /** A whole process, spawn to exit, in ms; rejects on a non-zero exit. */

@@ -29,11 +29,10 @@ import { promisify } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { ClusterNodeState, NodeService } from "../gen/drce/v1/node_service_pb.js";
 import { TaskSpecSchema, TaskState } from "../gen/drce/v1/task_pb.js";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 import { generateKey, keyUser, sshdUnavailableReason, startSshd, type TestSshd } from "../test/helpers/sshd.js";
-import { quantile, root, sleep, startBenchNode, type BenchNode } from "./lib.js";
+import { quantile, root, startBenchNode, waitForCluster, type BenchNode } from "./lib.js";
 
 const run = promisify(execFile);
 const smoke = process.argv.includes("--smoke") || process.env["BENCH_SMOKE"] === "1";
@@ -220,21 +219,6 @@ async function startDataNodes(work: string, count: number): Promise<BenchNode[]>
     nodes.push(...(await Promise.all(batch.map((name) => startBenchNode({ dataDir: join(work, name), args: ["--name", name] })))));
   }
   return nodes;
-}
-
-/** Polls the manager's node list until every node is up, or fails at the deadline. */
-async function waitForCluster(url: string, count: number): Promise<void> {
-  const client = createClient(NodeService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const up = await client
-      .listNodes({})
-      .then((reply) => reply.nodes.filter((node) => node.state === ClusterNodeState.UP).length)
-      .catch(() => 0); // not answering yet: the loop polls again until the deadline
-    if (up === count) return;
-    if (Date.now() > deadline) throw new Error(`only ${up} of ${count} nodes are up at the manager after 60 s`);
-    await sleep(100);
-  }
 }
 
 /** One attached run of `true`, to its result, in ms. */

@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { ClusterNodeState, NodeService } from "../gen/drce/v1/node_service_pb.js";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
 
 /** The repository root, whatever the working directory. */
@@ -231,4 +232,19 @@ export function spawnTrue(): Promise<void> {
     child.once("error", reject);
     child.once("close", () => resolve());
   });
+}
+
+/** Polls the manager's node list until every node is up, or fails at the deadline. */
+export async function waitForCluster(url: string, count: number): Promise<void> {
+  const client = createClient(NodeService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const up = await client
+      .listNodes({})
+      .then((reply) => reply.nodes.filter((node) => node.state === ClusterNodeState.UP).length)
+      .catch(() => 0); // not answering yet: the loop polls again until the deadline
+    if (up === count) return;
+    if (Date.now() > deadline) throw new Error(`only ${up} of ${count} nodes are up at the manager after 60 s`);
+    await sleep(100);
+  }
 }

@@ -23,6 +23,7 @@
  */
 import { constants } from "node:os";
 import { tokenLength } from "./spawner-protocol.js";
+import type { SpawnRequest } from "./spawner-types.js";
 
 /** Where a spawned command's control groups stand, as the "spawned" answer says. */
 export const Placement = {
@@ -40,15 +41,9 @@ export const Placement = {
 export type PlacementValue = (typeof Placement)[keyof typeof Placement];
 
 /** A spawn as the native spawner takes it. */
-export interface NativeSpawn {
+export interface NativeSpawn extends Pick<SpawnRequest, "file" | "args" | "cwd" | "env" | "uid" | "gid"> {
   readonly id: number;
   readonly token: string;
-  readonly file: string;
-  readonly args: readonly string[];
-  readonly cwd: string;
-  readonly env: Readonly<Record<string, string>>;
-  readonly uid?: number | undefined;
-  readonly gid?: number | undefined;
   readonly cgroupDirs: readonly string[];
 }
 
