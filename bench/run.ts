@@ -416,10 +416,18 @@ async function main(): Promise<void> {
 
     // One large result served whole over each way out (its own node; see bench/large-result.ts).
     const large = await runJsonChild<LargeResultFigures>(["bench/large-result.ts", ...(smoke ? ["--smoke"] : [])]);
-    const resultRow = (way: string, growth: number): Row => ({
-      figure: `node RSS growth serving a ${large.sizeMiB} MiB result, ${way}`, value: growth, unit: "MB", baseline: undefined, baselineName: "", target: "<= 64 MB", pass: growth <= 64,
+    const resultRow = (way: string, growth: number, allowed = 64, target = "<= 64 MB"): Row => ({
+      figure: `node RSS growth serving a ${large.sizeMiB} MiB result, ${way}`, value: growth, unit: "MB", baseline: undefined, baselineName: "", target, pass: growth <= allowed,
     });
-    rows.push(resultRow("Connect", large.connectGrowthMiB), resultRow("legacy HTTP", large.legacyHttpGrowthMiB), resultRow("legacy ZeroMQ", large.legacyZmqGrowthMiB));
+    // A legacy ZeroMQ reply is one frame (the protocol has no way to split it), so the node
+    // holds that frame, the base64 of the whole output, while it is sent: the bound is the
+    // frame plus the same 64 MB the streamed ways are allowed.
+    const zmqFrame = Math.ceil((large.sizeMiB * 4) / 3);
+    rows.push(
+      resultRow("Connect", large.connectGrowthMiB),
+      resultRow("legacy HTTP", large.legacyHttpGrowthMiB),
+      resultRow("legacy ZeroMQ", large.legacyZmqGrowthMiB, zmqFrame + 64, `<= frame (${zmqFrame} MB) + 64 MB`),
+    );
     rows.push({ figure: `drce fetch of a ${large.sizeMiB} MiB result, CLI peak RSS`, value: large.cliFetchRssMiB, unit: "MB", baseline: undefined, baselineName: "", target: "<= 200 MB", pass: large.cliFetchRssMiB <= 200 });
 
     // Fan-out through a manager against parallel-ssh and ansible, and a single task's cost
