@@ -64,6 +64,19 @@ export async function waitDone(record: TaskRecord, signal?: AbortSignal): Promis
  * `attached` marks the root's caller as one that reads every byte (RunTask).
  */
 export async function submitTree(context: CoreContext, parts: SubmissionParts, input: TaskSpec, signal: AbortSignal | undefined, output: OutputMode, attached: boolean): Promise<SubmitOutcome> {
+  // Acceptance comes first: queued tasks wait for a free slot until this submission is
+  // answered or refused (or the slots' bound passes), so that a node with a long queue still
+  // answers submissions at once. The acceptance ends before a sync submission waits for its run.
+  const endAcceptance = context.slots.beginAcceptance();
+  try {
+    return await acceptTree(context, parts, input, signal, output, attached, endAcceptance);
+  } finally {
+    endAcceptance();
+  }
+}
+
+/** {@link submitTree} once its acceptance is counted; calls `endAcceptance` as soon as the tree is accepted. */
+async function acceptTree(context: CoreContext, parts: SubmissionParts, input: TaskSpec, signal: AbortSignal | undefined, output: OutputMode, attached: boolean, endAcceptance: () => void): Promise<SubmitOutcome> {
   const { options, registry, store, slots } = context;
   if (parts.closing()) throw new DrceError("unavailable", "the node is shutting down");
   validateSpec(input, { allowEnv: options.allowEnv, allowedDirs: options.allowedDirs });
@@ -86,6 +99,7 @@ export async function submitTree(context: CoreContext, parts: SubmissionParts, i
       throw new DrceError("exists", `task id ${spec.id} is already used by a different request`, { legacyCode: ErrorCode.CreateTask });
     }
     await existing.accepted;
+    endAcceptance();
     const release = context.hold(existing);
     try {
       if (spec.mode === TaskMode.Sync) await waitDone(existing, signal);
@@ -145,6 +159,7 @@ export async function submitTree(context: CoreContext, parts: SubmissionParts, i
     throw error;
   }
   const root = made[0]!;
+  endAcceptance();
   for (const record of made) context.publish(record.status);
   parts.accepted();
   // The sync caller's result is read before the retention sweep may take the tree.
