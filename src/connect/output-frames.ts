@@ -191,15 +191,18 @@ async function serveCall(call: Call): Promise<void> {
 async function readRequest(req: AsyncIterable<Buffer>, input: DescMessage, readMaxBytes: number, signal: AbortSignal): Promise<unknown> {
   const chunks: Buffer[] = [];
   let length = 0;
+  let sized = false;
   for await (const chunk of req) {
     if (signal.aborted) throw signal.reason;
     chunks.push(chunk);
     length += chunk.length;
-    if (length >= 5) {
-      const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      const size = head.readUInt32BE(1);
+    if (!sized && length >= 5) {
+      // The envelope's length is known from its first 5 bytes: a message too large is refused before it is read.
+      sized = true;
+      const size = Buffer.concat(chunks, length).readUInt32BE(1);
       if (size > readMaxBytes) throw new ConnectError(`message size ${size} is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
     }
+    if (length > readMaxBytes + 5) throw new ConnectError(`request body of ${length} bytes is larger than configured readMaxBytes ${readMaxBytes}`, Code.ResourceExhausted);
   }
   const body = Buffer.concat(chunks, length);
   if (body.length < 5) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.InvalidArgument, { "drce-error-code": String(ErrorCode.BadInput) });

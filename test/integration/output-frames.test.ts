@@ -132,6 +132,27 @@ describe("RunTask and StreamTaskOutput answered by the framed route", () => {
     }
   });
 
+  it("refuse a request over --max-request-bytes with ResourceExhausted, running nothing", async () => {
+    const small = await startNode({ maxRequestBytes: 1024 });
+    try {
+      const transports: [string, Transport][] = [
+        ["Connect (binary)", createConnectTransport({ baseUrl: small.url, httpVersion: "2" })],
+        ["gRPC", createGrpcTransport({ baseUrl: small.url })],
+      ];
+      for (const [name, transport] of transports) {
+        const client = createClient(TaskService, transport);
+        const id = uid("large");
+        const error = await failureOf(async () => {
+          for await (const _ of client.runTask({ task: { id, command: `echo ${"x".repeat(4096)}` } })) void _;
+        });
+        expect(error.code, name).toBe(Code.ResourceExhausted);
+        expect((await failureOf(() => small.client.getTask({ task: id }))).code, name).toBe(Code.NotFound);
+      }
+    } finally {
+      await small.stop();
+    }
+  });
+
   it("terminate the task when the caller cancels mid-stream", async () => {
     for (const { name, client } of wires) {
       const id = uid("cancelled");
