@@ -22,6 +22,7 @@ import { type Config, parseHostPort } from "./config.js";
 import { createConsoleRoute } from "./console-route.js";
 import { createHealthHandler } from "./connect/health-handler.js";
 import { createConnectNodeHandler } from "./connect/node-adapter.js";
+import { createOutputFramesRoute } from "./connect/output-frames.js";
 import { createNodeHandler } from "./connect/node-handler.js";
 import { createReflectionHandlers } from "./connect/reflection-handler.js";
 import { refuseUnknownEnums } from "./connect/request-enums.js";
@@ -179,6 +180,16 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
     onHandlerError: (method, error) => logger.error({ method, err: error instanceof Error ? error.stack : String(error) }, "a Connect handler failed"),
   });
 
+  // RunTask and StreamTaskOutput in binary Connect streaming and gRPC: output written without a copy.
+  const outputFrames = createOutputFramesRoute({
+    core,
+    identity,
+    checkToken,
+    readMaxBytes: config.maxRequestBytes,
+    shutdownSignal: shutdown.signal,
+    onHandlerError: (method, error) => logger.error({ method, err: error instanceof Error ? error.stack : String(error) }, "a Connect handler failed"),
+  });
+
   // Both follow the event log from here, before recovery, so the events of recovered tasks are counted and sent.
   const notifier =
     config.notifyUrl === ""
@@ -213,7 +224,7 @@ export async function serveNode(options: ServeNodeOptions): Promise<ServedNode> 
         if (stalledReaderPaths.has(path)) {
           watchStalledReader(res, { stalledMs: config.stalledReaderMs, onDrop: () => logger.warn({ path }, "dropped a stream reader that accepted nothing") });
         }
-        connect(req as never, res as never);
+        if (!outputFrames(req, res)) connect(req as never, res as never);
       },
     },
   ];

@@ -5,9 +5,7 @@ import {
   FetchTaskResponseSchema,
   GetTaskResponseSchema,
   ListTasksResponseSchema,
-  RunTaskResponseSchema,
   SendTaskInputResponseSchema,
-  StreamTaskOutputResponseSchema,
   SubmitTaskResponseSchema,
   TaskService,
   TerminateTaskResponseSchema,
@@ -15,8 +13,8 @@ import {
   type SendTaskInputRequest,
 } from "../../gen/drce/v1/task_service_pb.js";
 import type { NodeIdentity, OutputStreamOptions, TaskCore } from "../core/api.js";
-import { chunkToProto, eventToProto, gapToProto, fromProtoState, specFromProto, summaryToProto, terminateFromProto, viewToProto } from "./convert.js";
-import { nodeResultToProto } from "./placement-convert.js";
+import { eventToProto, fromProtoState, specFromProto, summaryToProto, terminateFromProto, viewToProto } from "./convert.js";
+import { requireTask, runTaskEvents, runTaskMessage, streamOutputEvents, streamOutputMessage } from "./output-messages.js";
 import { toConnectError } from "./errors.js";
 import { receiveTaskInput } from "./task-input.js";
 
@@ -31,10 +29,6 @@ export interface TaskHandlerOptions {
   readonly firstInputMs?: number;
 }
 
-function requireTask(task: string): string {
-  if (task === "") throw new ConnectError("task (an id or alias) is required", Code.InvalidArgument);
-  return task;
-}
 
 /**
  * Wraps a handler body so every failure is mapped once to a ConnectError.
@@ -88,13 +82,7 @@ export function createTaskHandler({ core, identity, firstInputMs = 300_000 }: Ta
       }),
     runTask: (request, context: HandlerContext) =>
       mappedStream(async function* () {
-        if (request.task === undefined) throw new ConnectError("task is required", Code.InvalidArgument);
-        for await (const event of core.run(specFromProto(request.task), context.signal, lent)) {
-          if (event.kind === "output") yield create(RunTaskResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) }, ...(event.node === undefined ? {} : { node: event.node }) });
-          else if (event.kind === "gap") yield create(RunTaskResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) }, ...(event.node === undefined ? {} : { node: event.node }) });
-          else if (event.kind === "node-result") yield create(RunTaskResponseSchema, { event: { case: "nodeResult", value: nodeResultToProto(event.result, result) }, node: event.result.node });
-          else yield create(RunTaskResponseSchema, { event: { case: event.kind, value: result(event.view) } });
-        }
+        for await (const event of runTaskEvents(core, request, context.signal, lent)) yield runTaskMessage(event, result);
       }),
     sendTaskInput: (requests: AsyncIterable<SendTaskInputRequest>, context) =>
       mapped(async () => {
@@ -103,13 +91,7 @@ export function createTaskHandler({ core, identity, firstInputMs = 300_000 }: Ta
       }),
     streamTaskOutput: (request, context) =>
       mappedStream(async function* () {
-        const offsets = { stdout: Number(request.stdoutOffset), stderr: Number(request.stderrOffset) };
-        for await (const event of core.streamOutput(requireTask(request.task), offsets, request.follow, context.signal, lent)) {
-          if (event.kind === "output") yield create(StreamTaskOutputResponseSchema, { event: { case: "output", value: chunkToProto(event.chunk) }, ...(event.node === undefined ? {} : { node: event.node }) });
-          else if (event.kind === "gap") yield create(StreamTaskOutputResponseSchema, { event: { case: "gap", value: gapToProto(event.gap) }, ...(event.node === undefined ? {} : { node: event.node }) });
-          else if (event.kind === "node-result") yield create(StreamTaskOutputResponseSchema, { event: { case: "nodeResult", value: nodeResultToProto(event.result, result) }, node: event.result.node });
-          else yield create(StreamTaskOutputResponseSchema, { event: { case: "result", value: result(event.view) } });
-        }
+        for await (const event of streamOutputEvents(core, request, context.signal, lent)) yield streamOutputMessage(event, result);
       }),
     watchTaskEvents: (request, context) =>
       mappedStream(async function* () {
