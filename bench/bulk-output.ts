@@ -134,7 +134,7 @@ async function main(): Promise<void> {
         await sleep(20);
       }
     })();
-    const run = await timed(work, process.execPath, ["bin/drce.js", "run", "--", "head", "-c", String(n), "/dev/zero"], env);
+    const run = await timed(work, process.execPath, ["bin/drce.cjs", "run", "--", "head", "-c", String(n), "/dev/zero"], env);
     sampling = false;
     await sampler;
     if (resettable) peak = Math.max(peak, await procMemory(node.pid, "VmHWM"));

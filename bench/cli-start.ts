@@ -98,8 +98,8 @@ export function cliStartCases(): Case[] {
   const node = process.execPath;
   return [
     { label: "node -e 0", argv: [node, "-e", "0"] },
-    { label: "drce --version", argv: [node, "bin/drce.js", "--version"] },
-    { label: "drce run -- true", argv: [node, "bin/drce.js", "run", "--", "true"] },
+    { label: "drce --version", argv: [node, "bin/drce.cjs", "--version"] },
+    { label: "drce run -- true", argv: [node, "bin/drce.cjs", "run", "--", "true"] },
   ];
 }
 

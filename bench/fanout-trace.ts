@@ -45,7 +45,7 @@ interface Trace {
 /** A whole process, spawn to exit, in ms; rejects on a non-zero exit. */
 async function wholeProcess(args: readonly string[], server: string): Promise<number> {
   const started = performance.now();
-  const child = spawn(process.execPath, ["bin/drce.js", ...args], { cwd: root, env: { ...process.env, DRCE_SERVER: server }, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, ["bin/drce.cjs", ...args], { cwd: root, env: { ...process.env, DRCE_SERVER: server }, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
   const [code] = (await once(child, "close")) as [number | null];

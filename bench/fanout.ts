@@ -206,7 +206,7 @@ async function startSshFleet(work: string, count: number): Promise<SshFleet | un
 
 /** Whether this drce has the manager role. */
 function managerAvailable(): boolean {
-  const help = execFileSync(process.execPath, ["bin/drce.js", "serve", "--help"], { cwd: root, encoding: "utf8" });
+  const help = execFileSync(process.execPath, ["bin/drce.cjs", "serve", "--help"], { cwd: root, encoding: "utf8" });
   return /--role\b/.test(help);
 }
 
@@ -260,7 +260,7 @@ async function main(): Promise<FanoutFigures> {
       await waitForCluster(manager.url, nodes.length);
       log(`manager up with ${nodes.length} nodes`);
     }
-    const cli = (args: readonly string[]) => timed(process.execPath, ["bin/drce.js", ...args], { ...process.env, DRCE_SERVER: manager?.url ?? "" });
+    const cli = (args: readonly string[]) => timed(process.execPath, ["bin/drce.cjs", ...args], { ...process.env, DRCE_SERVER: manager?.url ?? "" });
 
     // Warm-up: page cache, ssh host keys, ansible's first connections and fact cache.
     if (manager !== undefined) await cli(["run", "--all", "--", "uname", "-a"]);

@@ -98,7 +98,7 @@ async function legacyZmq(endpoint: string, id: string): Promise<number> {
  */
 async function cliFetch(url: string, id: string): Promise<{ rss: number; bytes: number }> {
   const timed = existsSync("/usr/bin/time");
-  const drce = [process.execPath, "bin/drce.js", "fetch", "--keep", "--server", url, id];
+  const drce = [process.execPath, "bin/drce.cjs", "fetch", "--keep", "--server", url, id];
   const child = timed
     ? spawn("/usr/bin/time", ["-f", "%M", ...drce], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
     : spawn(drce[0]!, drce.slice(1), { cwd: root, stdio: ["ignore", "pipe", "pipe"] });

@@ -47,7 +47,7 @@ export interface BenchNodeOptions {
 }
 
 /**
- * Starts `node bin/drce.js serve` (the compiled bundle, as `npm start` runs it) on pre-chosen
+ * Starts `node bin/drce.cjs serve` (the compiled bundle, as `npm start` runs it) on pre-chosen
  * free ports with a silent log, and resolves once it answers an RPC.
  */
 export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNode> {
@@ -57,7 +57,7 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
     process.execPath,
     [
       ...(options.nodeFlags ?? []),
-      ...(options.entry ?? ["bin/drce.js"]),
+      ...(options.entry ?? ["bin/drce.cjs"]),
       "serve",
       "--listen",
       `127.0.0.1:${port}`,

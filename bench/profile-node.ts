@@ -21,7 +21,7 @@ const profDir = join(work, "prof");
 const node = await startBenchNode({ dataDir: join(work, "data"), nodeFlags: ["--cpu-prof", "--cpu-prof-dir", profDir], args: transfer ? ["--max-output-bytes", "0"] : [] });
 try {
   if (transfer) {
-    const result = await measureTransfer(process.execPath, ["--cpu-prof", "--cpu-prof-dir", join(work, "cli-prof"), "bin/drce.js", "run", "--", "head", "-c", String(256 * 1024 * 1024), "/dev/zero"], { ...process.env, DRCE_SERVER: node.url });
+    const result = await measureTransfer(process.execPath, ["--cpu-prof", "--cpu-prof-dir", join(work, "cli-prof"), "bin/drce.cjs", "run", "--", "head", "-c", String(256 * 1024 * 1024), "/dev/zero"], { ...process.env, DRCE_SERVER: node.url });
     console.log(`transfer: ${(result.bytesPerSecond / 1024 / 1024).toFixed(0)} MB/s`);
   } else {
     const ms = await runConcurrent(count, sequential ? 1 : 32, async () => {

@@ -183,7 +183,7 @@ async function cliTransfer(node: BenchNode, bytes: number): Promise<{ transfer: 
       await sleep(20);
     }
   })();
-  const transfer = await measureTransfer(process.execPath, ["bin/drce.js", "run", "--", "head", "-c", String(bytes), "/dev/zero"], { ...process.env, DRCE_SERVER: node.url });
+  const transfer = await measureTransfer(process.execPath, ["bin/drce.cjs", "run", "--", "head", "-c", String(bytes), "/dev/zero"], { ...process.env, DRCE_SERVER: node.url });
   sampling = false;
   await sampler;
   if (resettable) peak = Math.max(peak, await procMemory(node.pid, "VmHWM"));
@@ -319,7 +319,7 @@ async function main(): Promise<void> {
     for (let round = 0; round < sizes.rounds; round++) {
       for (let i = 0; i < sizes.cliRuns; i++) {
         nodeRuns.push(await timeProcess(process.execPath, ["-e", "0"]));
-        cliRuns.push(await timeProcess(process.execPath, ["bin/drce.js", "run", "--", "true"], cliEnv));
+        cliRuns.push(await timeProcess(process.execPath, ["bin/drce.cjs", "run", "--", "true"], cliEnv));
         if (ssh !== undefined) sshRuns.push(await ssh.call());
       }
       log(`CLI round ${round + 1}: drce run -- true ${median(cliRuns).toFixed(1)} ms, node -e 0 ${median(nodeRuns).toFixed(1)} ms, ssh -S true ${ssh === undefined ? "-" : median(sshRuns).toFixed(1)} ms`);

@@ -2,7 +2,7 @@
  * What stored tasks cost a node: start-up time and RSS with COUNT finished tasks on disk
  * (copies of one real finished task, see fill-store.ts), for each count given, against a
  * node on an empty data directory; each start is repeated ROUNDS times, alternating.
- * The node runs from the compiled bundle (`node bin/drce.js serve`, built first).
+ * The node runs from the compiled bundle (`node bin/drce.cjs serve`, built first).
  *
  * Run: node --import tsx bench/stored-tasks.ts [--counts 10000,100000] [--rounds 3]
  * The last line of stdout is the figures as JSON.

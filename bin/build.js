@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Compiles the drce command (src/main.ts and what it imports) into an ES module,
-// dist/drce.mjs, and the spawner a node forks to start its commands into another,
+// Compiles the drce command (src/main.ts and what it imports) into a CommonJS dispatcher,
+// dist/drce.cjs, with what only `drce serve` loads in ES modules beside it (dist/drce.mjs and
+// its chunks), and the spawner a node forks to start its commands into another,
 // dist/spawner-main.mjs, and the client library (`drce/client`, src/client/index.ts) into a
 // third, dist/client.mjs. A node started from it carries no TypeScript loader: less memory, a
 // faster start, and cheaper process spawns (fork() costs grow with the size of the process
@@ -8,12 +9,13 @@
 // tsconfig.types.json) before packing.
 //
 // The command's start is what a user waits for at each `drce run`, so its build differs from
-// the library's. dist/drce.mjs is a dispatcher that loads a command's code when it runs; what
-// only `drce serve` needs (the server, ZeroMQ, SSH, metrics, logging) is split into chunks
-// beside it, loaded when it serves; the client commands are one script of their own,
+// the library's. dist/drce.cjs is a dispatcher that loads a command's code when it runs, a
+// script so that no client command starts the ES module loader; what only `drce serve` needs
+// (the server, ZeroMQ, SSH, metrics, logging) is dist/drce.mjs split into chunks, imported
+// when it serves; the client commands are one script of their own,
 // dist/drce-client.cjs, loaded with a V8 code cache; and Connect and protobuf are compiled in
 // (resolving their hundred-odd modules at each start cost a third of a client command's CPU).
-// It also writes dist/drce-inputs.json, by which bin/drce.js tells whether dist/ is fresh.
+// It also writes dist/drce-inputs.json, by which bin/drce.cjs tells whether dist/ is fresh.
 // The other packages stay imports of node_modules (zeromq and ssh2 carry native code; a new
 // package with native code goes in that list too). The split and the compiled-in packages
 // first made `drce --version` take a third of the CPU it took with every package external. The library keeps
@@ -44,22 +46,52 @@ const common = {
   logLevel: "warning",
 };
 const serverPackages = ["zeromq", "ssh2", "systeminformation", "pino", "prom-client"];
-// The client commands are a file of their own: imports of their module leave this build.
-const clientCommandsApart = {
-  name: "client-commands-apart",
+// What only `drce serve` loads, as one ES module entry, dist/drce.mjs: the serve command and
+// the failure report of the same build (whose error classes the server's code throws).
+const serveEntry = {
+  name: "serve-entry",
   setup(plugin) {
-    plugin.onResolve({ filter: /\/client-commands\.js$/ }, () => ({ path: "./drce-client.mjs", external: true }));
+    plugin.onResolve({ filter: /^drce:serve-entry$/ }, () => ({ path: "serve-entry", namespace: "drce-entry" }));
+    plugin.onLoad({ filter: /.*/, namespace: "drce-entry" }, () => ({
+      contents: 'export { serve } from "./src/cli/serve.ts";\nexport { reportFailure } from "./src/cli/report-failure.ts";\n',
+      resolveDir: root,
+      loader: "js",
+    }));
   },
 };
 const command = await build({
   ...common,
   entryPoints: [
-    { in: "src/main.ts", out: "drce" },
+    { in: "drce:serve-entry", out: "drce" },
     { in: "src/executor/spawner-main.ts", out: "spawner-main" },
   ],
   splitting: true,
   external: serverPackages,
-  plugins: [clientCommandsApart],
+  plugins: [serveEntry],
+});
+// The dispatcher, src/main.ts and its command table, as CommonJS, dist/drce.cjs, which
+// bin/drce.cjs requires: a client command starts no ES module loader. The client commands
+// come from their loader by require() (an import() would start the loader); serve and its
+// failure report from dist/drce.mjs by import(), the one way to an ES module.
+const dispatcherLinks = {
+  name: "dispatcher-links",
+  setup(plugin) {
+    plugin.onResolve({ filter: /\/client-commands\.js$/ }, () => ({ path: "client-commands", namespace: "drce-client" }));
+    plugin.onLoad({ filter: /.*/, namespace: "drce-client" }, () => ({ contents: 'module.exports = require("./drce-client-loader.cjs");\n', loader: "js" }));
+    plugin.onResolve({ filter: /^\.\/drce-client-loader\.cjs$/ }, (args) => ({ path: args.path, external: true }));
+    plugin.onResolve({ filter: /^\.\/(serve|report-failure)\.js$/ }, (args) => (args.importer.endsWith("/src/cli/index.ts") ? { path: "./drce.mjs", external: true } : undefined));
+  },
+};
+const dispatcher = await build({
+  ...common,
+  entryPoints: [{ in: "src/main.ts", out: "drce" }],
+  format: "cjs",
+  outExtension: { ".js": ".cjs" },
+  external: serverPackages,
+  // version.ts reads package.json beside dist/ through import.meta.url, which CommonJS has not.
+  define: { "import.meta.url": "__drceModuleUrl" },
+  banner: { js: '"use strict";\nconst __drceModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  plugins: [dispatcherLinks],
 });
 // One file, not split: a client command's start reads it and nothing else (each further
 // chunk is a module Node.js resolves, reads and links: half a millisecond of CPU apiece, and
@@ -82,12 +114,12 @@ const library = await build({
   entryPoints: [{ in: "src/client/index.ts", out: "client" }],
   packages: "external",
 });
-// What bin/drce.js checks to tell whether the command's bundle is fresh, instead of walking
+// What bin/drce.cjs checks to tell whether the command's bundle is fresh, instead of walking
 // src/ and gen/: the files the command's bundles were made from (in node_modules, npm's own
 // record of what it installed stands for the packages: npm gives the files it unpacks the
 // times in their tarballs), those its build reads, and when the build began. A client
 // command checks the files of what it loads ("client"); serve those of the rest too.
-const clientInputs = inputsOf(command, (output) => output === "dist/drce.mjs" || staticImportsOf(command, "dist/drce.mjs").has(output));
+const clientInputs = inputsOf(dispatcher, () => true);
 for (const input of inputsOf(client, () => true)) clientInputs.add(input);
 const serveInputs = inputsOf(command, () => true);
 // A node compiles the native spawner from the copy in dist/native/ (below): a changed source makes serve's bundle stale.
@@ -107,18 +139,8 @@ function inputsOf(result, pick) {
   return inputs;
 }
 
-/** The outputs an output imports statically, directly or through others. */
-function staticImportsOf(result, output, seen = new Set()) {
-  for (const { path, kind } of result.metafile.outputs[output]?.imports ?? []) {
-    if (kind !== "import-statement" || seen.has(path) || result.metafile.outputs[path] === undefined) continue;
-    seen.add(path);
-    staticImportsOf(result, path, seen);
-  }
-  return seen;
-}
-
 // Chunks of earlier builds are named by other hashes; only this build's are kept.
-const outputs = new Set([command, client, library].flatMap((result) => Object.keys(result.metafile.outputs).map((path) => basename(path))));
+const outputs = new Set([command, dispatcher, client, library].flatMap((result) => Object.keys(result.metafile.outputs).map((path) => basename(path))));
 for (const name of clientLoader) outputs.add(name);
 for (const name of readdirSync(new URL("../dist", import.meta.url))) {
   if (/\.(mjs|cjs|v8cache)$/.test(name) && !outputs.has(name)) rmSync(new URL(`../dist/${name}`, import.meta.url), { force: true });

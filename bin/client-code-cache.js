@@ -1,6 +1,6 @@
 // The client commands' bundle with a V8 code cache. Node.js 20 keeps no compiled code of an
 // ES module between runs (module.enableCompileCache() comes with 22.1), so the client bundle
-// is built as a script, dist/drce-client.cjs, and loaded by dist/drce-client.mjs through
+// is built as a script, dist/drce-client.cjs, and loaded by dist/drce-client-loader.cjs through
 // vm.Script with the bytecode the build saved after running it once: the functions a client
 // command runs are not compiled again at each start. The cache is named by a hash of the
 // bundle (V8 checks only a cached script's length), and V8 refuses one made by another
@@ -22,11 +22,11 @@ export function writeClientLoader(dist) {
   const bundle = new URL("drce-client.cjs", dist);
   const hash = createHash("sha256").update(readFileSync(bundle)).digest("hex").slice(0, 16);
   const cacheName = `drce-client-${hash}.v8cache`;
-  writeFileSync(new URL("drce-client.mjs", dist), loaderSource(cacheName));
-  const made = spawnSync(process.execPath, ["--input-type=module", "-e", `const { makeCodeCache } = await import(${JSON.stringify(import.meta.url)}); await makeCodeCache(${JSON.stringify(new URL("drce-client.mjs", dist).href)});`], { stdio: ["ignore", "inherit", "inherit"] });
+  writeFileSync(new URL("drce-client-loader.cjs", dist), loaderSource(cacheName));
+  const made = spawnSync(process.execPath, ["--input-type=module", "-e", `const { makeCodeCache } = await import(${JSON.stringify(import.meta.url)}); await makeCodeCache(${JSON.stringify(new URL("drce-client-loader.cjs", dist).href)});`], { stdio: ["ignore", "inherit", "inherit"] });
   // Without a cache the bundle still runs: it is compiled at each start, as an ES module is.
   if (made.status !== 0) rmSync(new URL(cacheName, dist), { force: true });
-  return ["drce-client.mjs", cacheName];
+  return ["drce-client-loader.cjs", cacheName];
 }
 
 /**
@@ -35,7 +35,7 @@ export function writeClientLoader(dist) {
  * cache. A run that fails still leaves the cache of what it compiled.
  */
 export async function makeCodeCache(loaderUrl) {
-  const loader = await import(loaderUrl);
+  const loader = (await import(loaderUrl)).default;
   // A run that waits for something this server never sends must not hold the build up.
   setTimeout(() => {
     loader.writeCodeCache();
@@ -97,14 +97,15 @@ function envelope(flags, bytes) {
 }
 
 function loaderSource(cacheName) {
+  // CommonJS, as the dispatcher that requires it (dist/drce.cjs): no ES module loader starts.
   return `// Made by bin/build.js (bin/client-code-cache.js): loads drce-client.cjs with its V8 code cache.
-import { readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
-import vm from "node:vm";
+"use strict";
+const { readFileSync, writeFileSync } = require("node:fs");
+const { join } = require("node:path");
+const vm = require("node:vm");
 
-const file = fileURLToPath(new URL("drce-client.cjs", import.meta.url));
-const cacheFile = new URL(${JSON.stringify(cacheName)}, import.meta.url);
+const file = join(__dirname, "drce-client.cjs");
+const cacheFile = join(__dirname, ${JSON.stringify(cacheName)});
 let cachedData;
 try {
   cachedData = readFileSync(cacheFile);
@@ -112,18 +113,17 @@ try {
   // No cache (a build that could not make one): the bundle is compiled as usual.
 }
 const script = new vm.Script(\`(function (exports, require, module, __filename, __dirname) {\${readFileSync(file, "utf8")}\\n})\`, { filename: file, ...(cachedData === undefined ? {} : { cachedData }) });
-const module = { exports: {} };
-// Made at the first package the bundle requires: a client command requires none (built-ins
-// come through process.getBuiltinModule), and making it costs 4 ms of CPU.
-let required;
-const require = (id) => (required ??= createRequire(file))(id);
-script.runInThisContext()(module.exports, require, module, file, fileURLToPath(new URL(".", import.meta.url)));
+const loaded = { exports: {} };
+// This module's own require resolves from dist/, as the bundle's would.
+script.runInThisContext()(loaded.exports, require, loaded, file, __dirname);
 
-export const { clientCommands, completionCommand, completionUsage, reportFailure } = module.exports;
+const { clientCommands, completionCommand, completionUsage, reportFailure } = loaded.exports;
 
 /** Saves the bytecode compiled so far (the build calls it once the bundle has run). */
-export function writeCodeCache() {
+function writeCodeCache() {
   writeFileSync(cacheFile, script.createCachedData());
 }
+
+module.exports = { clientCommands, completionCommand, completionUsage, reportFailure, writeCodeCache };
 `;
 }

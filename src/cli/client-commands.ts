@@ -1,7 +1,7 @@
 /**
  * The client commands (all but `serve`), each loaded when it runs, and what reports their
  * failures. The compiled command makes this module and what it imports one file of its own,
- * `dist/drce-client.cjs` (loaded with a V8 code cache by `dist/drce-client.mjs`), in which
+ * `dist/drce-client.cjs` (loaded with a V8 code cache by `dist/drce-client-loader.cjs`), in which
  * each command's module is evaluated only when its command runs: a client command reads one
  * file, where chunks shared with the server's code made it read eighteen (see bin/build.js).
  */

@@ -7,7 +7,7 @@ import { startDrce, type CliResult, type RunningDrce } from "../helpers/cli.js";
 import { startNode, until, type TestNode } from "../helpers/node.js";
 
 /*
- * `drce node ...` as a user runs it: `node bin/drce.js` in a child process against a real
+ * `drce node ...` as a user runs it: `node bin/drce.cjs` in a child process against a real
  * node on 127.0.0.1:0 that samples the host every 100 ms.
  */
 

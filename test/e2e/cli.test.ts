@@ -10,7 +10,7 @@ import { startNode, until, type TestNode } from "../helpers/node.js";
 import { liveGroupMembers } from "../helpers/proc.js";
 
 /*
- * The drce command as a user runs it: `node bin/drce.js ...` in a child process against a
+ * The drce command as a user runs it: `node bin/drce.cjs ...` in a child process against a
  * real node on 127.0.0.1:0, asserting on stdout, stderr and the exit code. Every wait is
  * a poll with a deadline.
  */
@@ -30,7 +30,7 @@ interface DrceOptions {
 let node: TestNode;
 let workDir: string;
 
-/** Starts `node bin/drce.js ARGS` against the test node, in the work dir, with piped output and no token from the caller's shell. */
+/** Starts `node bin/drce.cjs ARGS` against the test node, in the work dir, with piped output and no token from the caller's shell. */
 function start(args: readonly string[], options: DrceOptions = {}): RunningDrce {
   return startDrce(args, { server: node.url, cwd: options.cwd ?? workDir, input: options.input, env: options.env });
 }

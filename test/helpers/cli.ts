@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 /** The drce command as a user runs it. */
-export const drceBin = fileURLToPath(new URL("../../bin/drce.js", import.meta.url));
+export const drceBin = fileURLToPath(new URL("../../bin/drce.cjs", import.meta.url));
 
 /** What a finished `drce` process left: its exit code (or the signal that ended it) and everything it printed. */
 export interface CliResult {

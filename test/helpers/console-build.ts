@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 
 /*
  * The suite's global setup: nodes started by the tests (in this process through createApp, or
- * as `drce serve` children through bin/drce.js, from the sources or the bundle) serve the web
+ * as `drce serve` children through bin/drce.cjs, from the sources or the bundle) serve the web
  * console from dist/ui/. It is compiled here, once per run, when it is missing or older than
  * its sources (ui/, gen/), so that a fresh checkout tests the console it has.
  */

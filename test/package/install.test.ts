@@ -122,7 +122,11 @@ describe("npm pack", () => {
       expect.arrayContaining([
         "package.json",
         "README.md",
+        "bin/drce.cjs",
         "bin/drce.js",
+        "dist/drce.cjs",
+        "dist/drce-client.cjs",
+        "dist/drce-client-loader.cjs",
         "dist/drce.mjs",
         "dist/spawner-main.mjs",
         "dist/client.mjs",
