@@ -43,7 +43,7 @@ try {
   const results = new Map<string, { latencies: number[]; cpuMs: number; count: number }>();
   for (let round = 0; round < rounds; round++) {
     for (const [caseName, call] of Object.entries(cases)) {
-      const count = caseName === "GetTask" ? calls : Math.max(20, calls / 8);
+      const count = caseName === "GetTask" ? calls : Math.max(20, Math.floor(calls / 8));
       for (const [clientName, client] of Object.entries(clients)) {
         // Warm the connection and the code paths before each measured batch.
         for (let i = 0; i < 20; i++) await call(client, id);
@@ -62,7 +62,7 @@ try {
       }
     }
   }
-  console.log(`${calls} GetTask and ${Math.max(20, calls / 8)} SubmitTask per round, ${rounds} rounds, one node from the bundle, 127.0.0.1`);
+  console.log(`${calls} GetTask and ${Math.max(20, Math.floor(calls / 8))} SubmitTask per round, ${rounds} rounds, one node from the bundle, 127.0.0.1`);
   console.log("call | transport | median ms | client CPU ms per call");
   for (const [key, entry] of results) console.log(`${key} | ${median(entry.latencies).toFixed(3)} | ${(entry.cpuMs / entry.count).toFixed(3)}`);
   drce.close();
