@@ -1,5 +1,5 @@
 import { DrceError, ErrorCode } from "../domain/errors.js";
-import { specDigest, toStoredSpec } from "../domain/spec-json.js";
+import { storedSpecDigest, toStoredSpec } from "../domain/spec-json.js";
 import { isFinalState, TaskMode, TaskState } from "../domain/states.js";
 import { taskStatus, type TaskSpec } from "../domain/task.js";
 import { validateSpec } from "../domain/validate.js";
@@ -89,7 +89,10 @@ async function acceptTree(context: CoreContext, parts: SubmissionParts, input: T
   const tree = flatten(spec, "");
   // A user the task may not run as is refused before anything is stored.
   for (const { spec: task } of tree) sessionRunnerFor(context.sessions, task).userFor(task);
-  const digest = specDigest(spec);
+  // Each task's request is converted to its stored form once: the digest is taken over it
+  // and the store writes it.
+  const storedSpecs = tree.map(({ spec: task }) => toStoredSpec(task));
+  const digest = storedSpecDigest(storedSpecs[0]!);
 
   // Everything from here to the reservation is synchronous, so concurrent identical
   // submissions see each other: exactly one of them creates the task.
@@ -137,10 +140,10 @@ async function acceptTree(context: CoreContext, parts: SubmissionParts, input: T
       inputSize: task.input.length,
     }),
   );
-  const digests = tree.map(({ spec: task, parentId }) => (parentId === "" ? digest : specDigest(task)));
+  const digests = tree.map(({ parentId }, i) => (parentId === "" ? digest : storedSpecDigest(storedSpecs[i]!)));
   // Every task is on disk before it runs, sync or async, so that a node that dies (or a host
   // that loses power) never leaves a process it cannot account for.
-  const accepted = Promise.all(tree.map(({ spec: task }, i) => store.create({ digest: digests[i]!, spec: toStoredSpec(task) }, statuses[i]!))).then(() => undefined);
+  const accepted = Promise.all(tree.map((_, i) => store.create({ digest: digests[i]!, spec: storedSpecs[i]! }, statuses[i]!))).then(() => undefined);
   const made: TaskRecord[] = tree.map(({ spec: task, parentId }, i) => ({
     status: statuses[i]!,
     digest: digests[i]!,

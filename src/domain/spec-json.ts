@@ -118,14 +118,33 @@ export function fromStoredSpec(stored: StoredSpec): TaskSpec {
  * (so secrets do not enter it) with keys in a fixed order.
  */
 export function specDigest(spec: TaskSpec): string {
-  return createHash("sha256").update(canonicalJson(toStoredSpec(spec))).digest("hex");
+  return storedSpecDigest(toStoredSpec(spec));
 }
 
+/**
+ * The digest of {@link specDigest} from a request already in its stored form, for a caller
+ * that stores that form too and so converts the request once.
+ */
+export function storedSpecDigest(stored: StoredSpec): string {
+  return createHash("sha256").update(canonicalJson(stored)).digest("hex");
+}
+
+// Digests are kept on disk and compared with those of later submissions, so this text must
+// stay byte for byte what it was: keys in UTF-16 code unit order (the default sort's), each
+// value as JSON.stringify writes it. Built by appending, without the entry arrays and the
+// joins of a map over Object.entries, because every submission pays for it.
 function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (Array.isArray(value)) {
+    let text = "[";
+    for (let i = 0; i < value.length; i++) text += (i === 0 ? "" : ",") + canonicalJson(value[i]);
+    return text + "]";
+  }
   if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+    const record = value as Record<string, unknown>;
+    const keys = Object.keys(record).sort();
+    let text = "{";
+    for (let i = 0; i < keys.length; i++) text += (i === 0 ? "" : ",") + JSON.stringify(keys[i]) + ":" + canonicalJson(record[keys[i]!]);
+    return text + "}";
   }
   return JSON.stringify(value);
 }
