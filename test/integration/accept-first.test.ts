@@ -1,10 +1,11 @@
 import { create } from "@bufbuild/protobuf";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TaskMode, TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
-import { spawnServe, type ChildNode } from "../helpers/child-node.js";
+import { spawnServe } from "../helpers/child-node.js";
+import { trackNodeDebris } from "../helpers/node-debris.js";
 import { until } from "../helpers/node.js";
 
 /*
@@ -13,20 +14,8 @@ import { until } from "../helpers/node.js";
  * one of them was durable at its reply (a SIGKILL right after the last reply loses none).
  */
 
-const nodes: ChildNode[] = [];
-const dataDirs: string[] = [];
-const groups = new Set<number>();
-afterAll(async () => {
-  for (const node of nodes) node.kill();
-  for (const pgid of groups) {
-    try {
-      process.kill(-pgid, "SIGKILL");
-    } catch {
-      // gone already
-    }
-  }
-  for (const dir of dataDirs) await rm(dir, { recursive: true, force: true });
-});
+const { nodes, dataDirs, groups, clear } = trackNodeDebris();
+afterAll(clear);
 
 describe("async submissions to a node with a long queue", { timeout: 120_000 }, () => {
   it("are answered while queued tasks wait, and each is durable at its reply", async () => {

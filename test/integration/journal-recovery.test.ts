@@ -1,10 +1,11 @@
 import { create } from "@bufbuild/protobuf";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TaskMode, TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
-import { spawnServe, type ChildNode } from "../helpers/child-node.js";
+import { spawnServe } from "../helpers/child-node.js";
+import { trackNodeDebris } from "../helpers/node-debris.js";
 import { until } from "../helpers/node.js";
 import { liveGroupMembers } from "../helpers/proc.js";
 
@@ -15,20 +16,8 @@ import { liveGroupMembers } from "../helpers/proc.js";
  * and a third start, which must serve exactly what was acknowledged.
  */
 
-const nodes: ChildNode[] = [];
-const dataDirs: string[] = [];
-const groups = new Set<number>();
-afterAll(async () => {
-  for (const node of nodes) node.kill();
-  for (const pgid of groups) {
-    try {
-      process.kill(-pgid, "SIGKILL");
-    } catch {
-      // gone already
-    }
-  }
-  for (const dir of dataDirs) await rm(dir, { recursive: true, force: true });
-});
+const { nodes, dataDirs, groups, clear } = trackNodeDebris();
+afterAll(clear);
 
 describe("the node's journal after crashes", { timeout: 180_000 }, () => {
   it("serves every acknowledged state after a SIGKILL and a crash in the middle of the start-up checkpoint", async () => {

@@ -1,11 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import { connect } from "node:net";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TaskMode, TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
-import { spawnServe, type ChildNode } from "../helpers/child-node.js";
+import { spawnServe } from "../helpers/child-node.js";
+import { trackNodeDebris } from "../helpers/node-debris.js";
 import { until } from "../helpers/node.js";
 import { liveGroupMembers } from "../helpers/proc.js";
 
@@ -17,21 +18,9 @@ import { liveGroupMembers } from "../helpers/proc.js";
  */
 
 const graceMs = 3000;
-const nodes: ChildNode[] = [];
-const dirs: string[] = [];
-const groups = new Set<number>();
+const { nodes, dataDirs: dirs, groups, clear } = trackNodeDebris();
 
-afterAll(async () => {
-  for (const node of nodes) node.kill();
-  for (const pgid of groups) {
-    try {
-      process.kill(-pgid, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
-});
+afterAll(clear);
 
 /** Resolves to the error code of a TCP connection attempt, or "connected". */
 function tryConnect(port: number): Promise<string> {
