@@ -76,9 +76,9 @@ const command = await build({
 const dispatcherLinks = {
   name: "dispatcher-links",
   setup(plugin) {
-    plugin.onResolve({ filter: /\/client-commands\.js$/ }, () => ({ path: "client-commands", namespace: "drce-client" }));
-    plugin.onLoad({ filter: /.*/, namespace: "drce-client" }, () => ({ contents: 'module.exports = require("./drce-client-loader.cjs");\n', loader: "js" }));
-    plugin.onResolve({ filter: /^\.\/drce-client-loader\.cjs$/ }, (args) => ({ path: args.path, external: true }));
+    plugin.onResolve({ filter: /\/(client|run)-commands\.js$/ }, (args) => ({ path: args.path.endsWith("/run-commands.js") ? "run" : "client", namespace: "drce-client" }));
+    plugin.onLoad({ filter: /.*/, namespace: "drce-client" }, (args) => ({ contents: `module.exports = require("./drce-${args.path}-loader.cjs");\n`, loader: "js" }));
+    plugin.onResolve({ filter: /^\.\/drce-(client|run)-loader\.cjs$/ }, (args) => ({ path: args.path, external: true }));
     plugin.onResolve({ filter: /^\.\/(serve|report-failure)\.js$/ }, (args) => (args.importer.endsWith("/src/cli/index.ts") ? { path: "./drce.mjs", external: true } : undefined));
   },
 };
@@ -98,17 +98,21 @@ const dispatcher = await build({
 // chunks shared with the server's code made eighteen). Its commands' modules are evaluated
 // only when they run, as esbuild compiles a dynamic import within one file. A script, not
 // an ES module, so that it is loaded with a V8 code cache (see client-code-cache.js).
-const client = await build({
+const clientBundle = {
   ...common,
-  entryPoints: [{ in: "src/cli/client-commands.ts", out: "drce-client" }],
   format: "cjs",
   outExtension: { ".js": ".cjs" },
   external: serverPackages,
   // Built-ins are loaded when first used (lazy-builtins.js); the descriptors come decoded (descriptor-literals.js).
   plugins: [lazyBuiltins(), descriptorLiterals()],
   banner: { js: lazyBuiltinsBanner },
-});
-const clientLoader = writeClientLoader(new URL("../dist/", import.meta.url));
+};
+const client = await build({ ...clientBundle, entryPoints: [{ in: "src/cli/client-commands.ts", out: "drce-client" }] });
+// `drce run` (the most used command, and what `drce run --all` runs) has a file and a code
+// cache of its own, dist/drce-run.cjs: a run reads, deserialises and evaluates none of the
+// other commands' code, nor node_service.proto's descriptor (BENCHMARKS.md, "CLI start-up").
+const run = await build({ ...clientBundle, entryPoints: [{ in: "src/cli/run-commands.ts", out: "drce-run" }] });
+const clientLoader = [...writeClientLoader(new URL("../dist/", import.meta.url), "drce-client"), ...writeClientLoader(new URL("../dist/", import.meta.url), "drce-run")];
 const library = await build({
   ...common,
   entryPoints: [{ in: "src/client/index.ts", out: "client" }],
@@ -121,6 +125,7 @@ const library = await build({
 // command checks the files of what it loads ("client"); serve those of the rest too.
 const clientInputs = inputsOf(dispatcher, () => true);
 for (const input of inputsOf(client, () => true)) clientInputs.add(input);
+for (const input of inputsOf(run, () => true)) clientInputs.add(input);
 const serveInputs = inputsOf(command, () => true);
 // A node compiles the native spawner from the copy in dist/native/ (below): a changed source makes serve's bundle stale.
 serveInputs.add("src/executor/native/spawner.c");
@@ -140,7 +145,7 @@ function inputsOf(result, pick) {
 }
 
 // Chunks of earlier builds are named by other hashes; only this build's are kept.
-const outputs = new Set([command, dispatcher, client, library].flatMap((result) => Object.keys(result.metafile.outputs).map((path) => basename(path))));
+const outputs = new Set([command, dispatcher, client, run, library].flatMap((result) => Object.keys(result.metafile.outputs).map((path) => basename(path))));
 for (const name of clientLoader) outputs.add(name);
 for (const name of readdirSync(new URL("../dist", import.meta.url))) {
   if (/\.(mjs|cjs|v8cache)$/.test(name) && !outputs.has(name)) rmSync(new URL(`../dist/${name}`, import.meta.url), { force: true });

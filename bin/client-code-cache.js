@@ -15,18 +15,20 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 
 /**
- * Writes the loader of the client bundle at `dist` (a directory URL) beside it, then the
- * code cache, made by a node that loads the bundle and the `run` command's module.
+ * Writes the loader of a client bundle, `${name}.cjs` at `dist` (a directory URL), beside it
+ * as `${name}-loader.cjs`, then the code cache, made by a node that loads the bundle and runs
+ * its `run` command. Returns the names of the files written.
  */
-export function writeClientLoader(dist) {
-  const bundle = new URL("drce-client.cjs", dist);
+export function writeClientLoader(dist, name) {
+  const bundle = new URL(`${name}.cjs`, dist);
   const hash = createHash("sha256").update(readFileSync(bundle)).digest("hex").slice(0, 16);
-  const cacheName = `drce-client-${hash}.v8cache`;
-  writeFileSync(new URL("drce-client-loader.cjs", dist), loaderSource(cacheName));
-  const made = spawnSync(process.execPath, ["--input-type=module", "-e", `const { makeCodeCache } = await import(${JSON.stringify(import.meta.url)}); await makeCodeCache(${JSON.stringify(new URL("drce-client-loader.cjs", dist).href)});`], { stdio: ["ignore", "inherit", "inherit"] });
+  const cacheName = `${name}-${hash}.v8cache`;
+  const loaderName = `${name}-loader.cjs`;
+  writeFileSync(new URL(loaderName, dist), loaderSource(`${name}.cjs`, cacheName));
+  const made = spawnSync(process.execPath, ["--input-type=module", "-e", `const { makeCodeCache } = await import(${JSON.stringify(import.meta.url)}); await makeCodeCache(${JSON.stringify(new URL(loaderName, dist).href)});`], { stdio: ["ignore", "inherit", "inherit"] });
   // Without a cache the bundle still runs: it is compiled at each start, as an ES module is.
   if (made.status !== 0) rmSync(new URL(cacheName, dist), { force: true });
-  return ["drce-client-loader.cjs", cacheName];
+  return [loaderName, cacheName];
 }
 
 /**
@@ -96,15 +98,15 @@ function envelope(flags, bytes) {
   return Buffer.concat([head, bytes]);
 }
 
-function loaderSource(cacheName) {
+function loaderSource(bundleName, cacheName) {
   // CommonJS, as the dispatcher that requires it (dist/drce.cjs): no ES module loader starts.
-  return `// Made by bin/build.js (bin/client-code-cache.js): loads drce-client.cjs with its V8 code cache.
+  return `// Made by bin/build.js (bin/client-code-cache.js): loads ${bundleName} with its V8 code cache.
 "use strict";
 const { readFileSync, writeFileSync } = require("node:fs");
 const { join } = require("node:path");
 const vm = require("node:vm");
 
-const file = join(__dirname, "drce-client.cjs");
+const file = join(__dirname, ${JSON.stringify(bundleName)});
 const cacheFile = join(__dirname, ${JSON.stringify(cacheName)});
 let cachedData;
 try {

@@ -44,6 +44,12 @@ function client(name: ClientCommandName): () => Promise<Command> {
   };
 }
 
+/** The loader of `drce run`, from its own module (its own compiled file, which holds nothing of the other commands). */
+async function runOnly(): Promise<Command> {
+  const module = await import("./run-commands.js");
+  return { ...(await module.clientCommands.run()), report: module.reportFailure };
+}
+
 const commands: Readonly<Record<string, CommandEntry>> = {
   serve: {
     summary: "start a node",
@@ -56,7 +62,7 @@ const commands: Readonly<Record<string, CommandEntry>> = {
       report: async (io, command, error) => (await import("./report-failure.js")).reportFailure(io, command, error),
     }),
   },
-  run: { summary: "run a command attached: live output, stdin, exit status", load: client("run") },
+  run: { summary: "run a command attached: live output, stdin, exit status", load: runOnly },
   submit: { summary: "submit a task (async by default) and print its id", load: client("submit") },
   status: { summary: "show a task's state", load: client("status") },
   logs: { summary: "write a task's output (-f to follow)", load: client("logs") },
@@ -158,14 +164,41 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
   const onOutputError = (error: NodeJS.ErrnoException): void => {
     if (error.code !== "EPIPE") throw error;
   };
-  io.stdout.on("error", onOutputError);
+  const guarded = withOutputErrors(io, onOutputError);
   try {
-    return await main([...globals, ...args], io);
+    return await main([...globals, ...args], guarded.io);
   } catch (error) {
-    return report(io, name, error);
+    return report(guarded.io, name, error);
   } finally {
-    io.stdout.off("error", onOutputError);
+    guarded.detach();
   }
+}
+
+/**
+ * The same streams, stdout given `listener` for its errors when it is first read rather than
+ * now: a command that writes nothing to stdout (`drce run -- true`) never makes the process's
+ * stdout stream. `detach` removes the listener from a stdout that was read.
+ */
+function withOutputErrors(io: CliIo, listener: (error: NodeJS.ErrnoException) => void): { readonly io: CliIo; detach(): void } {
+  let stdout: NodeJS.WritableStream | undefined;
+  const guarded: CliIo = {
+    get stdin() {
+      return io.stdin;
+    },
+    get stdout() {
+      if (stdout === undefined) {
+        stdout = io.stdout;
+        stdout.on("error", listener);
+      }
+      return stdout;
+    },
+    get stderr() {
+      return io.stderr;
+    },
+    env: io.env,
+    ...(io.stdinFd === undefined ? {} : { stdinFd: io.stdinFd }),
+  };
+  return { io: guarded, detach: () => stdout?.off("error", listener) };
 }
 
 async function help(io: CliIo, topic: string | undefined): Promise<number> {

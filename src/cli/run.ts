@@ -30,7 +30,8 @@
  * until EOF, which closes the task's stdin. When stdin is a terminal nothing is
  * forwarded and the task's stdin is closed at once: there is no remote terminal, so an
  * interactive program could not work anyway (as with `ssh -n`). `-n`/`--no-stdin` does
- * the same for a non-terminal stdin.
+ * the same for a non-terminal stdin, and so does a stdin of `/dev/null` or an empty file
+ * (the task reads EOF at once, as it would have from the forwarded stream).
  */
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -48,6 +49,7 @@ import { gapWarning } from "./output-stream.js";
 import { writeRequestedFiles } from "./result-files.js";
 import { isFanOut, placementFromOptions, placementOptions, placementUsage } from "./placement-options.js";
 import { hasExitStatus } from "./states.js";
+import { holdsNothing } from "./empty-stdin.js";
 import { readChunks } from "./stdin.js";
 
 /** Usage of `drce run`. */
@@ -121,7 +123,9 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
   const fanOut = isFanOut(placement);
   // Files of several nodes would land on the same local path.
   if (fanOut && plan.gets.length > 0) throw new UsageError("--get reads one task's file back; it does not go with a fan-out");
-  let forwardStdin = io.stdin.isTTY !== true && values["no-stdin"] !== true;
+  // A stdin of /dev/null or an empty file is not forwarded: the task's stdin is closed at once,
+  // which its program reads as the same EOF, and the stdin stream is never made.
+  let forwardStdin = values["no-stdin"] !== true && !holdsNothing(io.stdinFd) && io.stdin.isTTY !== true;
   if (fanOut && forwardStdin) {
     // Every node gets the same stdin, so it is read whole and sent with the task.
     plan.spec.input = await readAll(io.stdin);
