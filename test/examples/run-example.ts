@@ -1,5 +1,5 @@
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { runToEnd } from "../helpers/run-to-end.js";
 
 /** The repository's root, where the examples and the package.json that names `drce/client` are. */
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -18,15 +18,7 @@ export interface ExampleResult {
 export function runExample(command: string, args: readonly string[], env: NodeJS.ProcessEnv = {}, cwd = repoRoot): Promise<ExampleResult> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   if (env["DRCE_TOKEN"] === undefined) delete childEnv["DRCE_TOKEN"];
-  const child = spawn(command, args, { cwd, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return runToEnd([command, ...args], { cwd, env: childEnv });
 }
 
 /**

@@ -1,9 +1,9 @@
-import { spawn } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runToEnd, type ProcessOutcome } from "../helpers/run-to-end.js";
 
 /*
  * bin/drce.cjs (the command the package installs) in a checkout runs the compiled bundle only
@@ -38,16 +38,8 @@ function drce(...args: string[]): ReturnType<typeof runEntry> {
 }
 
 /** Runs one of the checkout's entries with the arguments and resolves with its exit code and output. */
-function runEntry(entry: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [join(checkout, entry), ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+function runEntry(entry: string, ...args: string[]): Promise<ProcessOutcome> {
+  return runToEnd([process.execPath, join(checkout, entry), ...args]);
 }
 
 beforeEach(() => {

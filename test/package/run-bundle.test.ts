@@ -1,9 +1,9 @@
-import { spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runToEnd, type ProcessOutcome } from "../helpers/run-to-end.js";
 import { startNode, type TestNode } from "../helpers/node.js";
 
 /*
@@ -25,17 +25,9 @@ let checkout: string;
 let node: TestNode;
 let reports = 0;
 
-/** Runs a process to its end and resolves with its exit code and output. */
-function run(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(argv[0] ?? "", argv.slice(1), { cwd: checkout, env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+/** Runs a process to its end, in the copy, and resolves with its exit code and output. */
+function run(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<ProcessOutcome> {
+  return runToEnd(argv, { cwd: checkout, env });
 }
 
 /** Runs the copy's drce with the arguments against the test's node, with the start report. */
