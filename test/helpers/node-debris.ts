@@ -1,4 +1,6 @@
-import { rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { ChildNode } from "./child-node.js";
 
 /**
@@ -13,6 +15,10 @@ export interface NodeDebris {
   readonly dataDirs: string[];
   /** The process groups of tasks seen running; each is SIGKILLed at {@link NodeDebris.clear}. */
   readonly groups: Set<number>;
+  /** Makes a fresh data directory under the system's temporary directory and lists it for removal. */
+  dataDir(prefix: string): Promise<string>;
+  /** Lists a node that was started for killing, and returns it. */
+  track<T extends ChildNode>(node: T): T;
   /** Kills the nodes and the task groups, then removes the data directories. */
   clear(): Promise<void>;
 }
@@ -26,6 +32,15 @@ export function trackNodeDebris(): NodeDebris {
     nodes,
     dataDirs,
     groups,
+    async dataDir(prefix) {
+      const dir = await mkdtemp(join(tmpdir(), prefix));
+      dataDirs.push(dir);
+      return dir;
+    },
+    track(node) {
+      nodes.push(node);
+      return node;
+    },
     async clear() {
       for (const node of nodes) node.kill();
       for (const pgid of groups) {

@@ -1,7 +1,4 @@
 import { create } from "@bufbuild/protobuf";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TaskMode, TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
 import { spawnServe } from "../helpers/child-node.js";
@@ -14,15 +11,14 @@ import { until } from "../helpers/node.js";
  * one of them was durable at its reply (a SIGKILL right after the last reply loses none).
  */
 
-const { nodes, dataDirs, groups, clear } = trackNodeDebris();
-afterAll(clear);
+const debris = trackNodeDebris();
+const { groups } = debris;
+afterAll(debris.clear);
 
 describe("async submissions to a node with a long queue", { timeout: 120_000 }, () => {
   it("are answered while queued tasks wait, and each is durable at its reply", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "drce-accept-first-"));
-    dataDirs.push(dataDir);
-    const first = await spawnServe(["--data-dir", dataDir, "--max-concurrent", "1"]);
-    nodes.push(first);
+    const dataDir = await debris.dataDir("drce-accept-first-");
+    const first = debris.track(await spawnServe(["--data-dir", dataDir, "--max-concurrent", "1"]));
     await first.client.submitTask({ task: create(TaskSpecSchema, { id: "holder", command: "sleep 300", mode: TaskMode.ASYNC }) });
     const holder = await until(() => first.client.getTask({ task: "holder" }), (r) => r.result!.state === TaskState.IN_PROGRESS && r.result!.pid > 0, 20_000, "the holder running");
     groups.add(holder.result!.pid);
@@ -45,8 +41,7 @@ describe("async submissions to a node with a long queue", { timeout: 120_000 }, 
     expect(replies).toHaveLength(ids.length);
     for (const state of replies) expect([TaskState.NEW, TaskState.QUEUED]).toContain(state);
 
-    const second = await spawnServe(["--data-dir", dataDir]);
-    nodes.push(second);
+    const second = debris.track(await spawnServe(["--data-dir", dataDir]));
     for (const id of ids) {
       const reply = await second.client.getTask({ task: id });
       expect(reply.result!.id).toBe(id);
@@ -56,10 +51,8 @@ describe("async submissions to a node with a long queue", { timeout: 120_000 }, 
   });
 
   it("starts queued tasks while submissions keep coming", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "drce-accept-first-"));
-    dataDirs.push(dataDir);
-    const node = await spawnServe(["--data-dir", dataDir, "--max-concurrent", "1"]);
-    nodes.push(node);
+    const dataDir = await debris.dataDir("drce-accept-first-");
+    const node = debris.track(await spawnServe(["--data-dir", dataDir, "--max-concurrent", "1"]));
     // The one slot is held for a second; the early task queues behind it.
     await node.client.submitTask({ task: create(TaskSpecSchema, { id: "holder", command: "sleep 1", mode: TaskMode.ASYNC }) });
     await node.client.submitTask({ task: create(TaskSpecSchema, { id: "early", command: "true", mode: TaskMode.ASYNC }) });

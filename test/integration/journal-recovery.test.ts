@@ -1,6 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { mkdtemp, readdir, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TaskMode, TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
@@ -16,15 +15,14 @@ import { liveGroupMembers } from "../helpers/proc.js";
  * and a third start, which must serve exactly what was acknowledged.
  */
 
-const { nodes, dataDirs, groups, clear } = trackNodeDebris();
-afterAll(clear);
+const debris = trackNodeDebris();
+const { groups } = debris;
+afterAll(debris.clear);
 
 describe("the node's journal after crashes", { timeout: 180_000 }, () => {
   it("serves every acknowledged state after a SIGKILL and a crash in the middle of the start-up checkpoint", async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), "drce-journal-recovery-"));
-    dataDirs.push(dataDir);
-    const first = await spawnServe(["--data-dir", dataDir]);
-    nodes.push(first);
+    const dataDir = await debris.dataDir("drce-journal-recovery-");
+    const first = debris.track(await spawnServe(["--data-dir", dataDir]));
     const ids = Array.from({ length: 30 }, (_, i) => `done-${i}`);
     await Promise.all(ids.map((id, i) => first.client.submitTask({ task: create(TaskSpecSchema, { id, command: `echo ${i}`, mode: i % 2 === 0 ? TaskMode.SYNC : TaskMode.ASYNC }) })));
     for (const id of ids) await until(() => first.client.getTask({ task: id }), (reply) => reply.result!.state === TaskState.FINISHED, 20_000, `${id} finished`);
@@ -46,8 +44,7 @@ describe("the node's journal after crashes", { timeout: 180_000 }, () => {
     const journalAfter = (await readdir(join(dataDir, "journal"))).filter((name) => /^\d+\.seg$/.test(name));
     for (const name of journalBefore) expect(journalAfter).toContain(name);
 
-    const third = await spawnServe(["--data-dir", dataDir]);
-    nodes.push(third);
+    const third = debris.track(await spawnServe(["--data-dir", dataDir]));
     const listed = new Set((await third.client.listTasks({})).tasks.map((task) => task.id));
     for (const [i, id] of ids.entries()) {
       if (deleted.includes(id)) {

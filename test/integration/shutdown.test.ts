@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { connect } from "node:net";
-import { mkdtemp, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TaskMode, TaskSpecSchema, TaskState } from "../../gen/drce/v1/task_pb.js";
@@ -18,9 +17,10 @@ import { liveGroupMembers } from "../helpers/proc.js";
  */
 
 const graceMs = 3000;
-const { nodes, dataDirs: dirs, groups, clear } = trackNodeDebris();
+const debris = trackNodeDebris();
+const { groups } = debris;
 
-afterAll(clear);
+afterAll(debris.clear);
 
 /** Resolves to the error code of a TCP connection attempt, or "connected". */
 function tryConnect(port: number): Promise<string> {
@@ -37,10 +37,8 @@ function tryConnect(port: number): Promise<string> {
 describe("graceful shutdown of drce serve", { timeout: 120_000 }, () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     it(`on ${signal}: refuses new connections, terminates running groups, persists final states, ends streams, exits in time`, async () => {
-      const dataDir = await mkdtemp(join(tmpdir(), "drce-shutdown-"));
-      dirs.push(dataDir);
-      const node = await spawnServe(["--data-dir", dataDir, "--shutdown-grace", String(graceMs)]);
-      nodes.push(node);
+      const dataDir = await debris.dataDir("drce-shutdown-");
+      const node = debris.track(await spawnServe(["--data-dir", dataDir, "--shutdown-grace", String(graceMs)]));
       const port = Number(new URL(node.url).port);
 
       const ids = { group: `group-${signal}`, stubborn: `stubborn-${signal}` };
