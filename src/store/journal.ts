@@ -227,6 +227,8 @@ export function openJournal(options: JournalOptions): Journal {
   let syncing = false;
   let scheduled = false;
   let closed = false;
+  /** Set once close resolved: no checkpoint touches the segments after that. */
+  let shut = false;
   let idle: (() => void) | undefined;
   let lastDurable: Promise<void> = Promise.resolve();
   let commits = 0;
@@ -314,6 +316,8 @@ export function openJournal(options: JournalOptions): Journal {
   // Segments a checkpoint has taken to retire (a later checkpoint leaves them to it).
   const claimed = new Set<Segment>();
   const checkpoint = (flush: () => Promise<void>): Promise<void> => {
+    // Once closed, the files are left as they are: the next start replays what is in them.
+    if (shut) return Promise.resolve();
     // The segments are sealed at the call: what was appended before it is what `flush`
     // must have made durable, and what is appended after it goes to the new segment.
     if (current !== undefined && current.bytes > 0) {
@@ -373,7 +377,13 @@ export function openJournal(options: JournalOptions): Journal {
     async close() {
       closed = true;
       if (syncing || scheduled || waiting.waiters.length > 0) await new Promise<void>((resolve) => (idle = resolve));
-      await checkpointing;
+      // A checkpoint asked for while an earlier one ran is chained behind it: wait until no
+      // new one was chained, so that nothing renames or removes a segment once close resolved.
+      for (let pending = checkpointing; ; pending = checkpointing) {
+        await pending;
+        if (pending === checkpointing) break;
+      }
+      shut = true;
       for (const segment of live) {
         if (segment.fd !== undefined) closeSync(segment.fd);
         segment.fd = undefined;
