@@ -80,7 +80,8 @@ describe.skipIf(unavailable !== undefined)("a fan-out in the Run view of a manag
     await page.locator("#run-command").fill("echo placed once");
     await page.getByRole("button", { name: "Run" }).click();
     await expect.poll(() => page.locator(".run-end").textContent(), { timeout: 30_000 }).toBe("finished, exit 0");
-    expect(await terminalText(page, "output of the run")).toContain("placed once");
+    // The terminal draws what it was written on its next frame, which may come after the end line.
+    await expect.poll(() => terminalText(page, "output of the run"), { timeout: 10_000 }).toContain("placed once");
     expect(await page.locator(".run-task strong").textContent()).toMatch(/^(alpha|beta|gamma)$/);
     // One node: no per-node progress.
     expect(await page.locator(".fan-out").count()).toBe(0);
