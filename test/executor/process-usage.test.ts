@@ -159,9 +159,12 @@ describe("createGroupUsageSampler", () => {
     const busySampler = createGroupUsageSampler(busy.pid);
     const idleSampler = createGroupUsageSampler(idle.pid);
     // Poll: the first sample averages over the process's life, later ones over the interval.
-    await expect.poll(async () => (await busySampler.sample()).cpuPercent, { timeout: 10_000, interval: 200 }).toBeGreaterThan(20);
+    // The busy loop's share of a CPU depends on what else the host runs (a loaded 2-core
+    // host has given it 14 %), so the bound is only that it is seen using CPU at all,
+    // while the sleeping one is seen using none.
+    await expect.poll(async () => (await busySampler.sample()).cpuPercent, { timeout: 20_000, interval: 200 }).toBeGreaterThan(2);
     await idleSampler.sample();
-    await expect.poll(async () => (await idleSampler.sample()).cpuPercent, { timeout: 5000, interval: 100 }).toBeLessThan(5);
+    await expect.poll(async () => (await idleSampler.sample()).cpuPercent, { timeout: 5000, interval: 100 }).toBe(0);
   });
 
   it("gives zeros for a group that is gone", async () => {
