@@ -8,6 +8,7 @@ import {
   emptyHostSnapshot,
   hostFields,
   resourceUsage,
+  threadsOfLoadavg,
   type HostSampler,
   type HostSnapshot,
 } from "../../src/executor/host-sampler.js";
@@ -161,7 +162,7 @@ describe("a sampler over a synthetic /proc", () => {
       join(root, "meminfo"),
       `MemTotal:       ${8_000_000} kB\nMemFree:         ${1_000_000} kB\nMemAvailable:    ${2_000_000} kB\nSwapTotal:       ${2_000_000} kB\nSwapFree:        ${1_000_000} kB\nHugePages_Total:       0\n`,
     );
-    await writeFile(join(root, "loadavg"), "3.00 2.00 1.00 2/400 12345\n");
+    await writeFile(join(root, "loadavg"), "3.00 2.00 1.00 2/10 12345\n");
     await writeFile(join(root, "sys", "kernel", "pid_max"), "1000\n");
     await writeFile(join(root, "sys", "kernel", "threads-max"), "2000\n");
     for (const [pid, threads] of [
@@ -199,6 +200,23 @@ describe("a sampler over a synthetic /proc", () => {
     expect(s.threadsPercent).toBeCloseTo(0.5, 9);
     expect(s.loadAvg1).toBe(3);
     expect(s.loadAvgPercent).toBeCloseTo(75, 9);
+  });
+
+  it("counts the processes from the entries of procfs and the threads from /proc/loadavg, reading no process's stat line", async () => {
+    for (const pid of [1, 20, 300]) await rm(join(root, String(pid), "stat"));
+    await writeFile(join(root, "loadavg"), "0.50 0.40 0.30 1/77 999\n");
+    sampler = createHostSampler({ diskPath: root, procRoot: root });
+    const s = await sampler.refresh();
+    expect(s.processes).toBe(3);
+    expect(s.threads).toBe(77);
+    expect(s.threadsPercent).toBeCloseTo(3.85, 9);
+  });
+
+  it("reads the threads as 0 from a /proc/loadavg without its runnable/existing field", () => {
+    expect(threadsOfLoadavg("0.50 0.40 0.30 1/77 999\n")).toBe(77);
+    expect(threadsOfLoadavg("0.50 0.40 0.30\n")).toBe(0);
+    expect(threadsOfLoadavg("0.50 0.40 0.30 77 999\n")).toBe(0);
+    expect(threadsOfLoadavg("0.50 0.40 0.30 1/x 999\n")).toBe(0);
   });
 
   it("measures CPU and iowait as deltas between samples, ignoring intervals too short to mean anything", async () => {
