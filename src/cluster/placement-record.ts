@@ -82,10 +82,10 @@ type JournalRecord = { readonly put: PlacementEntry } | { readonly remove: strin
  *
  * With a journal (see {@link PlacementRecordOptions.journalDir}), a put or remove is durable
  * once its journal record is: one fdatasync of a preallocated segment, shared by every change
- * made meanwhile. The entry files then follow in the background (written atomically, not
- * synced, one write at a time) and are made durable by each checkpoint, which then retires
- * the journal's older segments; at start the journal's changes are applied over the files,
- * in order, and a checkpoint brings the files up to them.
+ * made meanwhile. The entry files are written, durably, by each checkpoint, which then retires
+ * the journal's older segments (and unsynced by a close that comes before the next one); at
+ * start the journal's changes are applied over the files, in order, and a checkpoint brings
+ * the files up to them.
  */
 export interface PlacementRecord {
   /** Reads every kept entry; an unreadable one is reported through `onBadEntry` and skipped. */
@@ -136,8 +136,9 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
   // With a journal, the entry files follow the journal off the caller's path: creating and
   // renaming a file waits for the file system's own journal on a busy disk (32 at once took
   // tens of ms), while the record's durability is its journal's. One file write runs at a
-  // time, on `fileWrites`: the rounds that bring the files up to the acknowledged changes,
-  // and the checkpoints that make them durable, so that a file never goes back to an older state.
+  // time, on `fileWrites`: the checkpoints that make the files durable, and the close's round
+  // that brings them up to the acknowledged changes, so that a file never goes back to an
+  // older state.
   // The newest appended state of each id whose file may be behind or not yet durable (its JSON, null once removed).
   const newest = new Map<string, string | null>();
   // Ids changed since the last checkpoint began (the next one makes their files durable).
@@ -189,7 +190,10 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
     // Sealed with the journal's segments: what they hold is what this checkpoint makes durable.
     const ids = [...unflushed];
     unflushed.clear();
-    for (const id of ids) checkpointed.add(id);
+    for (const id of ids) {
+      checkpointed.add(id);
+      behind.delete(id); // this checkpoint writes its file
+    }
     const flush = (): Promise<void> => {
       const written = fileWrites.then(() => writeNewest(ids, true));
       fileWrites = written.catch(() => undefined); // the failure is this checkpoint's own; later file writes still run
@@ -209,9 +213,14 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
         }
       });
   };
+  // A change's file is written by the next checkpoint (durably, from the newest change of its
+  // id) or, when the record closes before one, by the close (unsynced, as the journal still
+  // holds the change). Writing each file as its change came as well (a temp file and a rename
+  // through the thread pool, per placement) was work the checkpoint then did again: about 5 %
+  // of a manager's CPU per forwarded task. What waits meanwhile is bounded by the checkpoint's
+  // size: each change is in the journal too.
   const changed = (journal: Journal, id: string): void => {
     behind.add(id);
-    catchUp();
     if (checkpointing !== undefined || journal.liveBytes < checkpointBytes) return;
     checkpointing = checkpoint(journal)
       .catch((error: unknown) => options.onCheckpointError?.(error))
@@ -293,6 +302,7 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
     entries: () => [...byId.values()].sort((a, b) => b.placedAt - a.placedAt),
     async close() {
       await checkpointing;
+      catchUp();
       await fileWrites;
       await journal?.close();
     },

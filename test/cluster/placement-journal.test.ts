@@ -61,7 +61,7 @@ function parseTrace(text: string, root: string): string[] {
 }
 
 describe("the placement record with a journal", () => {
-  it.skipIf(strace === "")("makes a put durable by an fdatasync of its journal segment before it resolves, the entry file following unsynced", async () => {
+  it.skipIf(strace === "")("makes a put durable by an fdatasync of its journal segment before it resolves, and writes no entry file until a checkpoint or its close", async () => {
     const { root, dir, journalDir } = await freshRoot();
     const traceFile = join(root, "trace");
     const run = spawnSync(
@@ -70,17 +70,21 @@ describe("the placement record with a journal", () => {
       { cwd: repoRoot, encoding: "utf8", timeout: 60_000 },
     );
     expect(run.status, run.stderr).toBe(0);
-    expect(run.stdout).toBe("PLACED\nMOVED\n");
+    expect(run.stdout).toBe("PLACED\nMOVED\nCLOSED\n");
     const events = parseTrace(await readFile(traceFile, "utf8"), root);
     const placed = events.indexOf("PLACED");
     const moved = events.indexOf("MOVED");
+    const closed = events.indexOf("CLOSED");
     const segment = "/journal/000000000001.seg";
     // Before each acknowledgement, the segment is fdatasynced.
     expect(placed).toBeGreaterThan(0);
     expect(events.slice(0, placed)).toContain(`fsync ${segment}`);
     expect(events.slice(placed, moved)).toContain(`fsync ${segment}`);
-    // The entry's file follows, renamed into place and never synced on the way: a checkpoint does that later.
-    expect(events).toContain("rename /placements/.p1.json.tmp -> /placements/p1.json");
+    // The puts touch no entry file: the journal is the record until a checkpoint writes the files.
+    expect(events.slice(0, moved).filter((event) => event.includes("/placements"))).toEqual([]);
+    // The close, before any checkpoint, writes the entry's newest state, renamed into place and
+    // not synced: the journal still holds it, and the next start's checkpoint makes it durable.
+    expect(events.slice(moved, closed)).toContain("rename /placements/.p1.json.tmp -> /placements/p1.json");
     expect(events.filter((event) => event.startsWith("fsync /placements"))).toEqual([]);
   });
 
