@@ -145,7 +145,19 @@ export class MessageStream<O extends DescMessage> implements AsyncIterable<Messa
     if ((flags & endStreamFlag) !== 0) {
       if (this.endStream) return this.protocolError("protocol error: received extra EndStreamResponse", Code.InvalidArgument);
       this.endStream = true;
-      const end = endStreamFromJson(bytes);
+      // A call's usual end, "{}": no error, no trailers. connect's parser makes an Error (with
+      // its stack) at each call to have it ready for a malformed end, which a stream that ends
+      // well need not pay for.
+      if (bytes.length === 2 && bytes[0] === 0x7b && bytes[1] === 0x7d) {
+        this.trailers = {};
+        return;
+      }
+      let end: ReturnType<typeof endStreamFromJson>;
+      try {
+        end = endStreamFromJson(bytes);
+      } catch (error) {
+        return this.protocolError(`protocol error: ${error instanceof Error ? error.message : String(error)}`, Code.Internal);
+      }
       this.trailers = Object.fromEntries(end.metadata);
       if (end.error !== undefined) this.end(end.error);
       return;
@@ -173,8 +185,9 @@ export class MessageStream<O extends DescMessage> implements AsyncIterable<Messa
   }
 
   private protocolError(message: string, code: Code): void {
-    this.call.cancel();
+    // The error first: cancelling the stream ends the call too, and the first end is the one reported.
     this.end(new ConnectError(message, code));
+    this.call.cancel();
   }
 
   /** Ends the messages: with an error after the queued ones, or done. */

@@ -179,7 +179,21 @@ async function serveCall(call: Call): Promise<void> {
     res.off("close", left);
     call.shutdownSignal.removeEventListener("abort", shutdown);
     // Like Connect's handler, the call's signal fires when it ends, whatever the end.
-    stop(new ConnectError("the call ended", Code.Canceled));
+    stop(callEnded());
+  }
+}
+
+/**
+ * The reason a call's signal fires with at its end, made without a stack: it fires at the end
+ * of every call, the stack would only say "here", and capturing one is most of an Error's cost.
+ */
+function callEnded(): ConnectError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new ConnectError("the call ended", Code.Canceled);
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 

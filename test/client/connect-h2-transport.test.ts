@@ -102,6 +102,28 @@ describe("drce's Connect transport", () => {
     expect(trailer?.get("drce-end")).toBe("yes");
   });
 
+  it("ends a stream whose end-stream message is {} with its messages, no trailers and no error, and fails one whose end is not JSON", async () => {
+    const ending = (end: string) =>
+      serve((stream) => {
+        stream.resume();
+        stream.on("end", () => {
+          stream.respond({ ":status": 200, "content-type": "application/connect+proto" });
+          const message = envelope(0, toBinary(StreamTaskOutputResponseSchema, create(StreamTaskOutputResponseSchema, { event: { case: "result", value: { id: "only" } } })));
+          stream.end(Buffer.concat([message, envelope(2, Buffer.from(end))]));
+        });
+      });
+    const ids: string[] = [];
+    let trailer: Headers | undefined;
+    for await (const answer of client(await ending("{}")).streamTaskOutput({ task: "t" }, { onTrailer: (t: Headers) => (trailer = t) })) ids.push(answer.event.case === "result" ? answer.event.value.id : "");
+    expect(ids).toEqual(["only"]);
+    expect([...(trailer?.keys() ?? [])]).toEqual([]);
+    const error = await (async () => {
+      for await (const answer of client(await ending("{}}")).streamTaskOutput({ task: "t" })) void answer;
+    })().then(() => undefined, (e: unknown) => e as ConnectError);
+    expect(error?.code).toBeDefined();
+    expect(error?.rawMessage).toMatch(/end stream|protocol/i);
+  });
+
   it("ends a stream's iteration with the end-stream error's code and message", async () => {
     const url = await serve((stream) => {
       stream.resume();
