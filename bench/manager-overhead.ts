@@ -4,7 +4,8 @@
  * SubmitTask of `true`, sync and async, and RunTask of `true` (as `drce run -- true` sends
  * it), sent to the node directly and through the manager, alternating task by task so that
  * the load other programs put on the machine moves both alike. Prints the medians and p90s
- * of each and what the manager adds at the median.
+ * of each, what the manager adds at the median, and the manager's CPU per forwarded task
+ * (user + system of all its threads, from /proc, over each kind's tasks).
  *
  * Run: node --import tsx bench/manager-overhead.ts [--tasks N] [--profile DIR]
  *   --tasks: tasks of each kind (default 200); --profile: `node --cpu-prof` on the manager
@@ -12,6 +13,7 @@
  * The last line of stdout is the figures as JSON.
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -79,6 +81,13 @@ let manager: BenchNode | undefined;
 const figures: Record<string, number[]> = { directSync: [], managerSync: [], directAsync: [], managerAsync: [], directRun: [], managerRun: [] };
 // Mean ms from the manager's forwarding to the node's reply, per mode: what the node took as the manager saw it.
 const forwardMs: Record<string, number> = {};
+// The manager's CPU (user + system, all its threads, from /proc) per forwarded task, per mode.
+const managerCpuMs: Record<string, number> = {};
+/** A process's user + system CPU so far, in ms (10 ms ticks). */
+const cpuMsOf = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "latin1").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+};
 try {
   execFileSync(process.execPath, ["bin/build.js"], { cwd: root, stdio: "inherit" });
   node = await startBenchNode({ dataDir: join(work, "node"), nodeFlags: profileFlags("node"), args: ["--name", "node-1"] });
@@ -94,27 +103,34 @@ try {
     await runTrue(direct);
     await runTrue(through);
   }
+  const managerPid = manager.pid;
   let before = await dispatched(manager.url);
+  let cpuBefore = cpuMsOf(managerPid);
   for (let i = 0; i < tasks; i++) {
     figures["directSync"]!.push(await submitTrue(direct, TaskMode.SYNC));
     figures["managerSync"]!.push(await submitTrue(through, TaskMode.SYNC));
   }
   let after = await dispatched(manager.url);
   forwardMs["sync"] = ((after.sum - before.sum) * 1000) / (after.count - before.count);
+  managerCpuMs["sync"] = (cpuMsOf(managerPid) - cpuBefore) / tasks;
   before = after;
+  cpuBefore = cpuMsOf(managerPid);
   for (let i = 0; i < tasks; i++) {
     figures["directAsync"]!.push(await submitTrue(direct, TaskMode.ASYNC));
     figures["managerAsync"]!.push(await submitTrue(through, TaskMode.ASYNC));
   }
   after = await dispatched(manager.url);
   forwardMs["async"] = ((after.sum - before.sum) * 1000) / (after.count - before.count);
+  managerCpuMs["async"] = (cpuMsOf(managerPid) - cpuBefore) / tasks;
   before = after;
+  cpuBefore = cpuMsOf(managerPid);
   for (let i = 0; i < tasks; i++) {
     figures["directRun"]!.push(await runTrue(direct));
     figures["managerRun"]!.push(await runTrue(through));
   }
   after = await dispatched(manager.url);
   forwardMs["run"] = ((after.sum - before.sum) * 1000) / (after.count - before.count);
+  managerCpuMs["run"] = (cpuMsOf(managerPid) - cpuBefore) / tasks;
 } finally {
   await manager?.stop();
   await node?.stop();
@@ -125,4 +141,5 @@ for (const [name, { median, p90, mean }] of Object.entries(summary)) log(`${name
 const adds = (kind: string): string => (summary[`manager${kind}`]!.median - summary[`direct${kind}`]!.median).toFixed(2);
 log(`the manager adds ${adds("Sync")} ms sync, ${adds("Async")} ms async, ${adds("Run")} ms to RunTask at the median`);
 log(`forwarded calls as the manager timed them (mean): ${forwardMs["sync"]?.toFixed(2)} ms sync, ${forwardMs["async"]?.toFixed(2)} ms async, ${forwardMs["run"]?.toFixed(2)} ms RunTask (to its first event)`);
-console.log(JSON.stringify({ tasks, ...summary, forwardMs }));
+log(`the manager's CPU per forwarded task (all its threads, background included): ${managerCpuMs["sync"]?.toFixed(2)} ms sync, ${managerCpuMs["async"]?.toFixed(2)} ms async, ${managerCpuMs["run"]?.toFixed(2)} ms RunTask`);
+console.log(JSON.stringify({ tasks, ...summary, forwardMs, managerCpuMs }));
