@@ -175,13 +175,16 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
       await rename(temp, path);
     }
   };
-  const catchUp = (): void => {
-    if (catchingUp) return;
+  // A round that brings files up to the acknowledged changes: every one at a close, the
+  // removals alone after a removal (a swept or deleted task's file goes at once; a put's file
+  // waits for the checkpoint).
+  const catchUp = (all: boolean): void => {
+    if (catchingUp && !all) return;
     catchingUp = true;
     fileWrites = fileWrites.then(async () => {
       catchingUp = false;
-      const ids = [...behind];
-      behind.clear();
+      const ids = [...behind].filter((id) => all || newest.get(id) === null);
+      for (const id of ids) behind.delete(id);
       await writeNewest(ids, false).catch(() => undefined); // a file left behind is written by the next checkpoint, from the journal's newest change; the journal holds the change meanwhile
       for (const id of ids) forget(id);
     });
@@ -213,12 +216,12 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
         }
       });
   };
-  // A change's file is written by the next checkpoint (durably, from the newest change of its
-  // id) or, when the record closes before one, by the close (unsynced, as the journal still
-  // holds the change). Writing each file as its change came as well (a temp file and a rename
-  // through the thread pool, per placement) was work the checkpoint then did again: about 5 %
-  // of a manager's CPU per forwarded task. What waits meanwhile is bounded by the checkpoint's
-  // size: each change is in the journal too.
+  // A put's file is written by the next checkpoint (durably, from the newest change of its id)
+  // or, when the record closes before one, by the close (unsynced, as the journal still holds
+  // the change). Writing each file as its put came as well (a temp file and a rename through
+  // the thread pool, per placement) was work the checkpoint then did again: about 5 % of a
+  // manager's CPU per forwarded task. What waits meanwhile is bounded by the checkpoint's size:
+  // each change is in the journal too. A removal's file goes at once (unsynced), as before.
   const changed = (journal: Journal, id: string): void => {
     behind.add(id);
     if (checkpointing !== undefined || journal.liveBytes < checkpointBytes) return;
@@ -294,6 +297,7 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
       if (journal !== undefined) {
         await append(journal, { remove: id }, id, null);
         changed(journal, id);
+        catchUp(false);
         return;
       }
       await removeFile(id);
@@ -302,7 +306,7 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
     entries: () => [...byId.values()].sort((a, b) => b.placedAt - a.placedAt),
     async close() {
       await checkpointing;
-      catchUp();
+      catchUp(true);
       await fileWrites;
       await journal?.close();
     },

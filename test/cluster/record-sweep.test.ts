@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code } from "@connectrpc/connect";
 import { ClusterNodeState, NodeService } from "../../gen/drce/v1/node_service_pb.js";
 import { NodeRunStatus, PlacementMode } from "../../gen/drce/v1/task_pb.js";
 import { TaskService } from "../../gen/drce/v1/task_service_pb.js";
@@ -40,10 +41,12 @@ describe("a manager over nodes whose retention deletes finished tasks", () => {
         ["s2", NodeRunStatus.FINISHED],
       ]);
       const entry = join(manager.dataDir, "cluster", "placements", "swept-all.json");
-      expect(existsSync(entry)).toBe(true);
       expect((await tasks.client.listTasks({})).tasks.map((task) => task.id)).toContain("swept-all");
+      expect((await tasks.client.getTask({ task: "swept-all" })).result?.id).toBe("swept-all");
       await until(async () => (await tasks.client.listTasks({})).tasks.map((task) => task.id), (ids) => !ids.includes("swept-all"), 20_000, "the swept task to leave the manager's list");
-      await until(() => existsSync(entry), (present) => !present, 10_000, "the placement entry to be removed");
+      // Out of the record: routed by id no more, and no entry file (a removal takes its file at once).
+      await expect(tasks.client.getTask({ task: "swept-all" })).rejects.toMatchObject({ code: Code.NotFound });
+      expect(existsSync(entry)).toBe(false);
       // The id is free again, as on a node once its task was deleted.
       const again = await tasks.client.submitTask({ task: { id: "swept-all", command: "echo again", placement: { mode: PlacementMode.ALL, nodes: ["s1"] } } });
       expect(Buffer.from(again.result!.nodes[0]!.result!.stdout).toString()).toBe("again\n");
