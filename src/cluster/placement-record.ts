@@ -83,7 +83,8 @@ type JournalRecord = { readonly put: PlacementEntry } | { readonly remove: strin
  * With a journal (see {@link PlacementRecordOptions.journalDir}), a put or remove is durable
  * once its journal record is: one fdatasync of a preallocated segment, shared by every change
  * made meanwhile. The entry files are written, durably, by each checkpoint, which then retires
- * the journal's older segments (and unsynced by a close that comes before the next one); at
+ * the journal's older segments (and unsynced by a close that comes before the next one; a
+ * removed entry's file is removed at once); at
  * start the journal's changes are applied over the files, in order, and a checkpoint brings
  * the files up to them.
  */
@@ -136,9 +137,9 @@ export function createPlacementRecord(options: PlacementRecordOptions): Placemen
   // With a journal, the entry files follow the journal off the caller's path: creating and
   // renaming a file waits for the file system's own journal on a busy disk (32 at once took
   // tens of ms), while the record's durability is its journal's. One file write runs at a
-  // time, on `fileWrites`: the checkpoints that make the files durable, and the close's round
-  // that brings them up to the acknowledged changes, so that a file never goes back to an
-  // older state.
+  // time, on `fileWrites`: the checkpoints that make the files durable, the rounds that remove
+  // a removed entry's file, and the close's round that brings every file up to the
+  // acknowledged changes, so that a file never goes back to an older state.
   // The newest appended state of each id whose file may be behind or not yet durable (its JSON, null once removed).
   const newest = new Map<string, string | null>();
   // Ids changed since the last checkpoint began (the next one makes their files durable).
