@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { TaskSpecSchema } from "../gen/drce/v1/task_pb.js";
-import { quantile, root, startBenchNode } from "./lib.js";
+import { processCpuMs, quantile, root, startBenchNode } from "./lib.js";
 
 const option = (name: string, fallback: string): string => {
   const at = process.argv.indexOf(name);
@@ -26,14 +26,7 @@ const idleMs = Number(option("--idle-ms", "10000"));
 const nodeFlags = option("--node-flags", "").split(" ").filter((word) => word !== "");
 const serveFlags = option("--args", "").split(" ").filter((word) => word !== "");
 const log = (text: string): void => void process.stderr.write(`fanout-cold: ${text}\n`);
-const ticksPerSecond = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
 
-/** utime + stime of a process, ms. */
-function cpuMs(pid: number): number {
-  const text = readFileSync(`/proc/${pid}/stat`, "latin1");
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
-}
 
 /** VmRSS of a process, MiB. */
 function rssMiB(pid: number): number {
@@ -49,13 +42,13 @@ const warm: { wall: number; cpu: number }[] = [];
 try {
   const spec = create(TaskSpecSchema, { argv: ["uname", "-a"] });
   const one = async (): Promise<{ wall: number; cpu: number }> => {
-    const cpu = cpuMs(node.pid);
+    const cpu = processCpuMs(node.pid);
     const started = performance.now();
     for await (const _message of node.client.runTask({ task: spec })) void _message;
     const wall = performance.now() - started;
     // The node's CPU includes what follows the reply (the final record's write): let it settle.
     await sleep(300);
-    return { wall, cpu: cpuMs(node.pid) - cpu };
+    return { wall, cpu: processCpuMs(node.pid) - cpu };
   };
   for (let i = 0; i < 3; i++) await one(); // the first tasks compile the path: not counted
   for (let pair = 0; pair < pairs; pair++) {

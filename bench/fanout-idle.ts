@@ -16,7 +16,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { root, startBenchNode, waitForCluster, type BenchNode } from "./lib.js";
+import { processCpuMs, root, startBenchNode, waitForCluster, type BenchNode } from "./lib.js";
 
 const option = (name: string, fallback: string): string => {
   const at = process.argv.indexOf(name);
@@ -26,19 +26,6 @@ const nodeCount = Number(option("--nodes", "20"));
 const seconds = Number(option("--seconds", "30"));
 const extra = option("--args", "").split(" ").filter((word) => word !== "");
 const log = (text: string): void => void process.stderr.write(`fanout-idle: ${text}\n`);
-const ticksPerSecond = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-
-/** utime + stime of a process, ms; zero once it is gone. */
-function cpuMs(pid: number): number {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, "latin1");
-    // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
-    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
-  } catch {
-    return 0; // gone: it burns nothing more
-  }
-}
 
 /** A process and its children (the node's native spawner), by pid. */
 function family(pid: number): number[] {
@@ -69,10 +56,10 @@ try {
   await sleep(3000);
   const nodePids = nodes.flatMap((node) => family(node.pid));
   const managerPids = family(manager.pid);
-  const before = new Map([...nodePids, ...managerPids].map((pid) => [pid, cpuMs(pid)]));
+  const before = new Map([...nodePids, ...managerPids].map((pid) => [pid, processCpuMs(pid)]));
   const loadBefore = readFileSync("/proc/loadavg", "utf8").split(" ")[0];
   await sleep(seconds * 1000);
-  const spent = (pids: readonly number[]): number => pids.reduce((sum, pid) => sum + cpuMs(pid) - (before.get(pid) ?? 0), 0);
+  const spent = (pids: readonly number[]): number => pids.reduce((sum, pid) => sum + processCpuMs(pid) - (before.get(pid) ?? 0), 0);
   const nodesMs = spent(nodePids);
   const managerMs = spent(managerPids);
   const loadAfter = readFileSync("/proc/loadavg", "utf8").split(" ")[0];

@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -109,6 +110,21 @@ export async function startBenchNode(options: BenchNodeOptions): Promise<BenchNo
 
 /** Sleeps. */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Clock ticks per second, in which /proc gives a process's CPU times. */
+const ticksPerSecond = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+
+/** utime + stime of a process (every thread of it), ms, from /proc; zero once it is gone. */
+export function processCpuMs(pid: number): number {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "latin1");
+    // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+  } catch {
+    return 0; // gone: it burns nothing more
+  }
+}
 
 /** A field of /proc/<pid>/status in bytes (VmRSS, VmHWM). */
 export async function procMemory(pid: number, field: "VmRSS" | "VmHWM"): Promise<number> {

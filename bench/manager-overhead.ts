@@ -13,7 +13,6 @@
  * The last line of stdout is the figures as JSON.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,7 +22,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { ClusterNodeState, NodeService } from "../gen/drce/v1/node_service_pb.js";
 import { TaskMode, TaskSpecSchema, TaskState } from "../gen/drce/v1/task_pb.js";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
-import { quantile, root, sleep, startBenchNode, type BenchNode } from "./lib.js";
+import { processCpuMs, quantile, root, sleep, startBenchNode, type BenchNode } from "./lib.js";
 
 const flag = process.argv.indexOf("--tasks");
 const tasks = flag === -1 ? 200 : Number(process.argv[flag + 1]);
@@ -83,11 +82,6 @@ const figures: Record<string, number[]> = { directSync: [], managerSync: [], dir
 const forwardMs: Record<string, number> = {};
 // The manager's CPU (user + system, all its threads, from /proc) per forwarded task, per mode.
 const managerCpuMs: Record<string, number> = {};
-/** A process's user + system CPU so far, in ms (10 ms ticks). */
-const cpuMsOf = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "latin1").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-};
 try {
   execFileSync(process.execPath, ["bin/build.js"], { cwd: root, stdio: "inherit" });
   node = await startBenchNode({ dataDir: join(work, "node"), nodeFlags: profileFlags("node"), args: ["--name", "node-1"] });
@@ -105,32 +99,32 @@ try {
   }
   const managerPid = manager.pid;
   let before = await dispatched(manager.url);
-  let cpuBefore = cpuMsOf(managerPid);
+  let cpuBefore = processCpuMs(managerPid);
   for (let i = 0; i < tasks; i++) {
     figures["directSync"]!.push(await submitTrue(direct, TaskMode.SYNC));
     figures["managerSync"]!.push(await submitTrue(through, TaskMode.SYNC));
   }
   let after = await dispatched(manager.url);
   forwardMs["sync"] = ((after.sum - before.sum) * 1000) / (after.count - before.count);
-  managerCpuMs["sync"] = (cpuMsOf(managerPid) - cpuBefore) / tasks;
+  managerCpuMs["sync"] = (processCpuMs(managerPid) - cpuBefore) / tasks;
   before = after;
-  cpuBefore = cpuMsOf(managerPid);
+  cpuBefore = processCpuMs(managerPid);
   for (let i = 0; i < tasks; i++) {
     figures["directAsync"]!.push(await submitTrue(direct, TaskMode.ASYNC));
     figures["managerAsync"]!.push(await submitTrue(through, TaskMode.ASYNC));
   }
   after = await dispatched(manager.url);
   forwardMs["async"] = ((after.sum - before.sum) * 1000) / (after.count - before.count);
-  managerCpuMs["async"] = (cpuMsOf(managerPid) - cpuBefore) / tasks;
+  managerCpuMs["async"] = (processCpuMs(managerPid) - cpuBefore) / tasks;
   before = after;
-  cpuBefore = cpuMsOf(managerPid);
+  cpuBefore = processCpuMs(managerPid);
   for (let i = 0; i < tasks; i++) {
     figures["directRun"]!.push(await runTrue(direct));
     figures["managerRun"]!.push(await runTrue(through));
   }
   after = await dispatched(manager.url);
   forwardMs["run"] = ((after.sum - before.sum) * 1000) / (after.count - before.count);
-  managerCpuMs["run"] = (cpuMsOf(managerPid) - cpuBefore) / tasks;
+  managerCpuMs["run"] = (processCpuMs(managerPid) - cpuBefore) / tasks;
 } finally {
   await manager?.stop();
   await node?.stop();
