@@ -6,14 +6,20 @@
  * node's first output and its result, and the merged result; then the same task sent to
  * every node directly, all at once (the floor the nodes set, with no manager). Each round also
  * times `drce run --all -- uname -a` as a whole process and `drce --version` (the CLI's
- * start-up alone), so that what the CLI's start costs is told apart from what the fan-out costs.
+ * start-up alone), so that what the CLI's start costs is told apart from what the fan-out costs,
+ * and the CPU that the nodes (their spawners included), the manager and this caller spent
+ * during the traced call (user + system from /proc; after the reply, and again once the nodes'
+ * last writes are done).
  *
- * Run: node --import tsx bench/fanout-trace.ts [--nodes N] [--rounds N]   (default 20 and 5)
+ * Run: node --import tsx bench/fanout-trace.ts [--nodes N] [--rounds N] [--node-flags "FLAGS"] [--node-args "ARGS"]
+ *   default 20 nodes and 5 rounds; --node-flags: Node.js flags for every data node (V8 flags, to
+ *   tell their effect apart); --node-args: more `drce serve` arguments for every data node.
  * The last line of stdout is the figures as JSON (medians over the rounds, in ms).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
+import { readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -21,7 +27,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { PlacementMode, TaskSpecSchema } from "../gen/drce/v1/task_pb.js";
 import { TaskService } from "../gen/drce/v1/task_service_pb.js";
-import { quantile, root, startBenchNode, waitForCluster, type BenchNode } from "./lib.js";
+import { processCpuMs, quantile, root, sleep, startBenchNode, waitForCluster, type BenchNode } from "./lib.js";
 
 const option = (name: string, fallback: number): number => {
   const at = process.argv.indexOf(name);
@@ -29,7 +35,29 @@ const option = (name: string, fallback: number): number => {
 };
 const nodeCount = option("--nodes", 20);
 const rounds = option("--rounds", 5);
+const words = (name: string): string[] => {
+  const at = process.argv.indexOf(name);
+  return at === -1 ? [] : (process.argv[at + 1] ?? "").split(" ").filter((word) => word !== "");
+};
+const nodeFlags = words("--node-flags");
+const nodeArgs = words("--node-args");
 const log = (text: string): void => void process.stderr.write(`fanout-trace: ${text}\n`);
+
+/** The pids whose parent is `pid` (a node's spawner), from /proc. */
+function childrenOf(pid: number): number[] {
+  const parentOf = (child: string): string | undefined => {
+    try {
+      const stat = readFileSync(`/proc/${child}/stat`, "latin1");
+      return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1];
+    } catch {
+      return undefined; // gone meanwhile: not a child to count
+    }
+  };
+  return readdirSync("/proc").filter((entry) => /^[0-9]+$/.test(entry) && parentOf(entry) === String(pid)).map(Number);
+}
+
+/** utime + stime of the processes, ms. */
+const cpuOf = (pids: readonly number[]): number => pids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
 
 /** The times of one traced fan-out after its call was made, ms. */
 interface Trace {
@@ -63,13 +91,15 @@ const version: number[] = [];
 const direct: number[] = [];
 try {
   const names = Array.from({ length: nodeCount }, (_, i) => `node-${String(i + 1).padStart(2, "0")}`);
-  for (let i = 0; i < names.length; i += 4) nodes.push(...(await Promise.all(names.slice(i, i + 4).map((name) => startBenchNode({ dataDir: join(work, name), args: ["--name", name] })))));
+  for (let i = 0; i < names.length; i += 4) nodes.push(...(await Promise.all(names.slice(i, i + 4).map((name) => startBenchNode({ dataDir: join(work, name), nodeFlags, args: ["--name", name, ...nodeArgs] })))));
   manager = await startBenchNode({ dataDir: join(work, "manager"), args: ["--name", "manager", "--role", "manager", "--node-timeout-ms", "120000", ...nodes.flatMap((node) => ["--node", node.url])] });
   await waitForCluster(manager.url, nodes.length);
   const client = createClient(TaskService, createConnectTransport({ baseUrl: manager.url, httpVersion: "2" }));
   const spec = create(TaskSpecSchema, { argv: ["uname", "-a"], placement: { mode: PlacementMode.ALL } });
   for (let round = -1; round < rounds; round++) {
     await waitForCluster(manager.url, nodes.length);
+    const nodePids = nodes.flatMap((node) => [node.pid, ...childrenOf(node.pid)]);
+    const cpu0 = { nodes: cpuOf(nodePids), manager: processCpuMs(manager!.pid), self: process.cpuUsage() };
     const started = performance.now();
     const at = (): number => performance.now() - started;
     let accepted = Number.NaN;
@@ -84,6 +114,9 @@ try {
       else if (event.case === "result") result = at();
     }
     const end = at();
+    const cpu1 = { nodes: cpuOf(nodePids), manager: processCpuMs(manager!.pid), self: process.cpuUsage(cpu0.self) };
+    await sleep(400);
+    log(`cpu during the call: nodes ${(cpu1.nodes - cpu0.nodes).toFixed(0)} ms (${((cpuOf(nodePids) - cpu0.nodes) / nodes.length).toFixed(1)} per node after settling), manager ${(cpu1.manager - cpu0.manager).toFixed(0)} ms (${(processCpuMs(manager!.pid) - cpu0.manager).toFixed(0)} settled), caller ${((cpu1.self.user + cpu1.self.system) / 1000).toFixed(0)} ms`);
     if (firstOutput.size !== nodes.length || nodeResult.length !== nodes.length) throw new Error(`${firstOutput.size} nodes' output and ${nodeResult.length} node results of ${nodes.length}`);
     const outputs = [...firstOutput.values()];
     // The same task sent to every node directly, all at once: the floor the nodes set.

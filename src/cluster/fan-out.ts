@@ -7,6 +7,7 @@ import type { TaskSpec } from "../domain/task.js";
 import type { TaskView } from "../domain/view.js";
 import type { ManagerContext } from "./manager-context.js";
 import type { MergedViews } from "./merged-views.js";
+import { fanOutController } from "./fan-out-signal.js";
 import { failureReason } from "./node-failure.js";
 import { failedResult, mergeFanOut, nodeResultOf, notStartedResult, unreachableResult } from "./node-results.js";
 import { resolveNodeCount } from "./placement.js";
@@ -45,7 +46,8 @@ export function createFanOut(context: ManagerContext, views: MergedViews): FanOu
   const { members, transport, record, states, options, fanOuts, shutdown, logger } = context;
 
   const start: FanOut["start"] = (entry, spec, startShare, onResult) => {
-    const stop = new AbortController();
+    // Every node's calls listen to it (without a gather time, it is their calls' signal).
+    const stop = fanOutController();
     const onShutdown = () => stop.abort();
     shutdown.addEventListener("abort", onShutdown, { once: true });
     const items = new Map<string, NodeResult>();

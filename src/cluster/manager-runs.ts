@@ -7,6 +7,7 @@ import { specDigest } from "../domain/spec-json.js";
 import type { TaskSpec } from "../domain/task.js";
 import type { TaskView } from "../domain/view.js";
 import type { FanOut } from "./fan-out.js";
+import { fanOutSignal } from "./fan-out-signal.js";
 import type { Forwarding } from "./forwarding.js";
 import type { ManagerContext } from "./manager-context.js";
 import type { MergedViews } from "./merged-views.js";
@@ -110,11 +111,13 @@ export function createManagerRuns(context: ManagerContext, parts: RunParts): Man
       queue.push(event);
       wake?.();
     };
+    // Every node's call follows the caller's signal through this one.
+    const caller = fanOutSignal(signal);
     const { done } = fanOut.start(
       entry,
       spec,
       async (node, nodeSignal) => {
-        const call = guardUntilResult([nodeSignal, signal]);
+        const call = guardUntilResult([nodeSignal, caller.signal]);
         const startedAt = performance.now();
         let last: TaskView | undefined;
         try {
@@ -148,6 +151,7 @@ export function createManagerRuns(context: ManagerContext, parts: RunParts): Man
     let results: NodeResult[] | undefined;
     void done.then((value) => {
       results = value;
+      caller.dispose();
       wake?.();
     });
     yield { kind: "accepted", view: mergeFanOut({ id: spec.id, alias: spec.alias, mode: spec.mode, placedAt: entry.placedAt, items: entry.nodes.map((name) => ({ node: name, status: "running" as const, errorCode: 0, errorMessage: "" })) }) };

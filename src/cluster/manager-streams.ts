@@ -6,6 +6,7 @@ import type { NodeResult } from "../domain/placement.js";
 import type { StreamName } from "../domain/task.js";
 import type { TaskView } from "../domain/view.js";
 import type { ManagerContext } from "./manager-context.js";
+import { fanOutSignal } from "./fan-out-signal.js";
 import type { MergedViews } from "./merged-views.js";
 import { failedResult, mergeFanOut, nodeResultOf, unreachableResult } from "./node-results.js";
 import type { PlacementEntry } from "./placement-record.js";
@@ -43,7 +44,7 @@ export function createManagerStreams(context: ManagerContext, views: MergedViews
       queue.push(event);
       wake?.();
     };
-    const one = async (node: string): Promise<NodeResult> => {
+    const one = async (node: string, signal: AbortSignal): Promise<NodeResult> => {
       let last: TaskView | undefined;
       try {
         for await (const event of streamOne(node, id, offsets, follow, signal)) {
@@ -58,14 +59,17 @@ export function createManagerStreams(context: ManagerContext, views: MergedViews
       }
     };
     let results: NodeResult[] | undefined;
+    // Every node's stream follows the caller's signal through this one.
+    const caller = fanOutSignal(signal);
     void Promise.all(
       entry.nodes.map(async (node) => {
-        const result = await one(node);
+        const result = await one(node, caller.signal);
         push({ kind: "node-result", result });
         return result;
       }),
     ).then((value) => {
       results = value;
+      caller.dispose();
       wake?.();
     });
     for (const item of views.skippedItems(entry)) yield { kind: "node-result", result: item };
